@@ -1,0 +1,67 @@
+"""The `rig` command line.
+
+Each area owns its own click group in its own module; this file only lists them,
+so a new command area is one module plus one line in COMMANDS. Subcommands are
+imported lazily: `rig --help` stays fast and one broken area cannot hide the rest.
+
+Exit codes: 0 success, 1 the device did the wrong thing (verdict/gate failed),
+2 bad input, 3 infrastructure failure.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from rig.errors import RigError
+
+# name -> "module:attribute" of a click command or group
+COMMANDS: dict[str, str] = {
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a subcommand's module only when it is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{target} is not a click command")
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ota-rig")
+def cli() -> None:
+    """Prove ESP32 OTA updates survive power cuts, network faults and bad images."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; every RigError becomes one line on stderr and its exit code."""
+    try:
+        cli.main(args=argv, prog_name="rig", standalone_mode=False)
+    except RigError as error:
+        click.echo(f"rig: error: {error}", err=True)
+        return error.exit_code
+    except click.exceptions.Abort:
+        click.echo("rig: aborted", err=True)
+        return 130
+    except click.ClickException as error:
+        error.show()
+        return error.exit_code
+    except click.exceptions.Exit as done:
+        return int(done.exit_code or 0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""The error classes the CLI turns into one clear line and an exit code.
+
+Bad input and broken infrastructure are kept apart on purpose: a run must never
+report "the port vanished" as "the firmware failed".
+"""
+
+
+class RigError(Exception):
+    """A failure the user can act on; its message is a single line, no traceback."""
+
+    exit_code = 2
+
+
+class InputError(RigError):
+    """Bad input: farm file, image, key, CSV, CLI argument."""
+
+    exit_code = 2
+
+
+class FormatError(InputError):
+    """Bytes that are not what an ESP-IDF format says they must be."""
+
+
+class InfraError(RigError):
+    """The rig's own infrastructure failed: port gone, instrument silent, server down."""
+
+    exit_code = 3
