@@ -1,0 +1,555 @@
+"""The rig's HTTPS OTA server: what esp_https_ota talks to, with the modes its field servers have.
+
+TLS is done with `ssl.SSLObject` over memory BIOs rather than a wrapped socket, so the
+server knows exactly which ciphertext bytes carry which image bytes: every body write
+is one TLS record, announced as a `BodyCheckpoint` before it is sent. The fault proxy
+uses that to cut the connection right after a given image byte although it never
+decrypts anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import re
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import unquote, urlsplit
+
+from rig.errors import InfraError, InputError
+from rig.net.certs import CertBundle
+from rig.net.events import BodyCheckpoint, BodyProgress, EventBus
+
+MAX_RECORD = 16384  # TLS maximum plaintext per record
+_MAX_HEADER = 65536
+_RECV = 65536
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+_REDIRECT = re.compile(r"/r/(\d+)/(.+)")
+_CHUNK_FRAMING = 16  # room for "<hex>\r\n" and "\r\n" inside one record
+
+
+class Ending(Enum):
+    """How a request (or a connection that never got to one) ended."""
+
+    COMPLETE = "complete"
+    CLIENT_CLOSED = "client closed"
+    RESET = "reset"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One line of server.log."""
+
+    connection_id: int
+    peer: str
+    method: str
+    path: str
+    range_header: str | None
+    status: int
+    body_bytes: int
+    started_at: float
+    duration_s: float
+    ending: Ending
+    error: str = ""
+
+    def to_json(self) -> str:
+        fields = dataclasses.asdict(self)
+        fields["ending"] = self.ending.value
+        return json.dumps(fields, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class ServeMode:
+    """Runtime-switchable behaviour; replaced whole so a request never sees half a change."""
+
+    range_support: bool = True  # off: ignore Range, always 200 full (like openssl s_server -WWW)
+    chunked: bool = False  # Transfer-Encoding: chunked, no Content-Length
+    redirect_status: int = 301  # status of each hop of /r/<n>/<name>
+    record_size: int = MAX_RECORD  # plaintext per body write = per TLS record
+
+    def __post_init__(self) -> None:
+        if not 64 <= self.record_size <= MAX_RECORD:
+            raise InputError(f"record_size must be 64..{MAX_RECORD}, got {self.record_size}")
+        if self.redirect_status not in (301, 302, 303, 307, 308):
+            raise InputError(f"redirect_status must be a redirect code, got {self.redirect_status}")
+
+
+ImageSource = Path | Mapping[str, bytes]
+
+
+class _Unsatisfiable(Exception):
+    """The Range names no byte of the image."""
+
+
+def select_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The [start, end) a single `Range: bytes=` header asks for, None for "send it all".
+
+    Malformed and multi-range headers are ignored (200 with the whole image), as RFC 9110
+    allows; a well-formed range outside the image raises _Unsatisfiable (416).
+    """
+    if header is None or not header.startswith("bytes="):
+        return None
+    spec = header.removeprefix("bytes=").strip()
+    first, dash, last = spec.partition("-")
+    if "," in spec or not dash or not (first.isdigit() or last.isdigit()):
+        return None
+    if not first:
+        if not last.isdigit():
+            return None
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            raise _Unsatisfiable
+        return max(0, size - suffix), size
+    if not first.isdigit() or (last and not last.isdigit()):
+        return None
+    start = int(first)
+    end = int(last) + 1 if last else size
+    if end <= start:
+        return None
+    if start >= size:
+        raise _Unsatisfiable
+    return start, min(end, size)
+
+
+@dataclass
+class _Request:
+    method: str
+    target: str
+    version: str
+    headers: dict[str, str]
+
+    @property
+    def keep_alive(self) -> bool:
+        connection = self.headers.get("connection", "").lower()
+        return self.version == "HTTP/1.1" and connection != "close"
+
+
+@dataclass
+class _Response:
+    """Bytes to send: the header block, then the image slice (if any)."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    image: bytes = b""
+    start: int = 0
+    end: int = 0
+    chunked: bool = False
+
+
+_REASONS = {
+    200: "OK", 206: "Partial Content", 301: "Moved Permanently", 302: "Found", 303: "See Other",
+    307: "Temporary Redirect", 308: "Permanent Redirect", 400: "Bad Request", 404: "Not Found",
+    405: "Method Not Allowed", 416: "Range Not Satisfiable",
+}
+
+
+class _TlsStream:
+    """TLS over a socket through memory BIOs, counting the server->client wire bytes."""
+
+    def __init__(self, sock: socket.socket, context: ssl.SSLContext) -> None:
+        self._sock = sock
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
+        self.wire_out = 0
+
+    def handshake(self) -> None:
+        while True:
+            try:
+                self._tls.do_handshake()
+            except ssl.SSLWantReadError:
+                self.send_wire(self._outgoing.read())
+                if not self._fill():
+                    raise ConnectionAbortedError("client closed during the TLS handshake") from None
+            else:
+                self.send_wire(self._outgoing.read())
+                return
+
+    def recv(self) -> bytes:
+        """Plaintext from the client; b"" once it has closed (with or without close_notify)."""
+        while True:
+            try:
+                return self._tls.read(_RECV)
+            except ssl.SSLWantReadError:
+                self.send_wire(self._outgoing.read())
+                if not self._fill():
+                    return b""
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""
+
+    def encrypt(self, plaintext: bytes) -> bytes:
+        """The ciphertext for `plaintext` (plus anything TLS had queued), not yet sent."""
+        self._tls.write(plaintext)
+        return self._outgoing.read()
+
+    def send_wire(self, ciphertext: bytes) -> None:
+        if ciphertext:
+            self._sock.sendall(ciphertext)
+            self.wire_out += len(ciphertext)
+
+    def close_notify(self) -> None:
+        with contextlib.suppress(ssl.SSLError):
+            self._tls.unwrap()
+        self.send_wire(self._outgoing.read())
+
+    def _fill(self) -> bool:
+        data = self._sock.recv(_RECV)
+        if not data:
+            self._incoming.write_eof()
+            return False
+        self._incoming.write(data)
+        return True
+
+
+class OtaServer:
+    """HTTPS image server in a background thread; one thread per client connection."""
+
+    def __init__(
+        self,
+        bundle: CertBundle,
+        images: ImageSource,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        mode: ServeMode | None = None,
+        bus: EventBus | None = None,
+        log_path: Path | None = None,
+        idle_timeout: float = 30.0,
+    ) -> None:
+        self.bus = bus if bus is not None else EventBus()
+        self.mode = mode if mode is not None else ServeMode()
+        self._context = bundle.server_context()
+        self._images: ImageSource = images
+        self._host = host
+        self._requested_port = port
+        self._log_path = log_path
+        self._idle_timeout = idle_timeout
+        self._lock = threading.Lock()
+        self._records: list[RequestRecord] = []
+        self._active: set[socket.socket] = set()
+        self._threads: set[threading.Thread] = set()
+        self._listener: socket.socket | None = None
+        self._acceptor: threading.Thread | None = None
+        self._next_id = 0
+        self._port = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> OtaServer:
+        if self._listener is not None:
+            return self
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind((self._host, self._requested_port))
+        except OSError as error:
+            listener.close()
+            where = f"{self._host}:{self._requested_port}"
+            raise InfraError(f"OTA server cannot listen on {where}: {error}") from None
+        listener.listen(128)
+        self._port = listener.getsockname()[1]
+        self._listener = listener
+        self._acceptor = threading.Thread(target=self._accept_loop, name="ota-server-accept", daemon=True)
+        self._acceptor.start()
+        return self
+
+    def stop(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is None:
+            return
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+        if self._acceptor is not None:
+            self._acceptor.join(timeout=5)
+        with self._lock:
+            active, threads = list(self._active), list(self._threads)
+        for sock in active:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        for thread in threads:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> OtaServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- public state ----------------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def port(self) -> int:
+        """The bound port (valid after start())."""
+        return self._port
+
+    @property
+    def records(self) -> list[RequestRecord]:
+        with self._lock:
+            return list(self._records)
+
+    def set_images(self, images: ImageSource) -> None:
+        """Swap the image set; requests already sending keep the bytes they started with."""
+        self._images = images
+
+    def url_for(
+        self, name: str, *, redirects: int = 0, host: str | None = None, port: int | None = None
+    ) -> str:
+        """The URL a board is given; `host`/`port` override it, e.g. to go through the proxy."""
+        path = f"/r/{redirects}/{name}" if redirects else f"/{name}"
+        return f"https://{host or self._host}:{port or self._port}{path}"
+
+    # -- connection handling -----------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        listener = self._listener
+        assert listener is not None
+        while True:
+            try:
+                sock, peer = listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                self._next_id += 1
+                connection_id = self._next_id
+                self._active.add(sock)
+                thread = threading.Thread(
+                    target=self._serve_connection,
+                    args=(sock, peer, connection_id),
+                    name=f"ota-server-{connection_id}",
+                    daemon=True,
+                )
+                self._threads.add(thread)
+            thread.start()
+
+    def _serve_connection(self, sock: socket.socket, peer: tuple[str, int], connection_id: int) -> None:
+        sock.settimeout(self._idle_timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        stream = _TlsStream(sock, self._context)
+        try:
+            self._handshake(stream, peer, connection_id)
+            buffer = bytearray()
+            while True:
+                request = self._read_request(stream, buffer)
+                if request is None:
+                    break
+                keep_going = self._handle(stream, request, peer, connection_id)
+                if not keep_going:
+                    break
+            with contextlib.suppress(OSError):
+                stream.close_notify()
+        except _Done:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                sock.close()
+            with self._lock:
+                self._active.discard(sock)
+                self._threads.discard(threading.current_thread())
+
+    def _handshake(self, stream: _TlsStream, peer: tuple[str, int], connection_id: int) -> None:
+        started = time.time()
+        try:
+            stream.handshake()
+        except (OSError, ssl.SSLError) as error:
+            self._record(
+                RequestRecord(
+                    connection_id=connection_id, peer=_peer(peer), method="", path="", range_header=None,
+                    status=0, body_bytes=0, started_at=started, duration_s=time.time() - started,
+                    ending=_ending_of(error), error=f"TLS handshake: {_describe(error)}",
+                )
+            )
+            raise _Done from None
+
+    def _read_request(self, stream: _TlsStream, buffer: bytearray) -> _Request | None:
+        """The next request on the connection; None when the client closes or idles out."""
+        while b"\r\n\r\n" not in buffer:
+            if len(buffer) > _MAX_HEADER:
+                return None
+            try:
+                data = stream.recv()
+            except (OSError, ssl.SSLError):
+                return None
+            if not data:
+                return None
+            buffer += data
+        head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
+        buffer[:] = rest
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split()
+        if len(parts) != 3:
+            return _Request("", "", "HTTP/1.0", {})
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            key, _, value = line.partition(":")
+            headers[key.strip().lower()] = value.strip()
+        return _Request(parts[0], parts[1], parts[2], headers)
+
+    def _handle(
+        self, stream: _TlsStream, request: _Request, peer: tuple[str, int], connection_id: int
+    ) -> bool:
+        """Answer one request and log it; False when the connection must end."""
+        started = time.time()
+        mode = self.mode
+        response = self._respond(request, mode)
+        keep_alive = request.keep_alive and response.status < 400
+        response.headers.append(("Connection", "keep-alive" if keep_alive else "close"))
+        path = urlsplit(request.target).path
+        progress = _Progress()
+        ending, error = Ending.COMPLETE, ""
+        try:
+            stream.send_wire(stream.encrypt(_header_block(response)))
+            if request.method == "GET" and response.status in (200, 206):
+                self._send_body(stream, response, mode, _Target(path, peer[1], connection_id), progress)
+        except (OSError, ssl.SSLError) as failure:
+            ending, error = _ending_of(failure), _describe(failure)
+        self._record(
+            RequestRecord(
+                connection_id=connection_id, peer=_peer(peer), method=request.method, path=request.target,
+                range_header=request.headers.get("range"), status=response.status, body_bytes=progress.sent,
+                started_at=started, duration_s=time.time() - started, ending=ending, error=error,
+            )
+        )
+        return keep_alive and ending is Ending.COMPLETE
+
+    def _send_body(
+        self,
+        stream: _TlsStream,
+        response: _Response,
+        mode: ServeMode,
+        target: _Target,
+        progress: _Progress,
+    ) -> None:
+        """Send the body one TLS record per write, counting image bytes into `progress`."""
+        total = response.end - response.start
+        step = mode.record_size - _CHUNK_FRAMING if response.chunked else mode.record_size
+        server_port = self._port
+        for offset in range(response.start, response.end, step):
+            piece = response.image[offset : min(offset + step, response.end)]
+            plaintext = f"{len(piece):x}\r\n".encode() + piece + b"\r\n" if response.chunked else piece
+            ciphertext = stream.encrypt(plaintext)
+            self.bus.publish(
+                BodyCheckpoint(
+                    connection_id=target.connection_id, peer_port=target.peer_port, server_port=server_port,
+                    path=target.path,
+                    image_start=offset, image_end=offset + len(piece), image_size=len(response.image),
+                    wire_end=stream.wire_out + len(ciphertext),
+                )
+            )
+            stream.send_wire(ciphertext)
+            progress.sent += len(piece)
+            self.bus.publish(BodyProgress(target.connection_id, target.path, progress.sent, total))
+        if response.chunked:
+            stream.send_wire(stream.encrypt(b"0\r\n\r\n"))
+
+    def _respond(self, request: _Request, mode: ServeMode) -> _Response:
+        if request.method not in ("GET", "HEAD"):
+            status = 400 if not request.method else 405
+            return _Response(status, [("Allow", "GET, HEAD"), ("Content-Length", "0")])
+        path = unquote(urlsplit(request.target).path)
+        hop = _REDIRECT.fullmatch(path)
+        if hop is not None:
+            remaining, name = int(hop.group(1)), hop.group(2)
+            if remaining > 0:
+                host = request.headers.get("host") or f"{self._host}:{self._port}"
+                target = f"/r/{remaining - 1}/{name}" if remaining > 1 else f"/{name}"
+                headers = [("Location", f"https://{host}{target}"), ("Content-Length", "0")]
+                return _Response(mode.redirect_status, headers)
+            path = f"/{name}"
+        image = self._lookup(path.removeprefix("/"))
+        if image is None:
+            return _Response(404, [("Content-Length", "0")])
+        size = len(image)
+        headers = [("Content-Type", "application/octet-stream")]
+        if mode.range_support:
+            headers.append(("Accept-Ranges", "bytes"))
+            try:
+                selected = select_range(request.headers.get("range"), size)
+            except _Unsatisfiable:
+                return _Response(416, [("Content-Range", f"bytes */{size}"), ("Content-Length", "0")])
+        else:
+            selected = None
+        start, end = selected if selected is not None else (0, size)
+        status = 200 if selected is None else 206
+        if status == 206:
+            headers.append(("Content-Range", f"bytes {start}-{end - 1}/{size}"))
+        if mode.chunked:
+            headers.append(("Transfer-Encoding", "chunked"))
+        else:
+            headers.append(("Content-Length", str(end - start)))
+        return _Response(status, headers, image, start, end, mode.chunked)
+
+    def _lookup(self, name: str) -> bytes | None:
+        if not _NAME.fullmatch(name):
+            return None
+        images = self._images
+        if isinstance(images, Path):
+            candidate = images / name
+            try:
+                return candidate.read_bytes() if candidate.is_file() else None
+            except OSError:
+                return None
+        return images.get(name)
+
+    def _record(self, record: RequestRecord) -> None:
+        with self._lock:
+            self._records.append(record)
+            if self._log_path is not None:
+                with self._log_path.open("a", encoding="utf-8") as log:
+                    log.write(record.to_json() + "\n")
+
+
+@dataclass
+class _Progress:
+    sent: int = 0
+
+
+@dataclass(frozen=True)
+class _Target:
+    """What a body belongs to, as named in its events."""
+
+    path: str
+    peer_port: int
+    connection_id: int
+
+
+class _Done(Exception):
+    """The connection is over; already logged."""
+
+
+def _header_block(response: _Response) -> bytes:
+    lines = [f"HTTP/1.1 {response.status} {_REASONS[response.status]}", "Server: ota-rig"]
+    lines += [f"{key}: {value}" for key, value in response.headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _peer(peer: tuple[str, int]) -> str:
+    return f"{peer[0]}:{peer[1]}"
+
+
+def _ending_of(error: BaseException) -> Ending:
+    if isinstance(error, ConnectionResetError):
+        return Ending.RESET
+    if isinstance(error, BrokenPipeError | ConnectionAbortedError):
+        return Ending.CLIENT_CLOSED
+    return Ending.ERROR
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    return text.splitlines()[0] if text else type(error).__name__
