@@ -1,0 +1,90 @@
+"""LCUS-n USB relay boards (CH340 serial, 4-byte hex frames) as a power switch.
+
+Frames are ``A0 <channel> <0|1> <(A0 + channel + state) & 0xFF>`` at 9600 8N1; the
+board never acknowledges. Some multi-channel boards answer a lone ``FF`` byte with
+lines like ``CH1:ON``; single-channel boards do not, so readback is opt-in
+(`status_query`) and is_on() is None otherwise. The port is opened with pyserial's
+serial_for_url, so a device path, a by-path link, a pty or rfc2217:// all work.
+"""
+
+from __future__ import annotations
+
+import serial
+
+from rig.errors import InfraError, InputError
+from rig.power import register
+from rig.power.base import DEFAULT_OFF_SECONDS, PowerDriver
+
+FRAME_START = 0xA0
+STATUS_QUERY = b"\xff"
+
+
+def lcus_frame(channel: int, on: bool) -> bytes:
+    """The 4-byte command frame that switches one relay."""
+    state = 1 if on else 0
+    return bytes((FRAME_START, channel, state, (FRAME_START + channel + state) & 0xFF))
+
+
+@register("lcus-relay")
+class LcusRelayDriver(PowerDriver):
+    """One contact of an LCUS board; normally open, so closed = board powered."""
+
+    def __init__(
+        self,
+        *,
+        port: str,
+        channel: int = 1,
+        baudrate: int = 9600,
+        status_query: bool = False,
+        timeout_s: float = 1.0,
+        off_seconds: float = DEFAULT_OFF_SECONDS,
+    ) -> None:
+        super().__init__(off_seconds)
+        if not 1 <= channel <= 0xFE:
+            raise InputError(f"power driver lcus-relay: channel must be 1..254, not {channel}")
+        self.port = port
+        self.channel = channel
+        self.status_query = status_query
+        self.timeout_s = timeout_s
+        try:
+            self._serial = serial.serial_for_url(port, baudrate=baudrate, timeout=timeout_s)
+        except (serial.SerialException, OSError, ValueError) as error:
+            raise InfraError(f"relay port {port} cannot be opened: {error}") from None
+
+    def on(self) -> None:
+        self._write(lcus_frame(self.channel, True))
+
+    def off(self) -> None:
+        self._write(lcus_frame(self.channel, False))
+
+    def is_on(self) -> bool | None:
+        if not self.status_query:
+            return None
+        try:
+            self._serial.reset_input_buffer()
+            self._serial.write(STATUS_QUERY)
+            self._serial.flush()
+            wanted = f"CH{self.channel}:"
+            while line := self._serial.read_until(b"\n"):
+                text = bytes(line).decode("ascii", errors="replace").strip().upper()
+                if text.startswith(wanted):
+                    return text[len(wanted) :].strip() == "ON"
+        except (serial.SerialException, OSError) as error:
+            raise InfraError(f"relay at {self.port}: status query failed: {error}") from None
+        raise InfraError(
+            f"relay at {self.port} did not report CH{self.channel} within {self.timeout_s:g} s "
+            "(does this board support the FF status query?)"
+        )
+
+    def describe(self) -> str:
+        return f"lcus-relay channel {self.channel} at {self.port}: cuts power"
+
+    def close(self) -> None:
+        self._serial.close()
+
+    def _write(self, frame: bytes) -> None:
+        try:
+            self._serial.write(frame)
+            self._serial.flush()
+        except (serial.SerialException, OSError) as error:
+            raise InfraError(f"relay at {self.port}: write failed: {error}") from None

@@ -1,0 +1,81 @@
+"""Numato Lab USB relay modules (ASCII command shell over CDC serial) as a power switch.
+
+The module echoes every command, answers reads on a line of their own and ends
+with a ``>`` prompt; commands are ``relay on|off|read <n>`` terminated by CR, with
+relays 0-9 then A-V on the larger boards. Waiting for the prompt after each
+command keeps the echo out of the next reply.
+"""
+
+from __future__ import annotations
+
+import serial
+
+from rig.errors import InfraError, InputError
+from rig.power import register
+from rig.power.base import DEFAULT_OFF_SECONDS, PowerDriver
+
+RELAY_INDEX = "0123456789ABCDEFGHIJKLMNOPQRSTUV"
+PROMPT = b">"
+
+
+@register("numato-relay")
+class NumatoRelayDriver(PowerDriver):
+    """One relay of a Numato module; normally open, so on = board powered."""
+
+    def __init__(
+        self,
+        *,
+        port: str,
+        relay: int = 0,
+        baudrate: int = 19200,
+        timeout_s: float = 1.0,
+        off_seconds: float = DEFAULT_OFF_SECONDS,
+    ) -> None:
+        super().__init__(off_seconds)
+        if not 0 <= relay < len(RELAY_INDEX):
+            highest = len(RELAY_INDEX) - 1
+            raise InputError(f"power driver numato-relay: relay must be 0..{highest}, not {relay}")
+        self.port = port
+        self.relay = relay
+        self.timeout_s = timeout_s
+        try:
+            self._serial = serial.serial_for_url(port, baudrate=baudrate, timeout=timeout_s)
+        except (serial.SerialException, OSError, ValueError) as error:
+            raise InfraError(f"relay port {port} cannot be opened: {error}") from None
+
+    def on(self) -> None:
+        self._command("on")
+
+    def off(self) -> None:
+        self._command("off")
+
+    def is_on(self) -> bool | None:
+        lines = self._command("read")
+        for line in lines:
+            if line in ("on", "off"):
+                return line == "on"
+        raise InfraError(f"Numato relay at {self.port} answered 'relay read' with {lines!r}")
+
+    def describe(self) -> str:
+        return f"numato-relay relay {self.relay} at {self.port}: cuts power"
+
+    def close(self) -> None:
+        self._serial.close()
+
+    def _command(self, verb: str) -> list[str]:
+        """Send `relay <verb> <n>`; return the reply lines with the echo removed."""
+        command = f"relay {verb} {RELAY_INDEX[self.relay]}"
+        try:
+            self._serial.reset_input_buffer()
+            self._serial.write(command.encode("ascii") + b"\r")
+            self._serial.flush()
+            reply = self._serial.read_until(PROMPT)
+        except (serial.SerialException, OSError) as error:
+            raise InfraError(f"Numato relay at {self.port}: {command!r} failed: {error}") from None
+        if not reply.endswith(PROMPT):
+            raise InfraError(
+                f"Numato relay at {self.port} did not answer {command!r} within {self.timeout_s:g} s"
+            )
+        text = reply[: -len(PROMPT)].decode("ascii", errors="replace")
+        lines = [line.strip().lower() for line in text.replace("\r", "\n").split("\n")]
+        return [line for line in lines if line and line != command.lower()]
