@@ -19,6 +19,9 @@ from rig.errors import RigError
 
 # name -> "module:attribute" of a click command or group
 COMMANDS: dict[str, str] = {
+    "partitions": "rig.esp.cli_tables:partitions",
+    "otadata": "rig.esp.cli_tables:otadata",
+    "flash-image": "rig.esp.cli_tables:flash_image",
 }
 
 
