@@ -1,0 +1,184 @@
+"""One board under test: console, power, flash, and the PROTOCOL.md conversation.
+
+Everything here works the same for a DevKitC on a USB hub and for a virtual-lab
+twin, because both are reached through the same seams (serial URL, power driver,
+esptool).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from rig.console import Console
+from rig.errors import InfraError, InputError
+from rig.esp.otadata import OtaData
+from rig.esp.partitions import PartitionTable
+from rig.farm import BoardSpec, Farm
+from rig.flashing import FlashTarget, erase_regions, read_flash, write_regions
+from rig.power import create_driver
+from rig.power.base import PowerDriver
+
+DEFAULT_TABLE = Path(__file__).resolve().parent.parent / "fixtures" / "partitions" / "two_ota_large.csv"
+TABLE_OFFSET = 0x8000
+READY = re.compile(r"rig_agent: ready version=(?P<version>\S+) running=(?P<running>\S+) state=(?P<state>\S+)")
+REPLY = re.compile(r"rig_agent: (?P<verdict>ok|error) (?P<command>\S+)(?: (?P<details>.*))?$")
+STATUS = re.compile(r"rig_agent: status (?P<fields>.*)$")
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The `ready` marker: the app is up and accepts console commands."""
+
+    version: str
+    running: str
+    state: str
+    line_index: int
+
+
+def load_table(spec: BoardSpec, farm: Farm) -> PartitionTable:
+    """The board's partition table: its farm entry's CSV (relative to the farm file) or the default."""
+    if spec.partition_table is None:
+        path = DEFAULT_TABLE
+    else:
+        path = Path(spec.partition_table)
+        if not path.is_absolute() and farm.path is not None:
+            path = farm.path.parent / path
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        raise InputError(f"board {spec.name}: partition table {path} cannot be read") from None
+    return PartitionTable.from_csv(text, flash_size=spec.flash_size, source=str(path))
+
+
+class Board:
+    """A board of the farm, opened for one scenario."""
+
+    def __init__(self, farm: Farm, spec: BoardSpec, artifacts: Path) -> None:
+        self.farm = farm
+        self.spec = spec
+        self.name = spec.name
+        self.artifacts = artifacts
+        artifacts.mkdir(parents=True, exist_ok=True)
+        self.table = load_table(spec, farm)
+        self.console = Console(spec.serial, spec.baud, artifacts / "serial.log", name=spec.name)
+        self.esptool_log = artifacts / "esptool.log"
+        self.flash_target = FlashTarget(spec.name, spec.serial, spec.flash_baud, spec.reset, spec.chip)
+        self._power: PowerDriver | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def open(self) -> Board:
+        self.console.open()
+        return self
+
+    def close(self) -> None:
+        if self._power is not None:
+            self._power.close()
+            self._power = None
+        self.console.shutdown()
+
+    def __enter__(self) -> Board:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- power -----------------------------------------------------------------------
+
+    @property
+    def power(self) -> PowerDriver:
+        """The board's power driver; boards without one fall back to a DTR/RTS reset."""
+        if self._power is None:
+            spec = self.farm.power_spec(self.spec) or {"driver": "dtr-rts", "port": self.spec.serial}
+            self._power = create_driver(spec)
+        return self._power
+
+    # -- flash -----------------------------------------------------------------------
+
+    def prepare(self, app: bytes, *, ready_timeout: float = 20.0) -> Ready:
+        """Known state: table written, otadata and NVS erased, `app` in ota_0, other slots blank.
+
+        Then reset and wait for the app's `ready` marker from ota_0.
+        """
+        slots = self.table.ota_slots
+        if not slots:
+            raise InputError(f"board {self.name}: the partition table has no OTA slots")
+        if len(app) > slots[0].size:
+            raise InputError(f"board {self.name}: image of {len(app)} bytes does not fit {slots[0].name}")
+        erase = [(slot.offset, 0x1000) for slot in slots[1:]]
+        for name in ("otadata", "nvs"):
+            with contextlib.suppress(InputError):
+                part = self.table.find(name)
+                erase.append((part.offset, part.size))
+        with self.console.released():
+            write_regions(
+                self.flash_target,
+                [(TABLE_OFFSET, self.table.to_binary()), (slots[0].offset, app)],
+                self.esptool_log,
+            )
+            erase_regions(self.flash_target, erase, self.esptool_log)
+        return self.reset_and_wait_ready(ready_timeout)
+
+    def read_otadata(self) -> OtaData:
+        """Read otadata back with esptool (the board is reset into download mode and back)."""
+        part = self.table.otadata
+        if part is None:
+            raise InputError(f"board {self.name}: the partition table has no otadata partition")
+        with self.console.released():
+            raw = read_flash(self.flash_target, part.offset, part.size, self.esptool_log)
+        (self.artifacts / "otadata.bin").write_bytes(raw)
+        return OtaData.from_bytes(raw)
+
+    # -- console conversation ---------------------------------------------------------
+
+    def reset(self) -> int:
+        """Pulse EN through RTS; returns the console mark before the reset."""
+        mark = self.console.mark()
+        self.console.pulse_reset()
+        return mark
+
+    def wait_ready(self, timeout: float, since: int) -> Ready | None:
+        found = self.console.wait_for(READY, timeout, since)
+        if found is None:
+            return None
+        index = self._index_of(found, since)
+        return Ready(found["version"], found["running"], found["state"], index)
+
+    def reset_and_wait_ready(self, timeout: float) -> Ready:
+        mark = self.reset()
+        ready = self.wait_ready(timeout, mark)
+        if ready is None:
+            raise InfraError(f"board {self.name}: no 'rig_agent: ready' within {timeout:.0f} s after reset")
+        return ready
+
+    def command(self, text: str, timeout: float = 5.0) -> str:
+        """Send a PROTOCOL.md command; returns its `ok` details. An `error` reply raises InputError."""
+        word = text.split()[0]
+        mark = self.console.send_line(text)
+        reply = self.console.wait_for(
+            re.compile(rf"rig_agent: (ok|error) {re.escape(word)}(?: |$)"), timeout, mark
+        )
+        if reply is None:
+            raise InfraError(f"board {self.name}: no reply to {word!r} within {timeout:.0f} s")
+        line = self.console.lines(mark)
+        parsed = next((REPLY.search(entry.text) for entry in line if REPLY.search(entry.text)), None)
+        if parsed is None or parsed["verdict"] == "error":
+            raise InputError(f"board {self.name}: {word} refused: {reply.string.split(word, 1)[-1].strip()}")
+        return parsed["details"] or ""
+
+    def status(self, timeout: float = 5.0) -> dict[str, str]:
+        """The status line's key=value fields (PROTOCOL.md §1)."""
+        mark = self.console.send_line("status")
+        found = self.console.wait_for(STATUS, timeout, mark)
+        if found is None:
+            raise InfraError(f"board {self.name}: no status line within {timeout:.0f} s")
+        return dict(field.split("=", 1) for field in found["fields"].split() if "=" in field)
+
+    def _index_of(self, match: re.Match[str], since: int) -> int:
+        for line in self.console.lines(since):
+            if line.text == match.string:
+                return line.index
+        return since
