@@ -1,0 +1,90 @@
+"""A twin board's build configuration: the sdkconfig choices that change what the
+bootloader and the app decide, plus the lab's timing knobs.
+
+Real boards get these from Kconfig at build time; a twin gets them from a dict
+(a YAML section of the farm file), so one lab can hold boards built differently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from enum import Enum
+from typing import Any
+
+from rig.errors import InputError
+
+
+class SignedUpdates(Enum):
+    """`CONFIG_SECURE_SIGNED_APPS_NO_SECURE_BOOT` and its scheme (facts §5.4)."""
+
+    NONE = "none"
+    RSA3072 = "rsa3072"
+    ECDSA256_V1 = "ecdsa256-v1"
+
+
+@dataclass(frozen=True)
+class KeepAlive:
+    """TCP keep-alive of the OTA connection (esp_http_client keep_alive_*)."""
+
+    idle_s: float = 5.0
+    interval_s: float = 5.0
+    count: int = 3
+
+    @property
+    def give_up_s(self) -> float:
+        """How long a silent link lasts before lwIP aborts the socket."""
+        return self.idle_s + self.interval_s * self.count
+
+
+@dataclass(frozen=True)
+class BoardConfig:
+    """Everything a twin needs to behave like one particular ESP-IDF build."""
+
+    rollback: bool = True
+    anti_rollback: bool = False
+    signed_updates: SignedUpdates = SignedUpdates.NONE
+    signed_on_boot: bool = False
+    chip_rev_full: int = 300
+    flash_size: int = 4 * 1024 * 1024
+    table_offset: int = 0x8000
+    log_colors: bool = False
+    idf_version: str = "v5.5.5"
+    http_timeout_ms: int = 5000
+    keepalive: KeepAlive = field(default_factory=KeepAlive)
+    task_wdt_timeout_ms: int = 5000
+    firmware: str = "reference"
+    firmware_overrides: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.anti_rollback and not self.rollback:
+            raise InputError("anti_rollback needs rollback (CONFIG_BOOTLOADER_APP_ANTI_ROLLBACK)")
+        if self.signed_on_boot and self.signed_updates is not SignedUpdates.ECDSA256_V1:
+            raise InputError("signed_on_boot without hardware secure boot exists only for ecdsa256-v1")
+
+    def model_for(self, project_name: str) -> str:
+        """The firmware model that runs an image of this project."""
+        return self.firmware_overrides.get(project_name, self.firmware)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BoardConfig:
+        """Build from a YAML/dict section; unknown keys are errors, not silently ignored."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InputError(f"unknown board config key(s): {', '.join(unknown)}")
+        values: dict[str, Any] = dict(data)
+        try:
+            if "signed_updates" in values:
+                values["signed_updates"] = SignedUpdates(str(values["signed_updates"]))
+            if "keepalive" in values and not isinstance(values["keepalive"], KeepAlive):
+                values["keepalive"] = KeepAlive(**dict(values["keepalive"]))
+            if "firmware_overrides" in values:
+                overrides = values["firmware_overrides"].items()
+                values["firmware_overrides"] = {str(k): str(v) for k, v in overrides}
+            for name in ("flash_size", "table_offset", "chip_rev_full"):
+                if isinstance(values.get(name), str):
+                    values[name] = int(values[name], 0)
+            return cls(**values)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"bad board config: {exc}") from exc
