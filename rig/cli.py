@@ -22,6 +22,9 @@ COMMANDS: dict[str, str] = {
     "partitions": "rig.esp.cli_tables:partitions",
     "otadata": "rig.esp.cli_tables:otadata",
     "flash-image": "rig.esp.cli_tables:flash_image",
+    "image": "rig.esp.cli_image:image",
+    "keys": "rig.esp.cli_image:keys",
+    "images": "rig.images.cli:images",
 }
 
 
