@@ -1,0 +1,273 @@
+"""`Esp32Chip`: flash, eFuses, UART0, the power state and one CPU thread.
+
+The CPU thread runs one *boot* at a time: ROM banner, then the serial download
+loader or the flash-boot hook (the 2nd-stage bootloader and app, supplied by the
+caller). Power changes, the EN pin and software resets end the current boot by
+bumping a generation counter and waking every waiter; the running code then
+unwinds with `PowerLost`/`ChipReset` from its next `Cpu` call or flash chunk.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from twin import rom_loader
+from twin.autoreset import DevKitAutoReset
+from twin.cpu import Activity, ChipReset, Cpu, ResetReason
+from twin.efuse import DEFAULT_MAC, Efuse
+from twin.flash import DEFAULT_SIZE, NorFlash, PowerLost
+from twin.power import BROWNOUT_VOLTS, POWER_ON_VOLTS
+from twin.uart import PtyEndpoint, Rfc2217Server, Uart
+
+# EN rises through an RC on a DevKitC: a DTR/RTS pair that changes one line at a
+# time (RFC2217 clients do) still lands in download mode if IO0 goes low while EN
+# is rising. IO0 low in this window -> download boot; window over -> flash boot.
+STRAP_WINDOW_S = 0.3
+HELD_IN_RESET_AMPS = 0.02
+BOOTLOADER_OFFSET = 0x1000
+# How often the ROM complains about a blank bootloader before the RTC WDT bites.
+_INVALID_HEADER_REPEATS = 5
+_INVALID_HEADER_PERIOD_S = 0.2
+
+DOWNLOAD_STRAP = "0x3 (DOWNLOAD_BOOT(UART0/UART1/SDIO_REI_REO_V2))"
+FLASH_STRAP = "0x13 (SPI_FAST_FLASH_BOOT)"
+_SPI_MODES = {0: "QIO", 1: "QOUT", 2: "DIO", 3: "DOUT"}
+_CLOCK_DIVS = {0x0: 2, 0x1: 3, 0x2: 4, 0xF: 1}
+
+FlashBoot = Callable[[Cpu], None]
+
+
+class PowerState(Enum):
+    OFF = "off"
+    BROWNOUT = "brownout"
+    ON = "on"
+
+
+@dataclass(frozen=True)
+class _Boot:
+    reason: ResetReason
+    strap_window: bool
+
+
+class Esp32Chip:
+    """A twin ESP32 (ECO3 by default) on a DevKitC; implements `twin.power.PoweredDevice`."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        flash_boot: FlashBoot,
+        *,
+        flash_size: int = DEFAULT_SIZE,
+        mac: bytes = DEFAULT_MAC,
+        revision: tuple[int, int] = (3, 0),
+        log_colours: bool = False,
+    ) -> None:
+        self.condition = threading.Condition()
+        self.flash = NorFlash(state_dir / "flash.bin", flash_size, power_ok=self._boot_alive)
+        self.flash.on_cut = self._injected_cut
+        self.efuse = Efuse(state_dir / "efuse.json", mac, *revision)
+        self.uart = Uart(self.condition)
+        self.lines = DevKitAutoReset(self)
+        self.log_colours = log_colours
+        self.activity = Activity.IDLE
+        self.generation = 0
+        self._flash_boot = flash_boot
+        self._running_generation = -1
+        self._stop: PowerLost | ChipReset = PowerLost("not powered yet")
+        self._power = PowerState.OFF
+        self._en_high = True
+        self._io0_high = True
+        self._pending: _Boot | None = None
+        self._closed = False
+        self._servers: list[Rfc2217Server | PtyEndpoint] = []
+        self._thread = threading.Thread(target=self._cpu_loop, name="twin-cpu", daemon=True)
+        self._thread.start()
+
+    # -- PoweredDevice -------------------------------------------------------------
+
+    def supply_changed(self, volts: float) -> None:
+        with self.condition:
+            before = self._power
+            if volts < POWER_ON_VOLTS:
+                self._power = PowerState.OFF
+            elif volts < BROWNOUT_VOLTS:
+                self._power = PowerState.BROWNOUT
+            else:
+                self._power = PowerState.ON
+            if self._power is before:
+                return
+            if before is PowerState.ON:
+                self._end_boot(PowerLost(f"supply dropped to {volts:.2f} V"))
+            if self._power is PowerState.ON and self._en_high:
+                reason = (
+                    ResetReason.RTCWDT_BROWN_OUT_RESET
+                    if before is PowerState.BROWNOUT
+                    else ResetReason.POWERON_RESET
+                )
+                self._pending = _Boot(reason, strap_window=True)
+            self._update_rx()
+            self.condition.notify_all()
+
+    def current_draw_amps(self) -> float:
+        if self._power is PowerState.OFF:
+            return 0.0
+        if self._power is PowerState.BROWNOUT or not self._en_high or not self._running():
+            return HELD_IN_RESET_AMPS
+        return float(self.activity.value)
+
+    @property
+    def power_state(self) -> PowerState:
+        return self._power
+
+    # -- StrapPins (driven by the auto-reset circuit) ------------------------------
+
+    def set_pins(self, en_high: bool, io0_high: bool) -> None:
+        with self.condition:
+            self._io0_high = io0_high
+            if en_high != self._en_high:
+                self._en_high = en_high
+                if self._power is PowerState.ON:
+                    if en_high:
+                        # On ESP32 the EN pin is a chip power-on reset.
+                        self._pending = _Boot(ResetReason.POWERON_RESET, strap_window=True)
+                    else:
+                        self._end_boot(ChipReset(None))
+                self._update_rx()
+            self.condition.notify_all()
+
+    # -- hooks for Cpu -------------------------------------------------------------
+
+    def stop_exception(self) -> PowerLost | ChipReset:
+        return self._stop
+
+    def request_reset(self, reason: ResetReason, generation: int) -> None:
+        """A reset from running code: end that boot and boot again with `reason`."""
+        with self.condition:
+            if generation != self.generation:
+                return
+            self._end_boot(ChipReset(reason))
+            self._pending = _Boot(reason, strap_window=False)
+            self._update_rx()
+            self.condition.notify_all()
+
+    # -- host conveniences ---------------------------------------------------------
+
+    def serve_rfc2217(self, port: int = 0) -> Rfc2217Server:
+        server = Rfc2217Server(self.uart, self.lines, port)
+        self._servers.append(server)
+        return server
+
+    def serve_pty(self) -> PtyEndpoint:
+        endpoint = PtyEndpoint(self.uart)
+        self._servers.append(endpoint)
+        return endpoint
+
+    def close(self) -> None:
+        for server in self._servers:
+            server.close()
+        with self.condition:
+            self._closed = True
+            self._end_boot(PowerLost("chip closed"))
+            self.condition.notify_all()
+        self._thread.join(timeout=10)
+        self.flash.close()
+
+    # -- internals -----------------------------------------------------------------
+
+    def _running(self) -> bool:
+        return self._running_generation == self.generation
+
+    def _boot_alive(self) -> bool:
+        return self._running() or threading.current_thread() is not self._thread
+
+    def _end_boot(self, stop: PowerLost | ChipReset) -> None:
+        """Caller holds the condition."""
+        self.generation += 1
+        self._stop = stop
+        self._pending = None
+        self.uart.clear_rx()
+
+    def _update_rx(self) -> None:
+        self.uart.receiving = self._power is PowerState.ON and self._en_high
+
+    def _injected_cut(self) -> None:
+        """`NorFlash.cut_at` fired: a power glitch; the chip reboots from power-on."""
+        with self.condition:
+            self._end_boot(PowerLost("injected power cut"))
+            if self._power is PowerState.ON and self._en_high:
+                self._pending = _Boot(ResetReason.POWERON_RESET, strap_window=True)
+            self.condition.notify_all()
+
+    def _cpu_loop(self) -> None:
+        while True:
+            with self.condition:
+                self.condition.wait_for(lambda: self._pending is not None or self._closed)
+                if self._closed:
+                    return
+                boot = self._pending
+                assert boot is not None
+                self._pending = None
+                self._running_generation = self.generation
+                cpu = Cpu(self, self.generation, boot.reason)
+            try:
+                self._run_boot(cpu, boot)
+                cpu.halt()
+            except (PowerLost, ChipReset):
+                pass
+            except Exception:
+                # Code on the CPU crashed in Python: a twin bug, not chip behaviour.
+                traceback.print_exc(file=sys.stderr)
+            finally:
+                self.activity = Activity.IDLE
+
+    def _run_boot(self, cpu: Cpu, boot: _Boot) -> None:
+        if boot.strap_window:
+            with self.condition:
+                self.condition.wait_for(
+                    lambda: not self._io0_high or not cpu.alive(), timeout=STRAP_WINDOW_S
+                )
+        cpu.check()
+        cpu.set_activity(Activity.BOOT)
+        download = not self._io0_high
+        rom_date = "Jul 29 2019 12:21:46" if self.efuse.revision[0] >= 3 else "Jun  8 2016 00:22:57"
+        strap = DOWNLOAD_STRAP if download else FLASH_STRAP
+        cpu.uart_write(
+            f"ets {rom_date}\r\n\r\nrst:{boot.reason.value:#x} ({boot.reason.name}),boot:{strap}\r\n".encode()
+        )
+        if download:
+            cpu.uart_write(b"waiting for download\r\n")
+            rom_loader.run(cpu)
+        self.run_flash_boot(cpu)
+
+    def run_flash_boot(self, cpu: Cpu) -> None:
+        """The ROM's SPI boot: print its load lines for the bootloader image, then jump."""
+        header = self.flash.read(BOOTLOADER_OFFSET, 24)
+        if header[0] != 0xE9:
+            for _ in range(_INVALID_HEADER_REPEATS):
+                cpu.uart_write(f"invalid header: {struct.unpack_from('<I', header)[0]:#010x}\r\n".encode())
+                cpu.sleep(_INVALID_HEADER_PERIOD_S)
+            cpu.reset(ResetReason.RTCWDT_RTC_RESET)
+        lines = [
+            "configsip: 0, SPIWP:0xee",
+            "clk_drv:0x00,q_drv:0x00,d_drv:0x00,cs0_drv:0x00,hd_drv:0x00,wp_drv:0x00",
+            f"mode:{_SPI_MODES.get(header[2], 'DIO')}, clock div:{_CLOCK_DIVS.get(header[3] & 0xF, 2)}",
+        ]
+        offset = BOOTLOADER_OFFSET + 24
+        for _ in range(header[1]):
+            address, length = struct.unpack("<II", self.flash.read(offset, 8))
+            lines.append(f"load:{address:#010x},len:{length}")
+            offset += 8 + length
+            if offset >= self.flash.size:
+                break
+        lines.append(f"entry {struct.unpack_from('<I', header, 4)[0]:#010x}")
+        cpu.uart_write("".join(line + "\r\n" for line in lines).encode())
+        cpu.set_activity(Activity.IDLE)
+        self._flash_boot(cpu)
+
