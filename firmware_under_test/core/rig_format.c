@@ -94,8 +94,7 @@ void rig_reply_error(const rig_out_t *out, const char *name, const char *reason)
 void rig_emit_status(const rig_out_t *out, const rig_status_t *s)
 {
     emit(out, RIG_LEVEL_INFO, RIG_TAG,
-         "status running=%s boot=%s version=%s secure_version=%u efuse_secure_version=%u state=%s "
-         "behaviour=%s ota=%s",
+         "status running=%s boot=%s version=%s secure_version=%u efuse_secure_version=%u state=%s behaviour=%s ota=%s",
          s->running, s->boot, s->version, (unsigned)s->secure_version, (unsigned)s->efuse_secure_version,
          rig_state_name(s->state), rig_behaviour_name(s->behaviour), rig_ota_phase_name(s->ota));
 }
