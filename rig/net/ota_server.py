@@ -112,12 +112,11 @@ def select_range(header: str | None, size: int) -> tuple[int, int] | None:
     if not first.isdigit() or (last and not last.isdigit()):
         return None
     start = int(first)
-    end = int(last) + 1 if last else size
-    if end <= start:
+    if last and int(last) < start:
         return None
     if start >= size:
         raise _Unsatisfiable
-    return start, min(end, size)
+    return start, (min(int(last) + 1, size) if last else size)
 
 
 @dataclass
