@@ -1,0 +1,114 @@
+"""An in-process twin board flashed with a merged image, and its console."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from rig.esp.flashimage import flash_regions
+from rig.esp.otadata import OtaData
+from rig.esp.partitions import PartitionTable
+from rig.esp.testimage import make_test_app
+from twin.board import TwinBoard
+from twin.config import BoardConfig, KeepAlive
+
+TWO_OTA_LARGE = """\
+nvs,      data, nvs,     ,        0x6000,
+otadata,  data, ota,     ,        0x2000,
+phy_init, data, phy,     ,        0x1000,
+ota_0,    app,  ota_0,   ,        1700K,
+ota_1,    app,  ota_1,   ,        1700K,
+"""
+WAIT_S = 20.0
+
+
+@dataclass
+class Console:
+    """Everything the board printed, searchable while it keeps printing."""
+
+    board: TwinBoard
+    text: str = ""
+    mark: int = 0
+    cond: threading.Condition = field(default_factory=threading.Condition)
+
+    def __post_init__(self) -> None:
+        self.board.chip.uart.attach(self._sink)
+
+    def _sink(self, data: bytes) -> None:
+        with self.cond:
+            self.text += data.decode("utf-8", "replace").replace("\r\n", "\n")
+            self.cond.notify_all()
+
+    def expect(self, pattern: str, timeout: float = WAIT_S) -> re.Match[str]:
+        """Wait for `pattern` after the last match; later expects continue after it."""
+        regex = re.compile(pattern, re.M)
+        found: list[re.Match[str]] = []
+
+        def check() -> bool:
+            m = regex.search(self.text, self.mark)
+            if m:
+                found.append(m)
+            return m is not None
+
+        with self.cond:
+            if not self.cond.wait_for(check, timeout):
+                raise AssertionError(f"{pattern!r} not seen; console after mark:\n{self.text[self.mark:][-3000:]}")
+            self.mark = found[0].end()
+            return found[0]
+
+    def since(self, start: int) -> str:
+        return self.text[start:]
+
+    def send(self, line: str) -> None:
+        self.board.chip.uart.feed(line.encode() + b"\n")
+
+
+@dataclass
+class Lab:
+    board: TwinBoard
+    console: Console
+    table: PartitionTable
+
+    def otadata(self) -> OtaData:
+        part = self.table.otadata
+        assert part is not None
+        return OtaData.from_bytes(self.board.chip.flash.read(part.offset, part.size))
+
+    def power_cycle(self) -> None:
+        self.board.power.supply_changed(0.0)
+        self.board.power.supply_changed(5.0)
+
+
+def lab_config(**overrides: object) -> BoardConfig:
+    base: dict[str, object] = {
+        "http_timeout_ms": 1000,
+        "keepalive": KeepAlive(idle_s=1.0, interval_s=0.5, count=2),
+        "task_wdt_timeout_ms": 300,
+    }
+    base.update(overrides)
+    return BoardConfig(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def make_lab(tmp_path: Path) -> Iterator[object]:
+    boards: list[TwinBoard] = []
+
+    def make(app: bytes | None = None, config: BoardConfig | None = None) -> Lab:
+        table = PartitionTable.from_csv(TWO_OTA_LARGE)
+        board = TwinBoard(tmp_path / f"board{len(boards)}", config or lab_config())
+        boards.append(board)
+        image = app if app is not None else make_test_app(version="1.0.0")
+        for offset, data in flash_regions(table, app=image):
+            board.chip.flash.program(offset, data)
+        console = Console(board)
+        board.start(rfc2217_port=None)
+        return Lab(board, console, table)
+
+    yield make
+    for board in boards:
+        board.stop()

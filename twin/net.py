@@ -1,0 +1,175 @@
+"""The twin's network stack: TLS client sockets that die with the chip, and an
+HTTP/1.1 client with esp_http_client's read semantics (facts §8.4).
+
+Reads return what esp_http_client returns: data, 0 on a FIN, `ReadTimeout` when
+`timeout_ms` passes without data (ESP_ERR_HTTP_EAGAIN), `ReadError` on a reset.
+A silent link ends only when lwIP's keep-alive gives up (idle + interval × count
+without a byte), which a loopback peer's kernel would never let happen, so it is
+modelled from the time the last byte arrived.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+
+from twin.config import KeepAlive
+from twin.cpu import Cpu
+
+# How often a blocked read looks at the chip's power/reset state.
+_POLL_S = 0.05
+USER_AGENT = "ESP32 HTTP Client/1.0"
+ECONNRESET = 104
+ECONNABORTED = 113
+
+
+class ReadTimeout(Exception):
+    """No data within the read timeout: ESP_ERR_HTTP_EAGAIN."""
+
+
+class ReadError(Exception):
+    """The socket failed (RST, keep-alive abort); `errno` as lwIP reports it."""
+
+    def __init__(self, errno: int, reason: str) -> None:
+        super().__init__(reason)
+        self.errno = errno
+        self.reason = reason
+
+
+class ConnectError(Exception):
+    """TCP connect or TLS handshake failed; `tls` tells which."""
+
+    def __init__(self, reason: str, *, tls: bool) -> None:
+        super().__init__(reason)
+        self.tls = tls
+
+
+@dataclass
+class TlsConnection:
+    """One TLS connection owned by a running app."""
+
+    cpu: Cpu
+    sock: ssl.SSLSocket
+    timeout_s: float
+    keepalive: KeepAlive
+    last_rx: float = field(default_factory=time.monotonic)
+
+    def send(self, data: bytes) -> None:
+        self.cpu.check()
+        self.sock.sendall(data)
+
+    def recv(self, size: int) -> bytes:
+        """Up to `size` bytes; b"" on FIN; raises ReadTimeout / ReadError."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            self.cpu.check()
+            if self.sock.pending() or select.select([self.sock], [], [], _POLL_S)[0]:
+                try:
+                    data = self.sock.recv(size)
+                except ssl.SSLWantReadError:
+                    continue
+                except (ConnectionResetError, ssl.SSLError, OSError) as exc:
+                    raise ReadError(ECONNRESET, "Connection reset by peer") from exc
+                self.last_rx = time.monotonic()
+                return data
+            now = time.monotonic()
+            if now - self.last_rx >= self.keepalive.give_up_s:
+                raise ReadError(ECONNABORTED, "Software caused connection abort")
+            if now >= deadline:
+                raise ReadTimeout()
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+@dataclass
+class Net:
+    """The app's view of the network (Wi-Fi is always up on a twin)."""
+
+    cpu: Cpu
+
+    def connect_tls(
+        self, host: str, port: int, *, cadata: bytes, timeout_ms: int, keepalive: KeepAlive
+    ) -> TlsConnection:
+        """esp_tls with a pinned certificate; hostname/CN check skipped (skip_cert_common_name_check)."""
+        self.cpu.check()
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_verify_locations(cadata=cadata)
+        try:
+            raw = socket.create_connection((host, port), timeout=max(timeout_ms / 1000, 0.1))
+        except OSError as exc:
+            raise ConnectError(str(exc), tls=False) from exc
+        try:
+            sock = context.wrap_socket(raw, server_hostname=None, suppress_ragged_eofs=True)
+        except (ssl.SSLError, OSError) as exc:
+            raw.close()
+            raise ConnectError(str(exc), tls=True) from exc
+        sock.setblocking(False)
+        return TlsConnection(self.cpu, sock, timeout_ms / 1000, keepalive)
+
+
+@dataclass
+class HttpResponse:
+    """Status line and headers of one response; the body is read through `read`."""
+
+    status: int
+    headers: dict[str, str]
+    conn: TlsConnection
+    buffered: bytes = b""
+    remaining: int | None = None
+
+    @property
+    def content_length(self) -> int | None:
+        value = self.headers.get("content-length")
+        return int(value) if value is not None and value.isdigit() else None
+
+    def read(self, size: int) -> bytes:
+        """esp_http_client_read: up to `size` body bytes; b"" at a FIN or the end of the body."""
+        if self.remaining is not None and self.remaining <= 0:
+            return b""
+        if self.buffered:
+            data, self.buffered = self.buffered[:size], self.buffered[size:]
+        else:
+            data = self.conn.recv(size)
+        if self.remaining is not None:
+            data = data[: self.remaining]
+            self.remaining -= len(data)
+        return data
+
+
+def request(
+    conn: TlsConnection, method: str, host: str, port: int, path: str, headers: dict[str, str] | None = None
+) -> HttpResponse:
+    """Send one HTTP/1.1 request and read the response head (ESP_ERR_HTTP_FETCH_HEADER on failure)."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", f"User-Agent: {USER_AGENT}"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    conn.send(("\r\n".join(lines) + "\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = conn.recv(4096)
+        if not chunk:
+            raise ReadError(ECONNRESET, "connection closed before the response head")
+        head += chunk
+        if len(head) > 16384:
+            raise ReadError(ECONNRESET, "response head too long")
+    raw_head, _, rest = head.partition(b"\r\n\r\n")
+    status_line, *header_lines = raw_head.decode("latin-1").split("\r\n")
+    parts = status_line.split(" ", 2)
+    if len(parts) < 2 or not parts[1].isdigit():
+        raise ReadError(ECONNRESET, f"bad status line {status_line!r}")
+    parsed = {}
+    for line in header_lines:
+        key, _, value = line.partition(":")
+        parsed[key.strip().lower()] = value.strip()
+    response = HttpResponse(int(parts[1]), parsed, conn, rest)
+    response.remaining = 0 if method == "HEAD" else response.content_length
+    return response

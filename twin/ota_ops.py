@@ -1,0 +1,294 @@
+"""esp_ota_ops for the twin (ESP-IDF v5.5, facts §2.6–§2.7, §3.4, §3.7, §5.5).
+
+A firmware model updates itself only through this class, so every flash write an
+OTA makes (sequential sector erases, the image, the otadata flip) goes through
+NorFlash in ESP-IDF's order and a power cut tears it exactly where a real one would.
+Errors are `EspError` carrying ESP-IDF's error code, after ESP-IDF's log line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from rig.esp.otadata import SECTOR_SIZE, OtaData, OtaState, plan_set_boot, slot_for_seq
+from rig.esp.partitions import Partition, PartitionTable
+from twin.bootloader import (
+    ImageVerifier,
+    VerifiedApp,
+    app_secure_version,
+    read_otadata,
+    trusted_keys_of,
+    update_anti_rollback,
+    write_otadata,
+)
+from twin.config import BoardConfig, SignedUpdates
+from twin.cpu import Activity, Cpu, LogLevel
+
+TAG = "esp_ota_ops"
+IMAGE_MAGIC = 0xE9
+
+
+class Err(IntEnum):
+    """esp_err_t values the OTA path can return."""
+
+    ESP_FAIL = -1
+    ESP_ERR_INVALID_ARG = 0x102
+    ESP_ERR_INVALID_SIZE = 0x104
+    ESP_ERR_NOT_FOUND = 0x105
+    ESP_ERR_NOT_SUPPORTED = 0x106
+    ESP_ERR_INVALID_VERSION = 0x10A
+    ESP_ERR_OTA_PARTITION_CONFLICT = 0x1501
+    ESP_ERR_OTA_SELECT_INFO_INVALID = 0x1502
+    ESP_ERR_OTA_VALIDATE_FAILED = 0x1503
+    ESP_ERR_OTA_SMALL_SEC_VER = 0x1504
+    ESP_ERR_OTA_ROLLBACK_FAILED = 0x1505
+    ESP_ERR_OTA_ROLLBACK_INVALID_STATE = 0x1506
+    ESP_ERR_HTTP_CONNECT = 0x7002
+    ESP_ERR_HTTP_EAGAIN = 0x7007
+    ESP_ERR_HTTPS_OTA_IN_PROGRESS = 0x9001
+
+
+class EspError(Exception):
+    """An ESP-IDF call returned something other than ESP_OK."""
+
+    def __init__(self, err: Err) -> None:
+        super().__init__(err.name)
+        self.err = err
+
+    @property
+    def hex(self) -> str:
+        """The code as `0x%x` prints it in C (ESP_FAIL → 0xffffffff)."""
+        return f"0x{self.err.value & 0xFFFFFFFF:x}"
+
+
+@dataclass
+class OtaHandle:
+    """An update in progress: what was written and which sectors are already erased."""
+
+    partition: Partition
+    written: int = 0
+    erased_end: int = 0
+    first_byte_checked: bool = False
+    ended: bool = False
+    verified: VerifiedApp | None = field(default=None, repr=False)
+
+
+class OtaOps:
+    """The ESP-IDF app-side OTA API of one running app."""
+
+    def __init__(self, cpu: Cpu, config: BoardConfig, table: PartitionTable, running: VerifiedApp) -> None:
+        self.cpu = cpu
+        self.config = config
+        self.table = table
+        self.running = running
+        self.verifier = ImageVerifier(cpu, config, loading=False)
+
+    def _log(self, level: LogLevel, message: str) -> None:
+        self.cpu.log(level, TAG, message)
+
+    # -- otadata helpers -----------------------------------------------------------
+
+    @property
+    def _slots(self) -> tuple[Partition, ...]:
+        return self.table.ota_slots
+
+    def _otadata(self) -> OtaData | None:
+        part = self.table.otadata
+        return None if part is None else read_otadata(self.cpu, part)
+
+    def get_running_partition(self) -> Partition:
+        return self.running.partition
+
+    def get_boot_partition(self) -> Partition | None:
+        """esp_ota_get_boot_partition (facts §2.6)."""
+        otadata = self._otadata()
+        slot = None if otadata is None else otadata.boot_slot(len(self._slots))
+        if slot is None or not self._slots:
+            return self.table.factory or (self._slots[0] if self._slots else self.table.test_app)
+        return self._slots[slot]
+
+    def get_next_update_partition(self) -> Partition:
+        """The slot after the running one; ota_0 from the last slot or a non-OTA app."""
+        index = self.running.partition.ota_index
+        if not self._slots:
+            raise EspError(Err.ESP_ERR_NOT_FOUND)
+        nxt = 0 if index is None else (index + 1) % len(self._slots)
+        return self._slots[nxt]
+
+    def get_state_partition(self, partition: Partition) -> OtaState:
+        """The otadata state of an OTA slot's entry (ESP_ERR_NOT_SUPPORTED / NOT_FOUND otherwise)."""
+        if partition.ota_index is None:
+            raise EspError(Err.ESP_ERR_NOT_SUPPORTED)
+        otadata = self._otadata()
+        if otadata is not None and self._slots:
+            for entry in otadata.entries:
+                if entry.crc_ok and slot_for_seq(entry.seq, len(self._slots)) == partition.ota_index:
+                    try:
+                        return OtaState(entry.state)
+                    except ValueError:
+                        break
+        raise EspError(Err.ESP_ERR_NOT_FOUND)
+
+    # -- esp_ota_begin / write / end -------------------------------------------------
+
+    def begin(self, partition: Partition, resume_from: int = 0) -> OtaHandle:
+        """esp_ota_begin with OTA_WITH_SEQUENTIAL_WRITES (or esp_ota_resume when resume_from > 0)."""
+        if partition == self.running.partition or not partition.is_app:
+            raise EspError(Err.ESP_ERR_OTA_PARTITION_CONFLICT)
+        if self.config.rollback and self._running_state() == OtaState.PENDING_VERIFY:
+            self._log(LogLevel.ERROR, "Running app has not confirmed state (ESP_OTA_IMG_PENDING_VERIFY)")
+            raise EspError(Err.ESP_ERR_OTA_ROLLBACK_INVALID_STATE)
+        if self.config.rollback and resume_from == 0:
+            self._erase_stale_otadata()
+        erased = -(-resume_from // SECTOR_SIZE) * SECTOR_SIZE
+        return OtaHandle(partition, written=resume_from, erased_end=erased, first_byte_checked=resume_from > 0)
+
+    def _running_state(self) -> OtaState | None:
+        try:
+            return self.get_state_partition(self.running.partition)
+        except EspError:
+            return None
+
+    def _erase_stale_otadata(self) -> None:
+        """v5.5: the inactive sector is erased if it points at a slot other than the running one (§2.7)."""
+        part = self.table.otadata
+        otadata = self._otadata()
+        if part is None or otadata is None or not self._slots:
+            return
+        active = otadata.active_index()
+        if active is None:
+            return
+        other = 1 - active
+        entry = otadata.entries[other]
+        if entry.is_erased or not entry.crc_ok:
+            return
+        if slot_for_seq(entry.seq, len(self._slots)) != self.running.partition.ota_index:
+            self.cpu.set_activity(Activity.FLASH_WRITE)
+            self.cpu.flash.erase(part.offset + other * SECTOR_SIZE, SECTOR_SIZE)
+
+    def write(self, handle: OtaHandle, data: bytes) -> None:
+        """esp_ota_write: magic check on the first byte, erase each sector just before its first write."""
+        if not data:
+            return
+        if not handle.first_byte_checked:
+            if data[0] != IMAGE_MAGIC:
+                self._log(LogLevel.ERROR, f"OTA image has invalid magic byte (expected 0xE9, saw 0x{data[0]:02x})")
+                raise EspError(Err.ESP_ERR_OTA_VALIDATE_FAILED)
+            handle.first_byte_checked = True
+        part = handle.partition
+        end = handle.written + len(data)
+        if end > part.size:
+            raise EspError(Err.ESP_ERR_INVALID_SIZE)
+        self.cpu.set_activity(Activity.FLASH_WRITE)
+        while handle.erased_end < end:
+            self.cpu.flash.erase(part.offset + handle.erased_end, SECTOR_SIZE)
+            handle.erased_end += SECTOR_SIZE
+        self.cpu.flash.program(part.offset + handle.written, data)
+        handle.written = end
+
+    def _trusted_keys(self) -> list[bytes]:
+        return trusted_keys_of(self.running.data)
+
+    def _verify(self, partition: Partition) -> VerifiedApp | None:
+        signed = self.config.signed_updates is not SignedUpdates.NONE
+        keys = self._trusted_keys() if signed else []
+        return self.verifier.verify(partition, check_signature=signed, trusted_keys=keys)
+
+    def end(self, handle: OtaHandle) -> VerifiedApp:
+        """esp_ota_end: full verification (signature too when signed updates are on)."""
+        if handle.written == 0:
+            raise EspError(Err.ESP_ERR_INVALID_ARG)
+        handle.ended = True
+        app = self._verify(handle.partition)
+        if app is None:
+            self._log(LogLevel.ERROR, "New image failed verification")
+            raise EspError(Err.ESP_ERR_OTA_VALIDATE_FAILED)
+        handle.verified = app
+        return app
+
+    # -- boot partition and rollback ------------------------------------------------------
+
+    def set_boot_partition(self, partition: Partition) -> None:
+        """esp_ota_set_boot_partition: verify again, anti-rollback, write the other otadata sector."""
+        app = self._verify(partition)
+        if app is None:
+            raise EspError(Err.ESP_ERR_OTA_VALIDATE_FAILED)
+        part = self.table.otadata
+        if part is None:
+            raise EspError(Err.ESP_ERR_NOT_FOUND)
+        self.cpu.set_activity(Activity.FLASH_WRITE)
+        if partition.is_factory:
+            self.cpu.flash.erase(part.offset, 2 * SECTOR_SIZE)
+            return
+        if partition.ota_index is None:
+            raise EspError(Err.ESP_ERR_INVALID_ARG)
+        if self.config.anti_rollback:
+            version = app.image.desc.secure_version if app.image.desc else 0
+            if version < self.cpu.efuse.secure_version:
+                self._log(
+                    LogLevel.ERROR,
+                    "This a new partition can not be booted due to a secure version is lower than stored in "
+                    "efuse. Partition will be erased.",
+                )
+                self.cpu.flash.erase(partition.offset, partition.size)
+                raise EspError(Err.ESP_ERR_OTA_SMALL_SEC_VER)
+        otadata = read_otadata(self.cpu, part)
+        sector, entry = plan_set_boot(otadata, partition.ota_index, len(self._slots), self.config.rollback)
+        write_otadata(self.cpu, part, sector, entry)
+
+    def mark_app_valid_cancel_rollback(self) -> None:
+        """The active entry becomes VALID in place; anti-rollback burns the running app's secure_version."""
+        part, otadata, active = self._active_or_factory()
+        entry = otadata.entries[active]
+        if entry.state != OtaState.VALID:
+            self.cpu.set_activity(Activity.FLASH_WRITE)
+            write_otadata(self.cpu, part, active, entry.with_state(OtaState.VALID))
+            if self.config.anti_rollback:
+                version = app_secure_version(self.cpu, self.running.partition)
+                if version is not None:
+                    update_anti_rollback(self.cpu, version)
+
+    def mark_app_invalid_rollback_and_reboot(self) -> None:
+        """INVALID in place, then esp_restart(); refuses when nothing else could boot."""
+        part, otadata, active = self._active_or_factory()
+        if not self.check_rollback_is_possible():
+            self._log(LogLevel.ERROR, "Rollback is not possible, do not have any suitable apps in slots")
+            raise EspError(Err.ESP_ERR_OTA_ROLLBACK_FAILED)
+        self.cpu.set_activity(Activity.FLASH_WRITE)
+        write_otadata(self.cpu, part, active, otadata.entries[active].with_state(OtaState.INVALID))
+        self._log(LogLevel.INFO, "Rollback to previously worked partition.")
+        self.cpu.restart()
+
+    def _active_or_factory(self) -> tuple[Partition, OtaData, int]:
+        part = self.table.otadata
+        otadata = self._otadata()
+        active = None if otadata is None else otadata.active_index()
+        if part is None or otadata is None or active is None or not self._slots:
+            self._log(LogLevel.ERROR, "Running firmware is factory")
+            raise EspError(Err.ESP_FAIL)
+        return part, otadata, active
+
+    def check_rollback_is_possible(self) -> bool:
+        """Another entry's image verifies (anti-rollback: its secure version is acceptable), or factory."""
+        otadata = self._otadata()
+        if otadata is None or not self._slots:
+            return False
+        active = otadata.active_index()
+        if active is None:
+            return False
+        other = otadata.entries[1 - active]
+        if not other.is_selectable:
+            factory = self.table.factory
+            return (
+                not self.config.anti_rollback
+                and factory is not None
+                and self.verifier.verify(factory, silent=True) is not None
+            )
+        slot = self._slots[slot_for_seq(other.seq, len(self._slots))]
+        if self.verifier.verify(slot, silent=True) is None:
+            return False
+        if self.config.anti_rollback:
+            version = app_secure_version(self.cpu, slot)
+            return version is not None and version >= self.cpu.efuse.secure_version
+        return True
