@@ -12,7 +12,7 @@ import time
 from abc import ABC, abstractmethod
 from enum import Flag, auto
 from types import TracebackType
-from typing import ClassVar
+from typing import ClassVar, Self
 
 from rig.errors import InputError
 
@@ -97,7 +97,7 @@ class PowerDriver(ABC):
     def _cannot(self, what: str) -> InputError:
         return InputError(f"driver {self.name} cannot {what}")
 
-    def __enter__(self) -> PowerDriver:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
