@@ -1,0 +1,127 @@
+"""Full OTAs on a twin against the rig's HTTPS server: one per behaviour marker, the
+version check, a power cut mid-download. The slot that ends up running and the
+otadata left in flash must be what ESP-IDF v5.5 produces."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from rig.esp.image import patch_image
+from rig.esp.marker import Behaviour
+from rig.esp.otadata import OtaState
+from rig.esp.testimage import make_test_app
+from rig.net.certs import ensure_bundle
+from rig.net.ota_server import OtaServer
+
+from .conftest import Lab
+
+MakeLab = Callable[..., Lab]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[OtaServer, dict[str, bytes]]]:
+    images: dict[str, bytes] = {}
+    bundle = ensure_bundle(tmp_path / "certs")
+    srv = OtaServer(bundle, images).start()
+    srv.pinned_der = bundle.ca_der()  # type: ignore[attr-defined]
+    yield srv, images
+    srv.stop()
+
+
+def _start_ota(lab: Lab, srv: OtaServer, name: str) -> None:
+    c = lab.console
+    c.expect(r"rig_agent: ready version=1\.0\.0 running=ota_0")
+    der = srv.pinned_der  # type: ignore[attr-defined]
+    c.send(f"cert {base64.b64encode(der).decode()}")
+    c.expect(r"rig_agent: ok cert sha256=[0-9a-f]{16}$")
+    c.send(f"ota {srv.url_for(name)}")
+    c.expect(r"rig_agent: ok ota url=")
+    c.expect(r"rig_agent: ota begin url=\S+ resume_from=0$")
+
+
+def test_healthy_update_ends_valid_in_the_new_slot(make_lab: MakeLab, server: tuple[OtaServer, dict[str, bytes]]) -> None:
+    srv, images = server
+    images["next.bin"] = make_test_app(version="1.0.1")
+    lab = make_lab()
+    _start_ota(lab, srv, "next.bin")
+    c = lab.console
+    c.expect(r"^I \(\d+\) esp_https_ota: Starting OTA\.\.\.$")
+    c.expect(r"^I \(\d+\) esp_https_ota: Writing to <ota_1> partition at offset 0x1d0000$")
+    c.expect(r"rig_agent: ota image version=1\.0\.1 secure_version=0 project=ota-rig-ref$")
+    c.expect(r"^I \(\d+\) esp_image: segment 0: paddr=001d0020 ")
+    c.expect(r"rig_agent: ota complete bytes=131072$")
+    c.expect(r"rig_agent: ota restarting$")
+    c.expect(r"^rst:0xc \(SW_CPU_RESET\)")
+    c.expect(r"boot: Loaded app from partition at offset 0x1d0000$")
+    c.expect(r"rig_agent: selftest begin behaviour=healthy$")
+    c.expect(r"rig_agent: app confirmed valid$")
+    c.expect(r"rig_agent: ready version=1\.0\.1 running=ota_1 state=VALID$")
+    entries = lab.otadata().entries
+    assert (entries[1].seq, entries[1].state) == (2, OtaState.VALID)
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "evidence", "final_state"),
+    [
+        (Behaviour.CRASH_ON_BOOT, r"Guru Meditation Error: Core  0 panic'ed \(LoadProhibited\)", OtaState.ABORTED),
+        (Behaviour.SELFTEST_FAIL, r"esp_ota_ops: Rollback to previously worked partition\.$", OtaState.INVALID),
+        (Behaviour.HANG, r"task_wdt: Task watchdog got triggered\.", OtaState.ABORTED),
+        (Behaviour.NEVER_CONFIRM, r"rig_agent: ready version=1\.0\.1 running=ota_1 state=PENDING_VERIFY$", OtaState.ABORTED),
+    ],
+)
+def test_bad_update_rolls_back_to_the_old_slot(
+    make_lab: MakeLab,
+    server: tuple[OtaServer, dict[str, bytes]],
+    behaviour: Behaviour,
+    evidence: str,
+    final_state: OtaState,
+) -> None:
+    srv, images = server
+    images["bad.bin"] = patch_image(make_test_app(version="1.0.1"), behaviour=behaviour)
+    lab = make_lab()
+    _start_ota(lab, srv, "bad.bin")
+    c = lab.console
+    c.expect(r"rig_agent: ota restarting$")
+    c.expect(r"boot: Loaded app from partition at offset 0x1d0000$")
+    c.expect(evidence)
+    if behaviour is Behaviour.NEVER_CONFIRM:
+        c.send("restart")
+    c.expect(r"boot: Loaded app from partition at offset 0x20000$")
+    c.expect(r"rig_agent: ready version=1\.0\.0 running=ota_0 state=VALID$")
+    entries = lab.otadata().entries
+    assert (entries[1].seq, entries[1].state) == (2, final_state)
+    assert (entries[0].seq, entries[0].state) == (1, OtaState.VALID)
+
+
+def test_same_version_is_refused_before_writing(make_lab: MakeLab, server: tuple[OtaServer, dict[str, bytes]]) -> None:
+    srv, images = server
+    images["same.bin"] = make_test_app(version="1.0.0", size=64 * 1024)
+    lab = make_lab()
+    _start_ota(lab, srv, "same.bin")
+    c = lab.console
+    c.expect(
+        r"^W \(\d+\) advanced_https_ota_example: Current running version is the same as a new\. "
+        r"We will not continue the update\.$"
+    )
+    c.expect(r"^W \(\d+\) rig_agent: ota rejected reason=same_version new=1\.0\.0 running=1\.0\.0$")
+    assert lab.board.chip.flash.read(0x1D0000, 16) == b"\xff" * 16
+    assert lab.otadata().entries[1].is_erased
+
+
+def test_power_cut_mid_download_boots_the_old_firmware(
+    make_lab: MakeLab, server: tuple[OtaServer, dict[str, bytes]]
+) -> None:
+    srv, images = server
+    images["big.bin"] = make_test_app(version="1.0.1", size=512 * 1024)
+    lab = make_lab()
+    _start_ota(lab, srv, "big.bin")
+    lab.console.expect(r"rig_agent: ota progress bytes=\d+ total=524288$")
+    lab.power_cycle()
+    lab.console.expect(r"rst:0x1 \(POWERON_RESET\)")
+    lab.console.expect(r"boot: Loaded app from partition at offset 0x20000$")
+    lab.console.expect(r"rig_agent: ready version=1\.0\.0 running=ota_0 state=VALID$")
+    assert lab.otadata().entries[1].is_erased
