@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "image": "rig.esp.cli_image:image",
     "keys": "rig.esp.cli_image:keys",
     "images": "rig.images.cli:images",
+    "power": "rig.power.cli:power",
 }
 
 
