@@ -16,7 +16,8 @@ def rsa_key(tmp_path_factory: pytest.TempPathFactory) -> SigningKey:
 
 @pytest.fixture(scope="session")
 def other_rsa_key(tmp_path_factory: pytest.TempPathFactory) -> SigningKey:
-    return SigningKey.generate(tmp_path_factory.mktemp("keys") / "test_rsa_other.pem", SigningScheme.RSA3072_SBV2)
+    path = tmp_path_factory.mktemp("keys") / "test_rsa_other.pem"
+    return SigningKey.generate(path, SigningScheme.RSA3072_SBV2)
 
 
 @pytest.fixture(scope="session")
