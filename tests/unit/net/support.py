@@ -48,22 +48,30 @@ class BlobServer:
 def raw_download(port: int, request: bytes = b"get\n") -> tuple[bytes, BaseException | None]:
     """Everything a plain TCP client receives, and the error that ended it (None on EOF)."""
     received = bytearray()
-    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
-        try:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
             sock.sendall(request)
             while chunk := sock.recv(65536):
                 received += chunk
-        except OSError as error:
-            return bytes(received), error
+    except ConnectionRefusedError:
+        raise
+    except OSError as error:
+        return bytes(received), error
     return bytes(received), None
 
 
-def tls_download(port: int, path: str, context: ssl.SSLContext) -> tuple[bytes, bytes, BaseException | None]:
-    """GET over TLS on a raw socket: (response head, body bytes received, error that ended it)."""
+def tls_download(
+    port: int, path: str, context: ssl.SSLContext, *, ragged_eof_ok: bool = True
+) -> tuple[bytes, bytes, BaseException | None]:
+    """GET over TLS on a raw socket: (response head, body bytes received, error that ended it).
+
+    With `ragged_eof_ok` False a close without TLS close_notify is an error, as on a board.
+    """
     received = bytearray()
     error: BaseException | None = None
     raw = socket.create_connection(("127.0.0.1", port), timeout=20)
-    with raw, context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+    wrapped = context.wrap_socket(raw, server_hostname="127.0.0.1", suppress_ragged_eofs=ragged_eof_ok)
+    with raw, wrapped as sock:
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
         try:
             while chunk := sock.recv(65536):
