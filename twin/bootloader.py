@@ -159,7 +159,8 @@ class ImageVerifier:
         if verdict is SignatureVerdict.NO_SIGNATURE and not rsa:
             end = image.image_length
             version = int.from_bytes(data[end : end + 4].ljust(4, b"\xff"), "little")
-            message = f"image has invalid signature version field 0x{version:08x} " "(image without a signature?)"
+            message = f"image has invalid signature version field 0x{version:08x} "
+            message += "(image without a signature?)"
             log(ERROR, "secure_boot_v1", message)
         log(ERROR, IMAGE_TAG, "Secure boot signature verification failed")
         log(INFO, IMAGE_TAG, "Calculating simple hash to check for corruption...")

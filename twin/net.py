@@ -10,6 +10,7 @@ modelled from the time the last byte arrived.
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import ssl
@@ -82,10 +83,8 @@ class TlsConnection:
                 raise ReadTimeout()
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
 
 
 @dataclass

@@ -142,7 +142,9 @@ class OtaOps:
         if self.config.rollback and resume_from == 0:
             self._erase_stale_otadata()
         erased = -(-resume_from // SECTOR_SIZE) * SECTOR_SIZE
-        return OtaHandle(partition, written=resume_from, erased_end=erased, first_byte_checked=resume_from > 0)
+        return OtaHandle(
+            partition, written=resume_from, erased_end=erased, first_byte_checked=resume_from > 0
+        )
 
     def _running_state(self) -> OtaState | None:
         try:
@@ -173,7 +175,8 @@ class OtaOps:
             return
         if not handle.first_byte_checked:
             if data[0] != IMAGE_MAGIC:
-                self._log(LogLevel.ERROR, f"OTA image has invalid magic byte (expected 0xE9, saw 0x{data[0]:02x})")
+                message = f"OTA image has invalid magic byte (expected 0xE9, saw 0x{data[0]:02x})"
+                self._log(LogLevel.ERROR, message)
                 raise EspError(Err.ESP_ERR_OTA_VALIDATE_FAILED)
             handle.first_byte_checked = True
         part = handle.partition

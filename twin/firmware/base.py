@@ -116,7 +116,8 @@ class AppRuntime:
 
     def panic(self, exception: str = "LoadProhibited", excvaddr: int = 0) -> None:
         """A Guru Meditation as ESP-IDF v5.x prints it, then the panic handler's restart."""
-        cause = {"LoadProhibited": 0x1C, "StoreProhibited": 0x1D, "IllegalInstruction": 0x0}.get(exception, 0x1C)
+        causes = {"LoadProhibited": 0x1C, "StoreProhibited": 0x1D, "IllegalInstruction": 0x0}
+        cause = causes.get(exception, 0x1C)
         regs = [
             ("PC", _PANIC_PC), ("PS", 0x00060830), ("A0", 0x800D2B3C), ("A1", 0x3FFB3A30),
             ("A2", 0), ("A3", 1), ("A4", 0x3FFB3A5C), ("A5", 0x3FFB3A58),
@@ -129,7 +130,8 @@ class AppRuntime:
                  "Core  0 register dump:"]
         for row in range(0, len(regs), 4):
             lines.append("".join(f"{name:<8s}: 0x{value:08x}  " for name, value in regs[row : row + 4]))
-        lines += ["", "", f"Backtrace: 0x{_PANIC_PC - 3:08x}:0x3ffb3a30 0x400d2b39:0x3ffb3a50 0x40088d61:0x3ffb3a70",
+        backtrace = f"Backtrace: 0x{_PANIC_PC - 3:08x}:0x3ffb3a30 0x400d2b39:0x3ffb3a50 0x40088d61:0x3ffb3a70"
+        lines += ["", "", backtrace,
                   "", "", "", "", f"ELF file SHA256: {self._elf_sha()}", "", "Rebooting..."]
         self._print_and_restart(lines)
 

@@ -69,7 +69,8 @@ class HttpsOta:
     def _open(self, method: str, range_header: str | None) -> HttpResponse:
         """esp_http_client_open + fetch_headers, following redirects like esp_http_client."""
         if self.config.cadata is None:
-            self._log(LogLevel.ERROR, "No option for server verification is enabled in esp_http_client config.")
+            message = "No option for server verification is enabled in esp_http_client config."
+            self._log(LogLevel.ERROR, message)
             raise EspError(Err.ESP_FAIL)
         for _ in range(MAX_REDIRECTS + 1):
             parts = urlsplit(self.url)
@@ -84,6 +85,7 @@ class HttpsOta:
                 self._connect_failed(exc)
             headers = {"Range": range_header} if range_header else {}
             try:
+                assert self.conn is not None
                 resp = request(self.conn, method, host, port, parts.path or "/", headers)
             except (ReadError, ReadTimeout) as exc:
                 self._log(LogLevel.ERROR, "Failed to open HTTP connection: ESP_ERR_HTTP_FETCH_HEADER")
@@ -149,7 +151,8 @@ class HttpsOta:
         self.resp = self._open("GET", self._range_for(resume))
         if resume and self.resp.status == 200:
             self._log(LogLevel.WARN, "Server ignored the requested Range header")
-            self._log(LogLevel.INFO, "Falling back to OTA without resumption and restarting download from beginning")
+            message = "Falling back to OTA without resumption and restarting download from beginning"
+            self._log(LogLevel.INFO, message)
             resume = 0
         self._check_status(self.resp.status)
         if self.image_length is None:
@@ -159,7 +162,8 @@ class HttpsOta:
         if resume:
             self.handle = self.ota.begin(self.partition, resume_from=resume)
         self._log(LogLevel.INFO, "Starting OTA...")
-        self._log(LogLevel.INFO, f"Writing to <{self.partition.name}> partition at offset 0x{self.partition.offset:x}")
+        part = self.partition
+        self._log(LogLevel.INFO, f"Writing to <{part.name}> partition at offset 0x{part.offset:x}")
 
     def _read(self, size: int) -> bytes | None:
         """One esp_http_client_read; None = EAGAIN (caller reports IN_PROGRESS)."""

@@ -82,7 +82,8 @@ class ReferenceFirmware(FirmwareModel):
         agent = _Agent(app)
         self._first_boot(agent)
         desc = app.desc
-        agent.log(LogLevel.INFO, f"ready version={desc.version} running={app.running.name} state={_state_name(app)}")
+        state = _state_name(app)
+        agent.log(LogLevel.INFO, f"ready version={desc.version} running={app.running.name} state={state}")
         while True:
             if agent.crash_at is not None and time.monotonic() >= agent.crash_at:
                 app.panic()
@@ -151,7 +152,8 @@ class ReferenceFirmware(FirmwareModel):
             LogLevel.INFO,
             f"status running={rt.running.name} boot={boot.name if boot else 'none'} version={desc.version} "
             f"secure_version={desc.secure_version} efuse_secure_version={rt.cpu.efuse.secure_version} "
-            f"state={_state_name(rt)} behaviour={Behaviour(rt.marker.behaviour).label} ota={agent.ota_status}",
+            f"state={_state_name(rt)} behaviour={Behaviour(rt.marker.behaviour).label} "
+            f"ota={agent.ota_status}",
         )
 
     def _cert(self, agent: _Agent, arg: str) -> None:
@@ -238,7 +240,8 @@ class ReferenceFirmware(FirmwareModel):
             desc = ota.get_img_desc()
             agent.log(
                 LogLevel.INFO,
-                f"ota image version={desc.version} secure_version={desc.secure_version} project={desc.project_name}",
+                f"ota image version={desc.version} secure_version={desc.secure_version} "
+                f"project={desc.project_name}",
             )
             if not ota.handle and self._rejected(agent, desc):
                 return

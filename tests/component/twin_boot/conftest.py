@@ -57,7 +57,8 @@ class Console:
 
         with self.cond:
             if not self.cond.wait_for(check, timeout):
-                raise AssertionError(f"{pattern!r} not seen; console after mark:\n{self.text[self.mark:][-3000:]}")
+                tail = self.text[self.mark :][-3000:]
+                raise AssertionError(f"{pattern!r} not seen; console after mark:\n{tail}")
             self.mark = found[0].end()
             return found[0]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rig.esp.otadata import OtaState
+
 from .conftest import Lab
 
 MakeLab = Callable[..., Lab]
@@ -17,7 +18,7 @@ def test_virgin_otadata_boots_ota_0_and_records_it(make_lab: MakeLab) -> None:
     c.expect(r"^I \(\d+\) boot: ESP-IDF v5\.5\.5 2nd stage bootloader$")
     c.expect(r"^I \(\d+\) boot:  1 otadata          OTA data         01 00 0000f000 00002000$")
     c.expect(r"^I \(\d+\) boot: No factory image, trying OTA 0$")
-    c.expect(r"^I \(\d+\) esp_image: segment 0: paddr=00020020 vaddr=3f400020 size=[0-9a-f]{5}h \( *\d+\) map$")
+    c.expect(r"^I \(\d+\) esp_image: segment 0: paddr=00020020 vaddr=3f400020 size=[0-9a-f]{5}h \( *\d+\) map$")  # noqa: E501
     c.expect(r"^I \(\d+\) boot: Loaded app from partition at offset 0x20000$")
     c.expect(r"^I \(\d+\) boot: Set actual ota_seq=1 in otadata\[0\]$")
     c.expect(r"^I \(\d+\) app_init: Project name:     ota-rig-ref$")

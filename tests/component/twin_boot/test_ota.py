@@ -20,6 +20,9 @@ from rig.net.ota_server import OtaServer
 from .conftest import Lab
 
 MakeLab = Callable[..., Lab]
+ABORTED = OtaState.ABORTED
+INVALID = OtaState.INVALID
+Served = tuple[OtaServer, dict[str, bytes]]
 
 
 @pytest.fixture
@@ -43,7 +46,7 @@ def _start_ota(lab: Lab, srv: OtaServer, name: str) -> None:
     c.expect(r"rig_agent: ota begin url=\S+ resume_from=0$")
 
 
-def test_healthy_update_ends_valid_in_the_new_slot(make_lab: MakeLab, server: tuple[OtaServer, dict[str, bytes]]) -> None:
+def test_healthy_update_ends_valid_in_the_new_slot(make_lab: MakeLab, server: Served) -> None:
     srv, images = server
     images["next.bin"] = make_test_app(version="1.0.1")
     lab = make_lab()
@@ -67,15 +70,15 @@ def test_healthy_update_ends_valid_in_the_new_slot(make_lab: MakeLab, server: tu
 @pytest.mark.parametrize(
     ("behaviour", "evidence", "final_state"),
     [
-        (Behaviour.CRASH_ON_BOOT, r"Guru Meditation Error: Core  0 panic'ed \(LoadProhibited\)", OtaState.ABORTED),
-        (Behaviour.SELFTEST_FAIL, r"esp_ota_ops: Rollback to previously worked partition\.$", OtaState.INVALID),
-        (Behaviour.HANG, r"task_wdt: Task watchdog got triggered\.", OtaState.ABORTED),
-        (Behaviour.NEVER_CONFIRM, r"rig_agent: ready version=1\.0\.1 running=ota_1 state=PENDING_VERIFY$", OtaState.ABORTED),
+        (Behaviour.CRASH_ON_BOOT, r"Guru Meditation Error: Core  0 panic'ed \(LoadProhibited\)", ABORTED),
+        (Behaviour.SELFTEST_FAIL, r"esp_ota_ops: Rollback to previously worked partition\.$", INVALID),
+        (Behaviour.HANG, r"task_wdt: Task watchdog got triggered\.", ABORTED),
+        (Behaviour.NEVER_CONFIRM, r"rig_agent: ready version=1\.0\.1 running=ota_1 state=PENDING_VERIFY", ABORTED),  # noqa: E501
     ],
 )
 def test_bad_update_rolls_back_to_the_old_slot(
     make_lab: MakeLab,
-    server: tuple[OtaServer, dict[str, bytes]],
+    server: Served,
     behaviour: Behaviour,
     evidence: str,
     final_state: OtaState,
@@ -97,7 +100,7 @@ def test_bad_update_rolls_back_to_the_old_slot(
     assert (entries[0].seq, entries[0].state) == (1, OtaState.VALID)
 
 
-def test_same_version_is_refused_before_writing(make_lab: MakeLab, server: tuple[OtaServer, dict[str, bytes]]) -> None:
+def test_same_version_is_refused_before_writing(make_lab: MakeLab, server: Served) -> None:
     srv, images = server
     images["same.bin"] = make_test_app(version="1.0.0", size=64 * 1024)
     lab = make_lab()
@@ -113,7 +116,7 @@ def test_same_version_is_refused_before_writing(make_lab: MakeLab, server: tuple
 
 
 def test_power_cut_mid_download_boots_the_old_firmware(
-    make_lab: MakeLab, server: tuple[OtaServer, dict[str, bytes]]
+    make_lab: MakeLab, server: Served
 ) -> None:
     srv, images = server
     images["big.bin"] = make_test_app(version="1.0.1", size=512 * 1024)

@@ -49,13 +49,6 @@ class FakeCpu:
         raise Reset(reason.name)
 
 
-STATES: dict[str, OtaEntry | None] = {
-    **{s.name: None for s in OtaState},
-    "erased": OtaEntry.erased(),
-    "bad_crc": None,
-}
-
-
 def entry(kind: str, seq: int) -> OtaEntry:
     if kind == "erased":
         return OtaEntry.erased()
@@ -65,8 +58,10 @@ def entry(kind: str, seq: int) -> OtaEntry:
     return OtaEntry.make(seq, OtaState[kind])
 
 
-def boot(tmp_path: Path, e0: OtaEntry, e1: OtaEntry, good: set[int], config: BoardConfig | None = None,
-         secure_versions: tuple[int, int] = (0, 0), fuse: int = 0) -> tuple[FakeCpu, str | None]:
+def boot(
+    tmp_path: Path, e0: OtaEntry, e1: OtaEntry, good: set[int], config: BoardConfig | None = None,
+    secure_versions: tuple[int, int] = (0, 0), fuse: int = 0,
+) -> tuple[FakeCpu, str | None]:
     flash = NorFlash(tmp_path / "flash.bin")
     efuse = Efuse(tmp_path / "efuse.json")
     efuse.burn_secure_version(fuse)
@@ -94,7 +89,10 @@ def read(cpu: FakeCpu) -> OtaData:
 def expected_slot(k0: str, k1: str, good: set[int]) -> tuple[int | None, bool]:
     """Oracle written from facts §3.1–§3.3: (slot that boots, entry-0 rewritten as virgin)."""
     states = {0: entry(k0, 1), 1: entry(k1, 2)}
-    after = {i: e.with_state(OtaState.ABORTED) if e.state == OtaState.PENDING_VERIFY else e for i, e in states.items()}
+    after = {
+        i: e.with_state(OtaState.ABORTED) if e.state == OtaState.PENDING_VERIFY else e
+        for i, e in states.items()
+    }
     if all(e.is_invalid for e in after.values()):
         start = 0
     else:
@@ -165,7 +163,9 @@ def test_no_bootable_partition_resets(tmp_path: Path) -> None:
 
 def test_anti_rollback_skips_a_slot_below_the_efuse(tmp_path: Path) -> None:
     config = BoardConfig(anti_rollback=True)
-    cpu, booted = boot(tmp_path, entry("VALID", 1), entry("VALID", 2), {0, 1}, config, secure_versions=(2, 1), fuse=2)
+    cpu, booted = boot(
+        tmp_path, entry("VALID", 1), entry("VALID", 2), {0, 1}, config, secure_versions=(2, 1), fuse=2
+    )
     assert booted == "ota_0"
     assert "I boot: Enabled a check secure version of app for anti rollback" in cpu.lines
     assert "I boot: Secure version (from eFuse) = 2" in cpu.lines
