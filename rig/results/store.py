@@ -1,0 +1,365 @@
+"""SQLite results store: every outcome is committed the moment it is recorded.
+
+A run that is killed half-way keeps every outcome recorded before the kill, so
+`rig run --resume` and `rig report` work on what really happened. Several pytest-xdist
+workers write at once: WAL mode, one short IMMEDIATE transaction per outcome, a busy
+timeout plus a retry loop. Readers open the file read-only (`mode=ro`) so a corrupt or
+foreign file is reported, never "repaired".
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar, cast
+from urllib.parse import quote
+
+from rig.errors import InfraError, InputError
+from rig.results.model import RUN_STATUSES, BootRow, FaultRow, Outcome, OutcomeClass, RunInfo, RunStatus
+
+DEFAULT_DB = Path("reports") / "results.db"
+SCHEMA_VERSION = 1
+LOCK_TIMEOUT_S = 60.0
+_T = TypeVar("_T")
+
+_OUTCOME_COLUMNS = (
+    "run_id", "scenario", "scenario_group", "board", "firmware_old", "firmware_new", "image", "fault",
+    "cut_point", "phase", "outcome", "expected", "observed", "message", "duration_s",
+    "time_to_recover_s", "bytes_sent", "artifacts", "started_at", "finished_at",
+)  # fmt: skip
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, started_at TEXT NOT NULL, farm TEXT NOT NULL, boards TEXT NOT NULL,
+    seed INTEGER NOT NULL, rig_version TEXT NOT NULL, git_revision TEXT, command TEXT NOT NULL,
+    finished_at TEXT, status TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outcomes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    {", ".join(_OUTCOME_COLUMNS)},
+    FOREIGN KEY (run_id) REFERENCES runs (run_id)
+);
+CREATE TABLE IF NOT EXISTS boots (
+    outcome_id INTEGER NOT NULL REFERENCES outcomes (id), idx INTEGER NOT NULL,
+    reset_reason TEXT, slot TEXT, version TEXT, outcome TEXT
+);
+CREATE TABLE IF NOT EXISTS faults (
+    outcome_id INTEGER NOT NULL REFERENCES outcomes (id), seq INTEGER NOT NULL,
+    name TEXT, condition TEXT, observed TEXT, latency_ms REAL, t_offset_s REAL
+);
+CREATE INDEX IF NOT EXISTS outcomes_run ON outcomes (run_id);
+CREATE INDEX IF NOT EXISTS outcomes_key ON outcomes (scenario, board);
+CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
+CREATE INDEX IF NOT EXISTS boots_outcome ON boots (outcome_id);
+CREATE INDEX IF NOT EXISTS faults_outcome ON faults (outcome_id);
+"""
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC timestamp, the format every time column uses."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    text = str(error).lower()
+    return "locked" in text or "busy" in text
+
+
+class ResultsStore:
+    """The results database of a report folder (default `reports/results.db`).
+
+    Writers connect lazily and keep one connection; readers open a short read-only
+    connection per call. Safe to share between processes, not between threads.
+    """
+
+    def __init__(self, path: str | Path = DEFAULT_DB, lock_timeout_s: float = LOCK_TIMEOUT_S) -> None:
+        self.path = Path(path)
+        self.lock_timeout_s = lock_timeout_s
+        self._writer: sqlite3.Connection | None = None
+
+    def __enter__(self) -> ResultsStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def start_run(self, info: RunInfo) -> None:
+        """Register a run; starting an existing run id again (a resume) marks it running."""
+        _check_status(info.status)
+        row = (
+            info.run_id, info.started_at, info.farm, json.dumps(list(info.boards)), info.seed,
+            info.rig_version, info.git_revision, info.command, info.finished_at, info.status,
+        )  # fmt: skip
+
+        def insert(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (run_id) DO UPDATE SET"
+                " status = excluded.status, finished_at = excluded.finished_at, command = excluded.command",
+                row,
+            )
+
+        self._transaction(insert)
+
+    def record(self, outcome: Outcome) -> None:
+        """Commit one outcome with its boots and faults in a single transaction."""
+        values = tuple(
+            outcome.outcome.value if name == "outcome" else getattr(outcome, name)
+            for name in _OUTCOME_COLUMNS
+        )
+
+        def insert(db: sqlite3.Connection) -> None:
+            if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (outcome.run_id,)).fetchone() is None:
+                raise InputError(f"cannot record an outcome of run '{outcome.run_id}': run not started")
+            placeholders = ",".join("?" * len(_OUTCOME_COLUMNS))
+            cursor = db.execute(
+                f"INSERT INTO outcomes ({', '.join(_OUTCOME_COLUMNS)}) VALUES ({placeholders})", values
+            )
+            outcome_id = cursor.lastrowid
+            db.executemany(
+                "INSERT INTO boots VALUES (?,?,?,?,?,?)",
+                [(outcome_id, b.index, b.reset_reason, b.slot, b.version, b.outcome) for b in outcome.boots],
+            )
+            db.executemany(
+                "INSERT INTO faults VALUES (?,?,?,?,?,?,?)",
+                [
+                    (outcome_id, seq, f.name, f.condition, f.observed, f.latency_ms, f.t_offset_s)
+                    for seq, f in enumerate(outcome.faults)
+                ],
+            )
+
+        self._transaction(insert)
+
+    def finish_run(self, run_id: str, status: RunStatus = "finished") -> None:
+        """Close a run as finished or interrupted (stamps finished_at)."""
+        _check_status(status)
+
+        def update(db: sqlite3.Connection) -> None:
+            cursor = db.execute(
+                "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?",
+                (status, None if status == "running" else utc_now(), run_id),
+            )
+            if cursor.rowcount == 0:
+                raise self._unknown_run(db, run_id)
+
+        self._transaction(update)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def run(self, run_id: str) -> RunInfo:
+        """One run's info; an unknown id is an InputError listing the latest runs."""
+        with self._reader() as db:
+            row = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise self._unknown_run(db, run_id)
+            return _run_info(row)
+
+    def runs(self, last: int | None = None) -> list[RunInfo]:
+        """Runs oldest first; with `last`, only the most recent `last` of them."""
+        with self._reader() as db:
+            rows = db.execute("SELECT * FROM runs ORDER BY started_at, rowid").fetchall()
+        infos = [_run_info(row) for row in rows]
+        if last is None:
+            return infos
+        return infos[-last:] if last > 0 else []
+
+    def latest_run(self) -> RunInfo:
+        """The most recently started run (what `rig report` and `rig gate` default to)."""
+        runs = self.runs(last=1)
+        if not runs:
+            raise InputError(f"no runs in {self.path} yet")
+        return runs[0]
+
+    def outcomes(self, run_id: str) -> list[Outcome]:
+        """Every outcome of a run in the order it was recorded."""
+        self.run(run_id)
+        with self._reader() as db:
+            rows = db.execute("SELECT * FROM outcomes WHERE run_id = ? ORDER BY id", (run_id,)).fetchall()
+            boots: dict[int, list[BootRow]] = {}
+            for b in db.execute(
+                "SELECT b.* FROM boots b JOIN outcomes o ON o.id = b.outcome_id WHERE o.run_id = ?"
+                " ORDER BY b.outcome_id, b.idx",
+                (run_id,),
+            ):
+                boots.setdefault(b["outcome_id"], []).append(
+                    BootRow(b["idx"], b["reset_reason"], b["slot"], b["version"], b["outcome"])
+                )
+            faults: dict[int, list[FaultRow]] = {}
+            for f in db.execute(
+                "SELECT f.* FROM faults f JOIN outcomes o ON o.id = f.outcome_id WHERE o.run_id = ?"
+                " ORDER BY f.outcome_id, f.seq",
+                (run_id,),
+            ):
+                faults.setdefault(f["outcome_id"], []).append(
+                    FaultRow(f["name"], f["condition"], f["observed"], f["latency_ms"], f["t_offset_s"])
+                )
+        return [
+            Outcome(
+                **{name: row[name] for name in _OUTCOME_COLUMNS if name != "outcome"},
+                outcome=OutcomeClass(row["outcome"]),
+                boots=tuple(boots.get(row["id"], ())),
+                faults=tuple(faults.get(row["id"], ())),
+            )
+            for row in rows
+        ]
+
+    def done_keys(self, run_id: str) -> set[tuple[str, str]]:
+        """(scenario, board) pairs a resume must not run again: everything but INFRA."""
+        self.run(run_id)
+        with self._reader() as db:
+            rows = db.execute(
+                "SELECT DISTINCT scenario, board FROM outcomes WHERE run_id = ? AND outcome != ?",
+                (run_id, OutcomeClass.INFRA.value),
+            ).fetchall()
+        return {(row["scenario"], row["board"]) for row in rows}
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _unknown_run(self, db: sqlite3.Connection, run_id: str) -> InputError:
+        query = "SELECT run_id FROM runs ORDER BY started_at DESC, rowid DESC LIMIT 5"
+        latest = [row[0] for row in db.execute(query)]
+        listed = ", ".join(latest) if latest else "none"
+        return InputError(f"no run '{run_id}' in {self.path} (last runs: {listed})")
+
+    def _transaction(self, body: Callable[[sqlite3.Connection], None]) -> None:
+        db = self._connect_writer()
+
+        def attempt() -> None:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                body(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+        self._retry(attempt)
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        if self._writer is not None:
+            return self._writer
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        timeout = self.lock_timeout_s
+        db = self._guard(lambda: sqlite3.connect(self.path, timeout=timeout, isolation_level=None))
+        db.row_factory = sqlite3.Row
+        try:
+            self._retry(lambda: self._prepare(db))
+        except BaseException:
+            db.close()
+            raise
+        self._writer = db
+        return db
+
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        """Switch to WAL and create (or check) the schema, racing other workers safely."""
+        db.execute(f"PRAGMA busy_timeout = {int(self.lock_timeout_s * 1000)}")
+        db.execute("PRAGMA foreign_keys = ON")
+        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            self._check_version(version, db)
+            if version == 0:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _check_version(self, version: int, db: sqlite3.Connection) -> None:
+        if version > SCHEMA_VERSION:
+            raise InputError(
+                f"{self.path} has results schema version {version}; this ota-rig reads up to"
+                f" {SCHEMA_VERSION}: upgrade ota-rig"
+            )
+        if version == 0 and db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            raise InputError(f"{self.path} is an SQLite database but not an ota-rig results database")
+
+    @contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        if not self.path.is_file():
+            raise InputError(f"no results database at {self.path} (run the suite first, or pass --db)")
+        uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
+        db = self._guard(lambda: sqlite3.connect(uri, uri=True, timeout=self.lock_timeout_s))
+        db.row_factory = sqlite3.Row
+        try:
+            version = self._guard(lambda: db.execute("PRAGMA user_version").fetchone()[0])
+            self._check_version(version, db)
+            if version == 0:
+                raise InputError(f"{self.path} holds no ota-rig results")
+            yield db
+        except sqlite3.Error as error:
+            raise self._translate(error) from error
+        finally:
+            db.close()
+
+    def _retry(self, attempt: Callable[[], _T]) -> _T:
+        """Run `attempt`, retrying while another process holds the write lock."""
+        deadline = time.monotonic() + self.lock_timeout_s
+        delay = 0.01
+        while True:
+            try:
+                return attempt()
+            except sqlite3.OperationalError as error:
+                if not _is_busy(error) or time.monotonic() >= deadline:
+                    raise self._translate(error) from error
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+            except sqlite3.Error as error:
+                raise self._translate(error) from error
+
+    def _guard(self, call: Callable[[], _T]) -> _T:
+        try:
+            return call()
+        except sqlite3.Error as error:
+            raise self._translate(error) from error
+
+    def _translate(self, error: sqlite3.Error) -> InputError | InfraError:
+        text = str(error)
+        if isinstance(error, sqlite3.OperationalError) and _is_busy(error):
+            return InfraError(
+                f"{self.path} is locked by another process ({text}) after {self.lock_timeout_s:g} s"
+            )
+        if isinstance(error, sqlite3.DatabaseError) and not isinstance(error, sqlite3.OperationalError):
+            return InputError(f"{self.path} is not a readable results database ({text}); left untouched")
+        return InfraError(f"{self.path}: {text}")
+
+
+def _check_status(status: str) -> None:
+    if status not in RUN_STATUSES:
+        raise InputError(f"run status must be one of {', '.join(RUN_STATUSES)}, got '{status}'")
+
+
+def _run_info(row: sqlite3.Row) -> RunInfo:
+    boards = cast(list[Any], json.loads(row["boards"]))
+    return RunInfo(
+        run_id=row["run_id"],
+        started_at=row["started_at"],
+        farm=row["farm"],
+        boards=tuple(str(b) for b in boards),
+        seed=row["seed"],
+        rig_version=row["rig_version"],
+        git_revision=row["git_revision"],
+        command=row["command"],
+        finished_at=row["finished_at"],
+        status=row["status"],
+    )
