@@ -286,13 +286,18 @@ class ReferenceFirmware(FirmwareModel):
         ota = agent.ota
         assert ota is not None
         try:
-            if ota.perform():
-                self._progress(agent, ota)
-                return
+            try:
+                if ota.perform():
+                    self._progress(agent, ota)
+                    return
+                perform_error = None
+            except EspError as exc:
+                perform_error = exc
             self._progress(agent, ota)
             if not ota.is_complete_data_received():
+                # advanced_https_ota_example: the perform loop ended short of the image.
                 agent.log(LogLevel.ERROR, "Complete data was not received.", EXAMPLE_TAG)
-                raise EspError(Err.ESP_FAIL)
+                raise perform_error or EspError(Err.ESP_FAIL)
             ota.finish()
         except EspError as exc:
             self._failed(agent, exc)

@@ -15,6 +15,7 @@ from rig.esp.marker import Behaviour
 from rig.esp.otadata import OtaState
 from rig.esp.testimage import make_test_app
 from rig.net.certs import ensure_bundle
+from rig.net.fault_proxy import Close, Cut, FaultProxy, Position, Unit
 from rig.net.ota_server import OtaServer
 
 from .conftest import Lab
@@ -128,3 +129,25 @@ def test_power_cut_mid_download_boots_the_old_firmware(
     lab.console.expect(r"boot: Loaded app from partition at offset 0x20000$")
     lab.console.expect(r"rig_agent: ready version=1\.0\.0 running=ota_0 state=VALID$")
     assert lab.otadata().entries[1].is_erased
+
+
+def test_fin_mid_transfer_fails_and_the_old_slot_keeps_running(make_lab: MakeLab, server: Served) -> None:
+    srv, images = server
+    images["next.bin"] = make_test_app(version="1.0.1", size=256 * 1024)
+    proxy = FaultProxy(("127.0.0.1", srv.port)).start()
+    try:
+        proxy.arm(Cut(at=Position(Unit.WIRE, 100_000), close=Close.FIN))
+        lab = make_lab()
+        c = lab.console
+        c.expect(r"rig_agent: ready version=1\.0\.0 running=ota_0")
+        c.send(f"cert {base64.b64encode(srv.pinned_der).decode()}")  # type: ignore[attr-defined]
+        c.expect(r"rig_agent: ok cert")
+        c.send(f"ota {srv.url_for('next.bin', port=proxy.port)}")
+        c.expect(r"^E \(\d+\) esp_https_ota: Connection closed before complete data was received!$")
+        c.expect(r"^E \(\d+\) advanced_https_ota_example: Complete data was not received\.$")
+        c.expect(r"^E \(\d+\) rig_agent: ota failed err=0xffffffff reason=ESP_FAIL$")
+        c.send("status")
+        c.expect(r"rig_agent: status running=ota_0 boot=ota_0 .* ota=failed$")
+        assert lab.otadata().entries[1].is_erased
+    finally:
+        proxy.stop()
