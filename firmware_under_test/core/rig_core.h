@@ -249,6 +249,9 @@ void rig_progress_start(rig_progress_t *p, bool resume_on, uint32_t offset);
 /* After esp_https_ota_begin: true when ESP-IDF fell back to byte 0 (server ignored Range),
  * so the saved progress must be forgotten. */
 bool rig_progress_begun(rig_progress_t *p, uint32_t written);
+/* Whole image size for `ota progress total=`: ESP-IDF reports the partial-download HEAD
+ * length, or else the Content-Length of the (possibly ranged) GET; 0 when unknown. */
+uint32_t rig_image_total(bool partial, uint32_t offset, int32_t reported_length);
 /* After each esp_https_ota_perform: RIG_STEP_* flags; *save_bytes gets the KiB-rounded
  * count to save when RIG_STEP_SAVE is set. */
 unsigned rig_progress_step(rig_progress_t *p, uint32_t written, bool complete, uint32_t *save_bytes);
@@ -277,6 +280,8 @@ typedef enum {
 } rig_fail_t;
 
 const char *rig_fail_reason(rig_fail_t fail);
+/* Saved resume progress survives a broken transfer, not a bad image or an abort. */
+bool rig_fail_keeps_progress(rig_fail_t fail);
 
 void rig_reply_ok(const rig_out_t *out, const char *name, const char *details);
 void rig_reply_error(const rig_out_t *out, const char *name, const char *reason);

@@ -51,6 +51,29 @@ bool rig_progress_begun(rig_progress_t *p, uint32_t written)
     return true;
 }
 
+uint32_t rig_image_total(bool partial, uint32_t offset, int32_t reported_length)
+{
+    if (reported_length <= 0) {
+        return 0; /* chunked transfer: no length */
+    }
+    return partial ? (uint32_t)reported_length : offset + (uint32_t)reported_length;
+}
+
+bool rig_fail_keeps_progress(rig_fail_t fail)
+{
+    switch (fail) {
+    case RIG_FAIL_BEGIN:
+    case RIG_FAIL_IMAGE_DESC:
+    case RIG_FAIL_DOWNLOAD:
+    case RIG_FAIL_INCOMPLETE:
+        return true;
+    case RIG_FAIL_FINISH:
+    case RIG_FAIL_ABORTED:
+        return false;
+    }
+    return false;
+}
+
 unsigned rig_progress_step(rig_progress_t *p, uint32_t written, bool complete, uint32_t *save_bytes)
 {
     unsigned flags = 0;

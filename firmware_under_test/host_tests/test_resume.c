@@ -112,8 +112,22 @@ static void test_progress_cadence(void)
     CHECK_EQ_INT(save, 65536);
 }
 
+static void test_image_total_and_failures(void)
+{
+    CHECK_EQ_INT(rig_image_total(false, 0, 180000), 180000);
+    CHECK_EQ_INT(rig_image_total(false, 40960, 139040), 180000); /* 206: Content-Length is the rest */
+    CHECK_EQ_INT(rig_image_total(true, 40960, 180000), 180000);  /* HEAD gives the whole length */
+    CHECK_EQ_INT(rig_image_total(false, 0, -1), 0);
+    CHECK(rig_fail_keeps_progress(RIG_FAIL_BEGIN));
+    CHECK(rig_fail_keeps_progress(RIG_FAIL_DOWNLOAD));
+    CHECK(rig_fail_keeps_progress(RIG_FAIL_INCOMPLETE));
+    CHECK(!rig_fail_keeps_progress(RIG_FAIL_FINISH));
+    CHECK(!rig_fail_keeps_progress(RIG_FAIL_ABORTED));
+}
+
 void test_resume(void)
 {
+    test_image_total_and_failures();
     test_resume_start();
     test_range_headers();
     test_server_ignoring_range_restarts_from_zero();
