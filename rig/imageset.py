@@ -1,0 +1,145 @@
+"""The image set a run serves: one base build and its derived mutants, on disk.
+
+A real farm brings its own ESP-IDF build (`--base-image`, `--signing-key`); the
+virtual lab gets a reference test app built here. Either way every scenario picks
+images by mutant name and reads from the manifest what a correct device must do.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+from rig.errors import InputError
+from rig.esp.signing import SigningKey, SigningScheme
+from rig.esp.testimage import make_test_app
+from rig.images.mutants import MANIFEST_NAME, Expect, Manifest, MutantEntry, SkippedMutant, derive_images
+
+# The virtual lab's reference build: secure_version 1 so the anti-rollback mutants exist.
+LAB_BASE_VERSION = "1.0.0"
+LAB_BASE_SECURE_VERSION = 1
+LAB_IMAGE_SIZE = 128 * 1024
+_PLACEHOLDER = re.compile(r"%[-0-9.]*[sdux]")
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    """One servable image and the behaviour it must provoke."""
+
+    name: str
+    path: Path
+    version: str
+    expect: str
+    behaviour: str | None
+    proof_lines: tuple[str, ...]
+
+    def proof_patterns(self) -> list[re.Pattern[str]]:
+        """The manifest's "L tag: message" lines as regexes over real log lines."""
+        patterns = []
+        for line in self.proof_lines:
+            level, _, rest = line.partition(" ")
+            pieces = [re.escape(p) for p in _PLACEHOLDER.split(rest)]
+            patterns.append(re.compile(rf"{re.escape(level)} \([\d:.]+\) " + r"\S+".join(pieces)))
+        return patterns
+
+
+class ImageSet:
+    """A directory of images with its manifest.json."""
+
+    def __init__(self, directory: Path, manifest: Manifest, key: SigningKey | None) -> None:
+        self.directory = directory
+        self.manifest = manifest
+        self.key = key
+
+    @property
+    def names(self) -> list[str]:
+        return [e.name for e in self.manifest.entries]
+
+    @property
+    def base_version(self) -> str:
+        return self.manifest.base_version
+
+    def entry(self, name: str) -> ImageEntry:
+        try:
+            mutant = self.manifest.entry(name)
+        except KeyError:
+            skipped = {s.name: s.reason for s in self.manifest.skipped}
+            why = skipped.get(name, f"known images: {', '.join(self.names)}")
+            raise InputError(f"no image {name!r} in {self.directory} ({why})") from None
+        return ImageEntry(
+            name=mutant.name, path=self.directory / mutant.file, version=mutant.version or "",
+            expect=mutant.expect.value, behaviour=mutant.behaviour, proof_lines=mutant.logs,
+        )
+
+    def data(self, name: str) -> bytes:
+        return self.entry(name).path.read_bytes()
+
+    def skipped_reason(self, name: str) -> str | None:
+        return next((s.reason for s in self.manifest.skipped if s.name == name), None)
+
+    def source(self) -> dict[str, bytes]:
+        """What the OTA server serves: each image under its mutant name (no extension)."""
+        return {e.name: (self.directory / e.file).read_bytes() for e in self.manifest.entries}
+
+
+def _scheme(signing: Iterable[str]) -> SigningScheme | None:
+    schemes = {s for s in signing if s != "none"}
+    if len(schemes) > 1:
+        raise InputError(f"the farm mixes signing schemes {sorted(schemes)}; select one per run (--boards)")
+    return SigningScheme(schemes.pop()) if schemes else None
+
+
+def prepare_image_set(directory: Path, *, base: Path | None, key: Path | None, signing: Iterable[str],
+                      seed: int = 0) -> ImageSet:
+    """Derive (once per run directory) the run's image set from `base` or the lab's test app."""
+    directory.mkdir(parents=True, exist_ok=True)
+    scheme = _scheme(signing)
+    if base is not None and key is None and scheme is not None:
+        raise InputError("the farm's boards verify signed updates: pass --signing-key with --base-image")
+    out = directory / "set"
+    # xdist workers share the run's image directory: the first derives, the rest reuse.
+    with FileLock(str(directory / ".derive.lock")):
+        signing_key = _signing_key(directory, key, scheme)
+        if (out / ".complete").exists():
+            return ImageSet(out, _load_manifest(out / MANIFEST_NAME), signing_key)
+        if base is None:
+            base_bytes = make_test_app(version=LAB_BASE_VERSION, secure_version=LAB_BASE_SECURE_VERSION,
+                                       size=LAB_IMAGE_SIZE, key=signing_key)
+        else:
+            try:
+                base_bytes = base.read_bytes()
+            except OSError as error:
+                raise InputError(f"cannot read base image {base}: {error.strerror}") from None
+        manifest = derive_images(base_bytes, out, signing_key, seed=seed)
+        (out / ".complete").touch()
+    return ImageSet(out, manifest, signing_key)
+
+
+def _signing_key(directory: Path, key: Path | None, scheme: SigningScheme | None) -> SigningKey | None:
+    if key is not None:
+        return SigningKey.load(key)
+    if scheme is None:
+        return None
+    path = directory / f"lab-key-{scheme.value}.pem"
+    return SigningKey.load(path) if path.exists() else SigningKey.generate(path, scheme)
+
+
+def _load_manifest(path: Path) -> Manifest:
+    """Rebuild the Manifest record from the manifest.json derive_images wrote."""
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    key = raw.get("key") or {}
+    entries = tuple(
+        MutantEntry(**{**item, "expect": Expect(item["expect"]), "logs": tuple(item["logs"])})
+        for item in raw["images"]
+    )
+    return Manifest(
+        base_sha256=raw["base"]["sha256"], base_version=raw["base"]["version"],
+        base_secure_version=raw["base"]["secure_version"], project=raw["base"]["project"],
+        key_scheme=key.get("scheme"), key_digest=key.get("digest"), entries=entries,
+        skipped=tuple(SkippedMutant(**item) for item in raw.get("skipped", [])),
+    )

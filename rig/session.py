@@ -1,0 +1,347 @@
+"""One board's OTA experiment: start an update, fire a fault at the cut point, let
+the board recover, and judge what it did against what ESP-IDF says it must do.
+
+`rig repro` and every scenario go through here, so "what is the correct outcome of
+a power cut at this point" is decided in exactly one place (`acceptable_outcomes`).
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rig.board import Board, Ready
+from rig.cutspec import CutKind, CutSpec, NetFault, On
+from rig.errors import InfraError
+from rig.esp.otadata import OtaData
+from rig.farm import NetworkSpec
+from rig.imageset import ImageSet
+from rig.logs.boots import BootTimeline, fold_boots
+from rig.logs.parser import parse_text
+from rig.net.certs import CertBundle
+from rig.net.events import BodyProgress, Direction, Event, WireProgress
+from rig.net.fault_proxy import Close, Cut, FaultProxy, Position, Stall, Throttle, Unit
+from rig.net.ota_server import OtaServer
+from rig.triggers import Firing, TriggerEngine
+
+COMPLETE = "rig_agent: ota complete"
+CONFIRMED = "rig_agent: app confirmed valid"
+ENDED = r"rig_agent: ota (failed|rejected|complete)"
+ROM_RESET = r"^rst:0x[0-9a-f]+ \("
+
+
+class Phase(enum.Enum):
+    """Where in the OTA the fault landed, judged from the serial log at the moment it fired."""
+
+    NO_FAULT = "no fault fired"
+    DOWNLOAD = "before the boot partition switch"
+    SWITCHED = "after the switch, before the new image booted"
+    FIRST_BOOT = "during the new image's first boot, before confirm"
+    CONFIRMED = "after the new image confirmed itself"
+
+
+class Final(enum.Enum):
+    """Which firmware a correct device runs once it has recovered."""
+
+    OLD = "old"
+    NEW = "new"
+
+
+def acceptable_outcomes(expect: str, phase: Phase, rollback: bool) -> frozenset[Final]:
+    """The ESP-IDF-correct end states for an image with manifest expectation `expect`.
+
+    Only an image the device should accept can end on NEW. A fault before the
+    otadata switch leaves the old app; after it, the new image gets its one boot
+    attempt (with rollback) unless the fault interrupts that boot before confirm. A
+    cut between the switch and the first boot may land inside the bootloader's own
+    NEW -> PENDING_VERIFY rewrite, where either end state is correct (facts §3.5).
+    """
+    if expect != "accept":
+        return frozenset({Final.OLD})
+    return {
+        Phase.NO_FAULT: frozenset({Final.NEW}),
+        Phase.DOWNLOAD: frozenset({Final.OLD}),
+        Phase.SWITCHED: frozenset({Final.OLD, Final.NEW}),
+        Phase.FIRST_BOOT: frozenset({Final.OLD} if rollback else {Final.NEW}),
+        Phase.CONFIRMED: frozenset({Final.NEW}),
+    }[phase]
+
+
+@dataclass
+class OtaResult:
+    """Everything one OTA experiment observed, and whether the device was correct."""
+
+    board: str
+    image: str
+    expect: str
+    old_version: str
+    new_version: str
+    cut: str | None
+    firings: list[Firing]
+    phase: Phase
+    acceptable: frozenset[Final]
+    final: Final | None
+    final_ready: Ready | None
+    otadata: OtaData | None
+    timeline: BootTimeline
+    bytes_sent: int
+    duration_s: float
+    mark: int
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        verdict = "PASS" if self.passed else "FAIL"
+        final = self.final.value if self.final else "nothing"
+        allowed = "/".join(sorted(f.value for f in self.acceptable))
+        head = (f"{verdict} {self.board}: {self.image} ({self.expect}), cut {self.cut or 'none'} "
+                f"→ {self.phase.value}; ended on {final} firmware (correct: {allowed})")
+        return "\n".join([head, *(f"  - {p}" for p in self.problems)])
+
+
+class OtaSession:
+    """An OTA-capable board with the rig's server, proxy and trigger engine wired to it."""
+
+    def __init__(self, board: Board, server: OtaServer, proxy: FaultProxy, certs: CertBundle,
+                 images: ImageSet, network: NetworkSpec, *, seed: int = 0) -> None:
+        self.board = board
+        self.server = server
+        self.proxy = proxy
+        self.certs = certs
+        self.images = images
+        self.network = network
+        self.seed = seed
+        self.engine = TriggerEngine()
+        self._timers: list[threading.Timer] = []
+        board.console.add_listener(self._on_line)
+        server.bus.subscribe(self._on_bus_event)
+
+    def close(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self.engine.close()
+        self.proxy.disarm()
+        self.server.bus.unsubscribe(self._on_bus_event)
+        self.board.console.remove_listener(self._on_line)
+
+    # -- wiring ------------------------------------------------------------------------
+
+    def _on_line(self, line: str, t: float) -> None:
+        self.engine.on_log_line(self.board.name, line, t)
+
+    def _on_bus_event(self, event: Event) -> None:
+        if isinstance(event, BodyProgress):
+            self.engine.on_progress(event.path, event.connection_id, event.body_bytes_sent, event.total)
+        elif isinstance(event, WireProgress) and event.direction is Direction.DOWN:
+            self.engine.on_wire(event.connection_id, event.total_bytes)
+
+    # -- set-up ------------------------------------------------------------------------
+
+    def prepare(self, image: str = "base", **settings: str) -> Ready:
+        """Flash `image` into a known state, pin the rig CA, apply agent settings."""
+        ready = self.board.prepare(self.images.data(image))
+        self.pin(self.certs)
+        if settings:
+            self.configure(**settings)
+        return ready
+
+    def pin(self, certs: CertBundle) -> None:
+        self.board.command("cert " + base64.b64encode(certs.ca_der()).decode())
+
+    def configure(self, **settings: str) -> None:
+        self.board.command("ota-config " + " ".join(f"{k}={v}" for k, v in settings.items()))
+
+    def url(self, image: str, *, via_proxy: bool = True, redirects: int = 0) -> str:
+        host = self.network.board_facing_address
+        port = self.proxy.port if via_proxy else self.server.port
+        return self.server.url_for(image, redirects=redirects, host=host, port=port)
+
+    # -- faults ------------------------------------------------------------------------
+
+    def arm(self, cut: CutSpec) -> None:
+        """Bind a parsed --cut to what carries it out when its condition is met."""
+        position = _proxy_position(cut)
+        if cut.kind is CutKind.NET and position is not None and cut.net_fault is not NetFault.THROTTLE:
+            # Exact to the byte: the proxy counts and acts itself, no trigger round trip.
+            self.proxy.arm(self._net_fault(cut, position))
+            return
+        self.engine.add(cut.trigger(self._action_for(cut)))
+
+    def _net_fault(self, cut: CutSpec, at: Position | None) -> Cut | Stall | Throttle:
+        if cut.net_fault is NetFault.STALL:
+            return Stall(seconds=cut.stall_s or 30.0, at=at)
+        if cut.net_fault is NetFault.THROTTLE:
+            return Throttle(bytes_per_second=cut.throttle_bps or 10_000)
+        close = Close.RST if cut.net_fault is NetFault.RST else Close.FIN
+        if at is None:  # "now": the next byte of the connection that is sending
+            sent = max((r.bytes_down for r in self.proxy.records if r.closed_at is None), default=0)
+            at = Position(Unit.WIRE, sent + 1)
+        return Cut(at=at, close=close)
+
+    def _action_for(self, cut: CutSpec) -> Callable[[], None]:
+        power = self.board.power
+        if cut.kind is CutKind.POWER:
+            off_s = power.off_seconds if cut.off_s is None else cut.off_s
+
+            def power_cut() -> None:
+                power.off()
+                self._later(off_s, power.on)
+
+            return power_cut
+        if cut.kind is CutKind.BROWNOUT:
+            volts = 2.2 if cut.volts is None else cut.volts
+            hold = 0.5 if cut.hold_s is None else cut.hold_s
+
+            def brownout() -> None:
+                nominal = power.voltage_setpoint()
+                power.set_voltage(volts)
+                self._later(hold, lambda: power.set_voltage(nominal))
+
+            return brownout
+        return lambda: self._arm_proxy_now(cut)
+
+    def _arm_proxy_now(self, cut: CutSpec) -> None:
+        self.proxy.arm(self._net_fault(cut, None))
+
+    def _later(self, delay: float, action: Callable[[], None]) -> None:
+        timer = threading.Timer(delay, action)
+        timer.daemon = True
+        self._timers.append(timer)
+        timer.start()
+
+    def _timers_pending(self) -> bool:
+        return any(timer.is_alive() for timer in self._timers)
+
+    # -- the experiment ------------------------------------------------------------------
+
+    def start_ota(self, image: str, *, via_proxy: bool = True, redirects: int = 0) -> int:
+        """Send `ota <url>`; returns the console mark the OTA's lines come after."""
+        mark = self.board.console.mark()
+        self.board.command(f"ota {self.url(image, via_proxy=via_proxy, redirects=redirects)}")
+        return mark
+
+    def settle(self, since: int, timeout: float, quiet_s: float = 1.0) -> Ready | None:
+        """Wait until the board runs an app and stays up: a `ready` after the last reset,
+        no reset for `quiet_s`, no pending power actions, and no OTA still running."""
+        console = self.board.console
+        deadline = time.monotonic() + timeout
+        position = since
+        ready: Ready | None = None
+        while time.monotonic() < deadline:
+            found = self.board.wait_ready(max(0.0, deadline - time.monotonic()), position)
+            if found is None:
+                break
+            ready = found
+            position = found.line_index + 1
+            quiet_until = time.monotonic() + quiet_s
+            while time.monotonic() < min(quiet_until, deadline) or self._timers_pending():
+                if console.wait_for(ROM_RESET, 0.1, position) is not None or time.monotonic() >= deadline:
+                    break
+            if console.wait_for(ROM_RESET, 0.0, position) is None and not self._timers_pending():
+                return ready
+        return ready if ready is not None and console.wait_for(ROM_RESET, 0.0, position) is None else None
+
+    def run(self, image: str, cut: CutSpec | None = None, *, timeout: float = 60.0,
+            via_proxy: bool = True, redirects: int = 0) -> OtaResult:
+        """One OTA of `image` (optionally with a fault), recovery, read-back and judgement."""
+        entry = self.images.entry(image)
+        rollback = self.board.spec.firmware.rollback
+        started = time.monotonic()
+        start_status = self.board.status()
+        old_version = start_status.get("version", "?")
+        if cut is not None:
+            self.arm(cut)
+        sent_before = sum(r.body_bytes for r in self.server.records)
+        mark = self.start_ota(image, via_proxy=via_proxy, redirects=redirects)
+        ended = self.board.console.wait_for(rf"{ENDED}|{ROM_RESET}", timeout, mark)
+        if ended is None:
+            raise InfraError(
+                f"board {self.board.name}: OTA of {image} neither ended nor reset within {timeout:.0f} s"
+            )
+        ready = self.settle(mark, timeout)
+        if ready is not None and ready.state == "PENDING_VERIFY":
+            # A new image that never confirms keeps running until the next reset; ESP-IDF
+            # then rolls it back. Give it that reset, as the field eventually will.
+            ready = self.settle(self.board.reset(), timeout)
+        self.engine.wait_idle(timeout=5.0)
+        otadata = self.board.read_otadata()
+        after_read = self.board.reset()
+        final_ready = self.settle(after_read, timeout) or ready
+        timeline = fold_boots(parse_text(self.board.console.text(mark)), final=True)
+        phase = self.phase_at_fault(mark)
+        acceptable = acceptable_outcomes(entry.expect, phase, rollback)
+        result = OtaResult(
+            board=self.board.name, image=image, expect=entry.expect, old_version=old_version,
+            new_version=entry.version, cut=cut.text if cut else None, firings=list(self.engine.firings),
+            phase=phase, acceptable=acceptable, final=None, final_ready=final_ready, otadata=otadata,
+            timeline=timeline, bytes_sent=sum(r.body_bytes for r in self.server.records) - sent_before,
+            duration_s=time.monotonic() - started, mark=mark,
+        )
+        self._judge(result)
+        return result
+
+    def phase_at_fault(self, since: int) -> Phase:
+        """Where the first fault landed, from the log lines that arrived before it fired."""
+        fired = [f.t_action_start for f in self.engine.firings]
+        if not fired:
+            # Proxy faults act on the download connection only.
+            hit = any(record.faults for record in self.proxy.records)
+            return Phase.DOWNLOAD if hit else Phase.NO_FAULT
+        t_fault = min(fired)
+        before = [line.text for line in self.board.console.lines(since) if line.t <= t_fault]
+        if any(CONFIRMED in text for text in before):
+            return Phase.CONFIRMED
+        if not any(COMPLETE in text for text in before):
+            return Phase.DOWNLOAD
+        after_complete = before[max(i for i, text in enumerate(before) if COMPLETE in text):]
+        booted_new = any("boot: Loaded app from partition" in text for text in after_complete)
+        return Phase.FIRST_BOOT if booted_new else Phase.SWITCHED
+
+    def _judge(self, result: OtaResult) -> None:
+        ready = result.final_ready
+        if ready is None:
+            result.problems.append("BRICK: no app reached 'ready' after recovery")
+            return
+        versions = {Final.OLD: result.old_version, Final.NEW: result.new_version}
+        result.final = next((f for f, v in versions.items() if v == ready.version), None)
+        if result.final is None:
+            result.problems.append(f"running version {ready.version} is neither old {result.old_version} "
+                                   f"nor new {result.new_version}")
+        elif result.final not in result.acceptable:
+            allowed = " or ".join(sorted(f.value for f in result.acceptable))
+            result.problems.append(
+                f"ended on {result.final.value} firmware {ready.version}; ESP-IDF-correct is {allowed}"
+            )
+        otadata = result.otadata
+        if otadata is not None:
+            for index, entry in enumerate(otadata.entries):
+                if not entry.is_erased and not entry.crc_ok:
+                    result.problems.append(f"otadata entry {index} is torn (seq {entry.seq:#x}, bad CRC)")
+            slots = self.board.table.ota_slots
+            active = otadata.boot_slot(len(slots))
+            if active is not None and slots[active].name != ready.running:
+                result.problems.append(f"log says {ready.running} runs, otadata's active entry points to "
+                                       f"{slots[active].name}")
+        if result.phase is Phase.NO_FAULT:
+            lines = [line.text for line in self.board.console.lines(result.mark)]
+            for pattern in self.images.entry(result.image).proof_patterns():
+                if not any(pattern.search(text) for text in lines):
+                    result.problems.append(f"expected log line not seen: /{pattern.pattern}/")
+
+
+def _proxy_position(cut: CutSpec) -> Position | None:
+    """A cut point the proxy can hit exactly by itself, or None if it needs a trigger."""
+    if cut.on is On.WIRE and isinstance(cut.at, int):
+        return Position(Unit.WIRE, cut.at)
+    if cut.on is On.BYTES and isinstance(cut.at, int):
+        return Position(Unit.IMAGE, cut.at)
+    if cut.on is On.FRACTION and isinstance(cut.at, float):
+        return Position(Unit.FRACTION, cut.at)
+    return None
