@@ -26,6 +26,8 @@ COMMANDS: dict[str, str] = {
     "keys": "rig.esp.cli_image:keys",
     "images": "rig.images.cli:images",
     "power": "rig.power.cli:power",
+    "report": "rig.report.cli:report",
+    "gate": "rig.gate:gate",
 }
 
 

@@ -1,0 +1,49 @@
+"""Everything one report shows, gathered once from the store so each renderer stays pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from rig.report import analysis
+from rig.results.model import Outcome, RunInfo
+from rig.results.store import ResultsStore
+
+DEFAULT_WINDOW = 30
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """One run's outcomes plus the history window used for trends and flakes."""
+
+    run: RunInfo
+    outcomes: list[Outcome]
+    frame: pd.DataFrame
+    window_runs: list[RunInfo]
+    trend: pd.DataFrame
+    flakes: analysis.FlakeRates
+
+
+def window_before(store: ResultsStore, run: RunInfo, window: int) -> list[RunInfo]:
+    """The last `window` runs up to and including `run`, oldest first (a later run never leaks in)."""
+    runs = store.runs()
+    position = next(i for i, candidate in enumerate(runs) if candidate.run_id == run.run_id)
+    return runs[max(0, position + 1 - window) : position + 1]
+
+
+def collect(store: ResultsStore, run_id: str, window: int = DEFAULT_WINDOW) -> ReportData:
+    """Load a run and its history window and compute every table the report needs."""
+    run = store.run(run_id)
+    outcomes = store.outcomes(run_id)
+    window_runs = window_before(store, run, window)
+    history = [o for r in window_runs for o in (outcomes if r.run_id == run_id else store.outcomes(r.run_id))]
+    history_frame = analysis.outcome_frame(history)
+    return ReportData(
+        run=run,
+        outcomes=outcomes,
+        frame=analysis.outcome_frame(outcomes),
+        window_runs=window_runs,
+        trend=analysis.trend(history_frame, window_runs),
+        flakes=analysis.flake_rates(history_frame),
+    )
