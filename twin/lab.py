@@ -1,0 +1,423 @@
+"""The virtual lab daemon: twin boards wired to a virtual PSU and a virtual USB relay.
+
+The rig must not know it talks to twins, so the lab's only outputs are what a real
+bench has: serial ports (RFC2217), a SCPI instrument on TCP, a relay on a pty, and a
+farm file describing them. Everything the boards remember (flash, eFuses, NVS)
+lives in the lab directory so a restarted lab is the same bench, on the same ports
+when they are still free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import filelock
+import yaml
+
+from rig.errors import InfraError, InputError, RigError
+from rig.esp.flashimage import placeholder_bootloader
+from twin.board import TwinBoard
+from twin.chip import BOOTLOADER_OFFSET
+from twin.config import BoardConfig
+from twin.efuse import DEFAULT_MAC, Efuse
+from twin.flash import NorFlash
+from twin.instruments import VirtualPsu, VirtualRelay
+from twin.instruments.relay import FRAME_START, frame_checksum
+from twin.labconfig import LabConfig
+
+FARM_FILE = "farm.yaml"
+STATE_FILE = "lab.json"
+LOG_FILE = "lab.log"
+LOCK_FILE = "lab.lock"
+BOARDS_DIR = "boards"
+
+PSU_CHANNELS = 3
+RELAY_CHANNELS = 4
+PSU_VOLTS = 3.3
+PSU_CURRENT_LIMIT = 0.5
+OFF_SECONDS = 0.3
+_RELAY_SWITCH_TIMEOUT_S = 5.0
+
+log = logging.getLogger("twin.lab")
+
+
+class InstrumentKind(Enum):
+    """Farm-file `kind` of each instrument the lab hosts."""
+
+    PSU = "scpi-psu"
+    RELAY = "lcus-relay"
+
+
+class LabState(Enum):
+    """What lab.json says about the daemon."""
+
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class Wire:
+    """Which instrument output feeds a board."""
+
+    instrument: str
+    channel: int
+
+    @property
+    def kind(self) -> InstrumentKind:
+        return InstrumentKind.RELAY if self.instrument.startswith("relay") else InstrumentKind.PSU
+
+
+def plan_wiring(count: int) -> list[Wire]:
+    """Odd boards on PSU channels, even boards on relay contacts; overflow fills the other,
+    and only when both are full (more than 7 boards) does another PSU join the bench."""
+    if count < 1:
+        raise InputError(f"a lab needs at least one board, not {count}")
+    wires: list[Wire] = []
+    psu_used = relay_used = 0
+    for index in range(count):
+        odd = index % 2 == 0
+        if relay_used < RELAY_CHANNELS and (not odd or psu_used >= PSU_CHANNELS):
+            relay_used += 1
+            wires.append(Wire("relay1", relay_used))
+        else:
+            wires.append(Wire(f"psu{psu_used // PSU_CHANNELS + 1}", psu_used % PSU_CHANNELS + 1))
+            psu_used += 1
+    return wires
+
+
+def board_name(index: int) -> str:
+    return f"b{index + 1}"
+
+
+def board_mac(index: int) -> bytes:
+    """Distinct MACs in Espressif's OUI, b1 keeping the twin's default."""
+    base = int.from_bytes(DEFAULT_MAC, "big")
+    return (base + index).to_bytes(6, "big")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Readers see the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_state(directory: Path) -> dict[str, Any]:
+    """lab.json, or {} when there is none (or it is unreadable)."""
+    try:
+        data = json.loads((directory / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def factory_fresh(state_dir: Path, config: BoardConfig, index: int) -> bool:
+    """Give a new board its eFuses and a flash holding only a bootloader (0xFF elsewhere).
+
+    The flash file is written last, so its presence marks a finished setup; an existing
+    board is left alone (its contents are the point of keeping the directory).
+    """
+    flash_path = state_dir / "flash.bin"
+    if flash_path.exists():
+        return False
+    state_dir.mkdir(parents=True, exist_ok=True)
+    rev = config.chip_rev_full
+    Efuse(state_dir / "efuse.json", board_mac(index), rev // 100, rev % 100)
+    tmp = state_dir / ".flash.bin.tmp"
+    tmp.unlink(missing_ok=True)
+    flash = NorFlash(tmp, config.flash_size)
+    try:
+        flash.program(BOOTLOADER_OFFSET, placeholder_bootloader(config.flash_size))
+    finally:
+        flash.close()
+    os.replace(tmp, flash_path)
+    return True
+
+
+def _size_text(size: int) -> str:
+    mib = 1 << 20
+    return f"{size // mib}MB" if size % mib == 0 else hex(size)
+
+
+@dataclass
+class LabBoard:
+    """One twin on the bench and the wire that powers it."""
+
+    name: str
+    twin: TwinBoard
+    wire: Wire
+
+    @property
+    def port(self) -> int:
+        port = self.twin.port
+        assert port is not None, "board started without its RFC2217 server"
+        return port
+
+    @property
+    def serial(self) -> str:
+        return f"rfc2217://127.0.0.1:{self.port}"
+
+
+class Lab:
+    """N twin boards, the PSUs and relay that feed them, and the farm file describing them."""
+
+    def __init__(self, directory: Path, count: int, config: LabConfig | None = None) -> None:
+        self.directory = directory
+        self.count = count
+        self.config = config or LabConfig()
+        self.wires = plan_wiring(count)
+        self.boards: list[LabBoard] = []
+        self.psus: dict[str, VirtualPsu] = {}
+        self.relay: VirtualRelay | None = None
+        self.started_at = ""
+
+    @property
+    def farm_path(self) -> Path:
+        return self.directory / FARM_FILE
+
+    def start(self) -> None:
+        """Bring every instrument and board up, power the boards, then publish farm + state."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.farm_path.unlink(missing_ok=True)
+        previous = read_state(self.directory)
+        try:
+            self._start_instruments(previous)
+            self._start_boards(previous)
+            self._power_up()
+        except BaseException:
+            self.stop()
+            raise
+        self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
+        write_atomic(self.farm_path, yaml.safe_dump(self.farm_document(), sort_keys=False))
+        self._write_state(LabState.RUNNING)
+
+    def stop(self) -> None:
+        """Boards off (flash flushed), instruments closed, farm file withdrawn, pid cleared."""
+        for board in self.boards:
+            board.twin.stop()
+        for psu in self.psus.values():
+            psu.close()
+        if self.relay is not None:
+            self.relay.close()
+        self.farm_path.unlink(missing_ok=True)
+        if self.started_at:
+            self._write_state(LabState.STOPPED)
+        self.boards, self.psus, self.relay = [], {}, None
+
+    # -- bring-up -------------------------------------------------------------------------
+
+    def _start_instruments(self, previous: Mapping[str, Any]) -> None:
+        old = previous.get("instruments") or {}
+        for name in sorted({w.instrument for w in self.wires if w.kind is InstrumentKind.PSU}):
+            port = (old.get(name) or {}).get("port")
+            serial_number = f"DP8C{int(name[3:]):09d}"
+            try:
+                psu = VirtualPsu(port=port if isinstance(port, int) else 0, serial_number=serial_number)
+            except OSError:
+                log.info("%s: port %s is taken, using a new one", name, port)
+                psu = VirtualPsu(serial_number=serial_number)
+            self.psus[name] = psu
+        if any(w.kind is InstrumentKind.RELAY for w in self.wires):
+            self.relay = VirtualRelay(channels=RELAY_CHANNELS, status_query=True)
+
+    def _start_boards(self, previous: Mapping[str, Any]) -> None:
+        old = [b for b in previous.get("boards") or [] if isinstance(b, dict)]
+        old_ports = {b.get("name"): b.get("port") for b in old}
+        for index, wire in enumerate(self.wires):
+            name = board_name(index)
+            config = self.config.board_config(name)
+            state_dir = self.directory / BOARDS_DIR / name
+            if factory_fresh(state_dir, config, index):
+                log.info("%s: factory-fresh flash (bootloader only) in %s", name, state_dir)
+            twin = TwinBoard(state_dir, config)
+            self.boards.append(LabBoard(name, twin, wire))
+            port = old_ports.get(name)
+            try:
+                twin.start(rfc2217_port=port if isinstance(port, int) else 0, powered=False)
+            except OSError:
+                log.info("%s: port %s is taken, using a new one", name, port)
+                twin.start(rfc2217_port=0, powered=False)
+
+    def _power_up(self) -> None:
+        """Every output on, as a bench left powered: boards answer esptool at once."""
+        relay_channels: list[int] = []
+        for board in self.boards:
+            wire = board.wire
+            if wire.kind is InstrumentKind.PSU:
+                psu = self.psus[wire.instrument]
+                psu.attach(wire.channel, board.twin.power)
+                psu.execute(f":APPL CH{wire.channel},{PSU_VOLTS},{PSU_CURRENT_LIMIT}")
+                psu.execute(f":OUTP CH{wire.channel},ON")
+            else:
+                assert self.relay is not None
+                self.relay.attach(wire.channel, board.twin.power)
+                relay_channels.append(wire.channel)
+        if relay_channels:
+            self._close_relays(relay_channels)
+
+    def _close_relays(self, channels: list[int]) -> None:
+        """Switch contacts the way the rig does, through the relay's serial port."""
+        assert self.relay is not None
+        relay = self.relay
+        fd = os.open(relay.port, os.O_WRONLY | os.O_NOCTTY)
+        try:
+            for channel in channels:
+                os.write(fd, bytes((FRAME_START, channel, 1, frame_checksum(channel, 1))))
+        finally:
+            os.close(fd)
+        deadline = time.monotonic() + _RELAY_SWITCH_TIMEOUT_S
+        while not all(relay.is_closed(c) for c in channels):
+            if time.monotonic() > deadline:
+                raise InfraError(f"virtual relay on {relay.port} did not close channels {channels}")
+            time.sleep(0.01)
+
+    # -- what the lab publishes -------------------------------------------------------------
+
+    def farm_document(self) -> dict[str, Any]:
+        """The farm file the rig reads (rig.farm.parse_farm's schema)."""
+        instruments: dict[str, dict[str, Any]] = {}
+        for name, psu in self.psus.items():
+            instruments[name] = {
+                "kind": InstrumentKind.PSU.value,
+                "resource": psu.resource,
+                "dialect": "rigol-dp8xx",
+                "volts": PSU_VOLTS,
+                "current_limit": PSU_CURRENT_LIMIT,
+            }
+        if self.relay is not None:
+            instruments["relay1"] = {
+                "kind": InstrumentKind.RELAY.value,
+                "port": self.relay.port,
+                "status_query": True,
+            }
+        boards = []
+        for board in self.boards:
+            config = board.twin.config
+            boards.append(
+                {
+                    "name": board.name,
+                    "chip": "esp32",
+                    "serial": board.serial,
+                    "flash_size": _size_text(config.flash_size),
+                    "power": {
+                        "instrument": board.wire.instrument,
+                        "channel": board.wire.channel,
+                        "off_seconds": OFF_SECONDS,
+                    },
+                    "firmware": {
+                        "rollback": config.rollback,
+                        "anti_rollback": config.anti_rollback,
+                        "signing": config.signed_updates.value,
+                    },
+                    "tags": ["virtual", "relay" if board.wire.kind is InstrumentKind.RELAY else "psu"],
+                }
+            )
+        return {
+            "name": "virtual-lab",
+            "virtual": True,
+            "network": {"bind": "127.0.0.1", "board_facing_address": "127.0.0.1"},
+            "instruments": instruments,
+            "boards": boards,
+        }
+
+    def _write_state(self, state: LabState) -> None:
+        running = state is LabState.RUNNING
+        instruments: dict[str, dict[str, Any]] = {
+            name: {"kind": InstrumentKind.PSU.value, "host": psu.host, "port": psu.port}
+            for name, psu in self.psus.items()
+        }
+        if self.relay is not None:
+            instruments["relay1"] = {"kind": InstrumentKind.RELAY.value, "port": self.relay.port}
+        document = {
+            "pid": os.getpid() if running else None,
+            "state": state.value,
+            "started_at": self.started_at,
+            "board_count": self.count,
+            "farm": FARM_FILE,
+            "instruments": instruments,
+            "boards": [
+                {
+                    "name": b.name,
+                    "port": b.port,
+                    "serial": b.serial,
+                    "instrument": b.wire.instrument,
+                    "channel": b.wire.channel,
+                }
+                for b in self.boards
+            ],
+        }
+        write_atomic(self.directory / STATE_FILE, json.dumps(document, indent=2) + "\n")
+
+
+@contextlib.contextmanager
+def _log_to(directory: Path) -> Iterator[None]:
+    """lab.log always; the terminal too when someone is watching a foreground lab."""
+    handlers: list[logging.Handler] = [logging.FileHandler(directory / LOG_FILE, encoding="utf-8")]
+    if sys.stderr.isatty():
+        handlers.append(logging.StreamHandler())
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger()
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            root.removeHandler(handler)
+            handler.close()
+
+
+def serve(directory: Path, count: int, config: LabConfig) -> int:
+    """Run the lab in the foreground until SIGTERM/SIGINT; returns the process exit code."""
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    # Blocked before any thread starts, so every thread inherits the mask and the
+    # signal waits in sigwait below, even when it lands during bring-up.
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    directory.mkdir(parents=True, exist_ok=True)
+    with _log_to(directory):
+        lock = filelock.FileLock(str(directory / LOCK_FILE))
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            pid = read_state(directory).get("pid")
+            log.error("a lab is already running in %s (pid %s)", directory, pid)
+            return InputError.exit_code
+        try:
+            return _run(Lab(directory, count, config), stop_signals)
+        finally:
+            lock.release()
+
+
+def _run(lab: Lab, stop_signals: set[signal.Signals]) -> int:
+    try:
+        lab.start()
+    except RigError as error:
+        log.error("lab failed to start: %s", error)
+        return error.exit_code
+    except Exception:
+        log.exception("lab failed to start")
+        return InfraError.exit_code
+    for board in lab.boards:
+        log.info(
+            "%s: %s, power %s channel %d", board.name, board.serial, board.wire.instrument, board.wire.channel
+        )
+    log.info("lab up: %d board(s), pid %d, farm file %s", len(lab.boards), os.getpid(), lab.farm_path)
+    received = signal.sigwait(stop_signals)
+    log.info("%s received: stopping the lab", signal.Signals(received).name)
+    lab.stop()
+    log.info("lab stopped")
+    return 0
