@@ -28,6 +28,9 @@ COMMANDS: dict[str, str] = {
     "power": "rig.power.cli:power",
     "report": "rig.report.cli:report",
     "gate": "rig.gate:gate",
+    "run": "rig.run_cli:run",
+    "repro": "rig.run_cli:repro",
+    "farm": "rig.run_cli:farm",
 }
 
 

@@ -176,7 +176,9 @@ class Console:
     def text(self, since: int = 0) -> str:
         return "\n".join(line.text for line in self.lines(since))
 
-    def wait_for(self, pattern: str | re.Pattern[str], timeout: float, since: int = 0) -> re.Match[str] | None:
+    def wait_for(
+        self, pattern: str | re.Pattern[str], timeout: float, since: int = 0
+    ) -> re.Match[str] | None:
         """First line at or after `since` matching `pattern`, waiting up to `timeout` s."""
         regex = re.compile(pattern) if isinstance(pattern, str) else pattern
         deadline = time.monotonic() + timeout

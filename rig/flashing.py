@@ -36,8 +36,17 @@ def run_esptool(target: FlashTarget, args: Sequence[str], log: Path | None = Non
     enable_fast_rfc2217()
     before = "no-reset" if target.port.startswith("socket://") else target.before
     argv = [
-        "--chip", target.chip, "--port", target.port, "--baud", str(target.baud),
-        "--before", before, "--after", "no-reset", *args,
+        "--chip",
+        target.chip,
+        "--port",
+        target.port,
+        "--baud",
+        str(target.baud),
+        "--before",
+        before,
+        "--after",
+        "no-reset",
+        *args,
     ]
     out = io.StringIO()
     try:

@@ -7,17 +7,21 @@ images by mutant name and reads from the manifest what a correct device must do.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from filelock import FileLock
 
 from rig.errors import InputError
+from rig.esp.image import ImageFault, verify_image
+from rig.esp.marker import Behaviour, find_marker
 from rig.esp.signing import SigningKey, SigningScheme
 from rig.esp.testimage import make_test_app
+from rig.esp.versions import compare_versions
 from rig.images.mutants import MANIFEST_NAME, Expect, Manifest, MutantEntry, SkippedMutant, derive_images
 
 # The virtual lab's reference build: secure_version 1 so the anti-rollback mutants exist.
@@ -72,8 +76,12 @@ class ImageSet:
             why = skipped.get(name, f"known images: {', '.join(self.names)}")
             raise InputError(f"no image {name!r} in {self.directory} ({why})") from None
         return ImageEntry(
-            name=mutant.name, path=self.directory / mutant.file, version=mutant.version or "",
-            expect=mutant.expect.value, behaviour=mutant.behaviour, proof_lines=mutant.logs,
+            name=mutant.name,
+            path=self.directory / mutant.file,
+            version=mutant.version or "",
+            expect=mutant.expect.value,
+            behaviour=mutant.behaviour,
+            proof_lines=mutant.logs,
         )
 
     def data(self, name: str) -> bytes:
@@ -94,8 +102,15 @@ def _scheme(signing: Iterable[str]) -> SigningScheme | None:
     return SigningScheme(schemes.pop()) if schemes else None
 
 
-def prepare_image_set(directory: Path, *, base: Path | None, key: Path | None, signing: Iterable[str],
-                      seed: int = 0) -> ImageSet:
+def prepare_image_set(
+    directory: Path,
+    *,
+    base: Path | None,
+    key: Path | None,
+    signing: Iterable[str],
+    seed: int = 0,
+    extra: Mapping[str, Path] | None = None,
+) -> ImageSet:
     """Derive (once per run directory) the run's image set from `base` or the lab's test app."""
     directory.mkdir(parents=True, exist_ok=True)
     scheme = _scheme(signing)
@@ -108,16 +123,72 @@ def prepare_image_set(directory: Path, *, base: Path | None, key: Path | None, s
         if (out / ".complete").exists():
             return ImageSet(out, _load_manifest(out / MANIFEST_NAME), signing_key)
         if base is None:
-            base_bytes = make_test_app(version=LAB_BASE_VERSION, secure_version=LAB_BASE_SECURE_VERSION,
-                                       size=LAB_IMAGE_SIZE, key=signing_key)
+            base_bytes = make_test_app(
+                version=LAB_BASE_VERSION,
+                secure_version=LAB_BASE_SECURE_VERSION,
+                size=LAB_IMAGE_SIZE,
+                key=signing_key,
+            )
         else:
             try:
                 base_bytes = base.read_bytes()
             except OSError as error:
                 raise InputError(f"cannot read base image {base}: {error.strerror}") from None
         manifest = derive_images(base_bytes, out, signing_key, seed=seed)
+        if extra:
+            manifest = _with_extra(manifest, out, extra)
         (out / ".complete").touch()
     return ImageSet(out, manifest, signing_key)
+
+
+def _with_extra(manifest: Manifest, out: Path, extra: Mapping[str, Path]) -> Manifest:
+    """Add user-supplied images, with the expectation their contents imply."""
+    added = []
+    for name, path in extra.items():
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise InputError(f"cannot read image {path}: {error.strerror}") from None
+        (out / f"{name}.bin").write_bytes(data)
+        expect, version, behaviour = _expectation(data, manifest.base_version)
+        added.append(
+            MutantEntry(
+                name=name,
+                file=f"{name}.bin",
+                sha256=hashlib.sha256(data).hexdigest(),
+                size=len(data),
+                change=f"user image {path.name}",
+                expect=expect,
+                logs=(),
+                version=version,
+                secure_version=None,
+                behaviour=behaviour,
+                image_fault=None,
+                signature=None,
+            )
+        )
+    return replace(manifest, entries=(*manifest.entries, *added))
+
+
+def _expectation(data: bytes, base_version: str) -> tuple[Expect, str | None, str | None]:
+    """What a device running the base does with `data` (signatures are not judged here)."""
+    check = verify_image(data)
+    if not check.ok or check.image is None or check.image.desc is None:
+        fault = check.fault
+        early = fault in (ImageFault.BAD_MAGIC, ImageFault.CHIP_ID_MISMATCH, ImageFault.TRUNCATED)
+        return (Expect.REJECT_BEFORE_WRITE if early else Expect.REJECT_AT_VERIFY), None, None
+    version = check.image.desc.version
+    behaviour = find_marker(data)[1].behaviour
+    if (compare_versions(version, base_version) or 0) <= 0:
+        return Expect.REJECT_BY_VERSION_CHECK, version, behaviour.label
+    if behaviour in (
+        Behaviour.CRASH_ON_BOOT,
+        Behaviour.SELFTEST_FAIL,
+        Behaviour.HANG,
+        Behaviour.NEVER_CONFIRM,
+    ):
+        return Expect.ROLL_BACK, version, behaviour.label
+    return Expect.ACCEPT, version, behaviour.label
 
 
 def _signing_key(directory: Path, key: Path | None, scheme: SigningScheme | None) -> SigningKey | None:
@@ -138,8 +209,12 @@ def _load_manifest(path: Path) -> Manifest:
         for item in raw["images"]
     )
     return Manifest(
-        base_sha256=raw["base"]["sha256"], base_version=raw["base"]["version"],
-        base_secure_version=raw["base"]["secure_version"], project=raw["base"]["project"],
-        key_scheme=key.get("scheme"), key_digest=key.get("digest"), entries=entries,
+        base_sha256=raw["base"]["sha256"],
+        base_version=raw["base"]["version"],
+        base_secure_version=raw["base"]["secure_version"],
+        project=raw["base"]["project"],
+        key_scheme=key.get("scheme"),
+        key_digest=key.get("digest"),
+        entries=entries,
         skipped=tuple(SkippedMutant(**item) for item in raw.get("skipped", [])),
     )

@@ -96,8 +96,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if farm is None:
         return ["ota-rig: no --farm given (rig scenarios will be skipped)"]
     boards = ", ".join(b.name for b in _selected(config))
-    return [f"ota-rig: farm {farm.name} ({boards}), run {config.getoption('--run-id')}, "
-            f"seed {config.getoption('--seed')}"]
+    return [
+        f"ota-rig: farm {farm.name} ({boards}), run {config.getoption('--run-id')}, "
+        f"seed {config.getoption('--seed')}"
+    ]
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -175,8 +177,9 @@ def ota_server(
     certs: CertBundle, images: ImageSet, farm: Farm, bus: EventBus, run_dir: Path
 ) -> Iterator[OtaServer]:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    server = OtaServer(certs, images.source(), host=farm.network.bind, bus=bus,
-                       log_path=run_dir / f"server-{worker}.log")
+    server = OtaServer(
+        certs, images.source(), host=farm.network.bind, bus=bus, log_path=run_dir / f"server-{worker}.log"
+    )
     with server:
         yield server
 
@@ -207,8 +210,15 @@ def board(farm: Farm, board_spec: BoardSpec, artifacts: Path) -> Iterator[Board]
 
 
 @pytest.fixture
-def ota(board: Board, ota_server: OtaServer, fault_proxy: FaultProxy, certs: CertBundle, images: ImageSet,
-        farm: Farm, seed: int) -> Iterator[OtaSession]:
+def ota(
+    board: Board,
+    ota_server: OtaServer,
+    fault_proxy: FaultProxy,
+    certs: CertBundle,
+    images: ImageSet,
+    farm: Farm,
+    seed: int,
+) -> Iterator[OtaSession]:
     """Everything one scenario needs to run OTAs on one board, with faults and verdicts."""
     session = OtaSession(board, ota_server, fault_proxy, certs, images, farm.network, seed=seed)
     try:

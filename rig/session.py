@@ -101,16 +101,27 @@ class OtaResult:
         verdict = "PASS" if self.passed else "FAIL"
         final = self.final.value if self.final else "nothing"
         allowed = "/".join(sorted(f.value for f in self.acceptable))
-        head = (f"{verdict} {self.board}: {self.image} ({self.expect}), cut {self.cut or 'none'} "
-                f"→ {self.phase.value}; ended on {final} firmware (correct: {allowed})")
+        head = (
+            f"{verdict} {self.board}: {self.image} ({self.expect}), cut {self.cut or 'none'} "
+            f"→ {self.phase.value}; ended on {final} firmware (correct: {allowed})"
+        )
         return "\n".join([head, *(f"  - {p}" for p in self.problems)])
 
 
 class OtaSession:
     """An OTA-capable board with the rig's server, proxy and trigger engine wired to it."""
 
-    def __init__(self, board: Board, server: OtaServer, proxy: FaultProxy, certs: CertBundle,
-                 images: ImageSet, network: NetworkSpec, *, seed: int = 0) -> None:
+    def __init__(
+        self,
+        board: Board,
+        server: OtaServer,
+        proxy: FaultProxy,
+        certs: CertBundle,
+        images: ImageSet,
+        network: NetworkSpec,
+        *,
+        seed: int = 0,
+    ) -> None:
         self.board = board
         self.server = server
         self.proxy = proxy
@@ -248,8 +259,15 @@ class OtaSession:
                 return ready
         return ready if ready is not None and console.wait_for(ROM_RESET, 0.0, position) is None else None
 
-    def run(self, image: str, cut: CutSpec | None = None, *, timeout: float = 60.0,
-            via_proxy: bool = True, redirects: int = 0) -> OtaResult:
+    def run(
+        self,
+        image: str,
+        cut: CutSpec | None = None,
+        *,
+        timeout: float = 60.0,
+        via_proxy: bool = True,
+        redirects: int = 0,
+    ) -> OtaResult:
         """One OTA of `image` (optionally with a fault), recovery, read-back and judgement."""
         entry = self.images.entry(image)
         rollback = self.board.spec.firmware.rollback
@@ -278,11 +296,22 @@ class OtaSession:
         phase = self.phase_at_fault(mark)
         acceptable = acceptable_outcomes(entry.expect, phase, rollback)
         result = OtaResult(
-            board=self.board.name, image=image, expect=entry.expect, old_version=old_version,
-            new_version=entry.version, cut=cut.text if cut else None, firings=list(self.engine.firings),
-            phase=phase, acceptable=acceptable, final=None, final_ready=final_ready, otadata=otadata,
-            timeline=timeline, bytes_sent=sum(r.body_bytes for r in self.server.records) - sent_before,
-            duration_s=time.monotonic() - started, mark=mark,
+            board=self.board.name,
+            image=image,
+            expect=entry.expect,
+            old_version=old_version,
+            new_version=entry.version,
+            cut=cut.text if cut else None,
+            firings=list(self.engine.firings),
+            phase=phase,
+            acceptable=acceptable,
+            final=None,
+            final_ready=final_ready,
+            otadata=otadata,
+            timeline=timeline,
+            bytes_sent=sum(r.body_bytes for r in self.server.records) - sent_before,
+            duration_s=time.monotonic() - started,
+            mark=mark,
         )
         self._judge(result)
         return result
@@ -300,7 +329,7 @@ class OtaSession:
             return Phase.CONFIRMED
         if not any(COMPLETE in text for text in before):
             return Phase.DOWNLOAD
-        after_complete = before[max(i for i, text in enumerate(before) if COMPLETE in text):]
+        after_complete = before[max(i for i, text in enumerate(before) if COMPLETE in text) :]
         booted_new = any("boot: Loaded app from partition" in text for text in after_complete)
         return Phase.FIRST_BOOT if booted_new else Phase.SWITCHED
 
@@ -312,8 +341,10 @@ class OtaSession:
         versions = {Final.OLD: result.old_version, Final.NEW: result.new_version}
         result.final = next((f for f, v in versions.items() if v == ready.version), None)
         if result.final is None:
-            result.problems.append(f"running version {ready.version} is neither old {result.old_version} "
-                                   f"nor new {result.new_version}")
+            result.problems.append(
+                f"running version {ready.version} is neither old {result.old_version} "
+                f"nor new {result.new_version}"
+            )
         elif result.final not in result.acceptable:
             allowed = " or ".join(sorted(f.value for f in result.acceptable))
             result.problems.append(
@@ -327,8 +358,9 @@ class OtaSession:
             slots = self.board.table.ota_slots
             active = otadata.boot_slot(len(slots))
             if active is not None and slots[active].name != ready.running:
-                result.problems.append(f"log says {ready.running} runs, otadata's active entry points to "
-                                       f"{slots[active].name}")
+                result.problems.append(
+                    f"log says {ready.running} runs, otadata's active entry points to {slots[active].name}"
+                )
         if result.phase is Phase.NO_FAULT:
             lines = [line.text for line in self.board.console.lines(result.mark)]
             for pattern in self.images.entry(result.image).proof_patterns():

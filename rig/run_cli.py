@@ -1,0 +1,274 @@
+"""`rig run`, `rig repro` and `rig farm check`: the commands QA and engineers type.
+
+`rig run` without `--farm` brings up a 2-board virtual lab, runs the standard suite
+into reports/ and tears the lab down: the same command a nightly job points at a
+real farm with `--farm bench.yaml`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import click
+from rich.console import Console as RichConsole
+from rich.table import Table
+
+from rig.errors import InfraError, RigError
+from rig.farm import load_farm
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+LAB_DIR = Path(".lab")
+
+
+def _farm_or_lab(stack: ExitStack, farm: str | None, boards: int) -> Path:
+    """The farm file to use: the user's, or a virtual lab brought up for this command."""
+    if farm is not None:
+        path = Path(farm)
+        load_farm(path)  # fail early, with the file's own error line
+        return path
+    from rig.lab_cli import running_lab
+
+    return stack.enter_context(running_lab(LAB_DIR, boards))
+
+
+@click.command()
+@click.option("--farm", help="farm file (default: a virtual lab brought up for this run)")
+@click.option("--lab-boards", default=2, show_default=True, help="boards of the virtual lab (without --farm)")
+@click.option("--boards", default="", help="comma-separated board names to use (default: all)")
+@click.option("--board-tags", default="", help="comma-separated tags a board must have")
+@click.option("--seed", type=int, default=None, help="seed for random cut points")
+@click.option("--report-dir", default="reports", show_default=True)
+@click.option(
+    "--resume", "resume", default=None, metavar="RUN_ID", help="run only what RUN_ID has not finished"
+)
+@click.option("--base-image", default=None, help="a real ESP-IDF app build to derive the image set from")
+@click.option("--signing-key", default=None, help="the PEM key that signed --base-image")
+@click.option("-k", "keyword", default=None, help="only scenarios matching this pytest -k expression")
+def run(
+    farm: str | None,
+    lab_boards: int,
+    boards: str,
+    board_tags: str,
+    seed: int | None,
+    report_dir: str,
+    resume: str | None,
+    base_image: str | None,
+    signing_key: str | None,
+    keyword: str | None,
+) -> None:
+    """Run the standard OTA resilience suite and write a report."""
+    run_id = resume or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    with ExitStack() as stack:
+        farm_path = _farm_or_lab(stack, farm, lab_boards)
+        parsed = load_farm(farm_path)
+        workers = len(
+            parsed.select([b for b in boards.split(",") if b], [t for t in board_tags.split(",") if t])
+        )
+        args = [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(SCENARIOS),
+            "--farm",
+            str(farm_path),
+            "--run-id",
+            run_id,
+            "--report-dir",
+            report_dir,
+            "-n",
+            str(workers),
+            "--dist",
+            "loadgroup",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "addopts=",
+            "-q",
+            "-rs",
+        ]
+        for flag, value in (
+            ("--boards", boards),
+            ("--board-tags", board_tags),
+            ("--seed", seed),
+            ("--resume", resume),
+            ("--base-image", base_image),
+            ("--signing-key", signing_key),
+            ("-k", keyword),
+        ):
+            if value:
+                args += [flag, str(value)]
+        click.echo(f"rig run {run_id}: {farm_path} ({workers} boards) → {report_dir}/{run_id}/")
+        started = time.monotonic()
+        code = subprocess.call(args, env={**os.environ, "RIG_RUN_ID": run_id})
+        click.echo(
+            f"rig run {run_id}: suite finished in {time.monotonic() - started:.1f} s (pytest exit {code})"
+        )
+    if code not in (0, 1):
+        raise InfraError(f"the scenario run did not complete (pytest exit {code}); see the output above")
+    sys.exit(code)
+
+
+@click.command()
+@click.option("--farm", help="farm file (default: a virtual lab brought up for this command)")
+@click.option("--board", "board_name", default=None, help="board to use (default: the farm's first)")
+@click.option(
+    "--base",
+    "base",
+    default="base",
+    show_default=True,
+    help="image the board is flashed with first: a mutant name of the lab set or a .bin file",
+)
+@click.option(
+    "--image", "image", default="next", show_default=True, help="the update: a mutant name or a .bin file"
+)
+@click.option("--key", default=None, help="signing key of --base/--image files (for signed-update boards)")
+@click.option(
+    "--cut", "cut_text", default=None, help="the fault, e.g. power@bytes=400000 or net@fraction=0.4:stall=20s"
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--report-dir", default="reports", show_default=True)
+def repro(
+    farm: str | None,
+    board_name: str | None,
+    base: str,
+    image: str,
+    key: str | None,
+    cut_text: str | None,
+    seed: int,
+    report_dir: str,
+) -> None:
+    """Reproduce one field failure: one OTA with one fault, judged against ESP-IDF's rules.
+
+    Exits 0 when the device did the ESP-IDF-correct thing, 1 when it did not.
+    """
+    from rig.board import Board
+    from rig.cutspec import parse_cut
+    from rig.imageset import prepare_image_set
+    from rig.net.certs import ensure_bundle
+    from rig.net.events import EventBus
+    from rig.net.fault_proxy import FaultProxy
+    from rig.net.ota_server import OtaServer
+    from rig.session import OtaSession
+
+    cut = parse_cut(cut_text) if cut_text else None
+    run_id = "repro-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    out = Path(report_dir) / run_id
+    with ExitStack() as stack:
+        farm_path = _farm_or_lab(stack, farm, 2)
+        parsed = load_farm(farm_path)
+        spec = parsed.board(board_name) if board_name else parsed.boards[0]
+        images = prepare_image_set(
+            out / "images",
+            base=_file_or_none(base),
+            key=Path(key) if key else None,
+            signing={spec.firmware.signing},
+            seed=seed,
+            extra=_extra(image),
+        )
+        base_name = "base"
+        image_name = image if _file_or_none(image) is None else "candidate"
+        bus = EventBus()
+        server = stack.enter_context(
+            OtaServer(
+                ensure_bundle(out / "certs"),
+                images.source(),
+                host=parsed.network.bind,
+                bus=bus,
+                log_path=out / "server.log",
+            )
+        )
+        proxy = stack.enter_context(FaultProxy((server.host, server.port), host=parsed.network.bind, bus=bus))
+        board = stack.enter_context(Board(parsed, spec, out / spec.name))
+        session = OtaSession(
+            board, server, proxy, ensure_bundle(out / "certs"), images, parsed.network, seed=seed
+        )
+        stack.callback(session.close)
+        with RichConsole(stderr=True).status(f"{spec.name}: flashing {base_name} into a known state"):
+            session.prepare(base_name)
+        with RichConsole(stderr=True).status(f"{spec.name}: OTA {image_name} with cut {cut_text or 'none'}"):
+            result = session.run(image_name, cut)
+    _print_result(result, out)
+    sys.exit(0 if result.passed else 1)
+
+
+def _file_or_none(value: str) -> Path | None:
+    return Path(value) if value.endswith(".bin") or os.sep in value else None
+
+
+def _extra(image: str) -> dict[str, Path]:
+    path = _file_or_none(image)
+    return {"candidate": path} if path is not None else {}
+
+
+def _print_result(result: object, out: Path) -> None:
+    from rig.session import OtaResult
+
+    assert isinstance(result, OtaResult)
+    console = RichConsole()
+    table = Table(title=f"boot records — {result.board}")
+    for column in ("#", "reset", "slot", "version", "outcome"):
+        table.add_column(column)
+    for boot in result.timeline.boots:
+        table.add_row(
+            str(boot.index),
+            boot.reset_reason or "-",
+            boot.slot_name or "-",
+            boot.app_version or "-",
+            boot.outcome.value,
+        )
+    console.print(table)
+    for firing in result.firings:
+        console.print(
+            f"fault {firing.trigger}: fired at {firing.observed} (latency {firing.latency_ms:.2f} ms)"
+        )
+    if result.otadata is not None:
+        console.print(result.otadata.describe(["ota_0", "ota_1"]))
+    console.print(result.summary())
+    console.print(f"artifacts: {out}")
+
+
+@click.group()
+def farm() -> None:
+    """Inspect a farm file and the hardware it names."""
+
+
+@farm.command("check")
+@click.argument("farm_file", required=False)
+def farm_check(farm_file: str | None) -> None:
+    """Reach every board (esptool read-mac) and instrument (*IDN? / relay state)."""
+    from rig.flashing import FlashTarget, read_mac
+    from rig.power import create_driver
+
+    with ExitStack() as stack:
+        path = _farm_or_lab(stack, farm_file, 2)
+        parsed = load_farm(path)
+        table = Table(title=f"farm {parsed.name}")
+        for column in ("board", "serial", "esptool", "power", "result"):
+            table.add_column(column)
+        failures = 0
+        for spec in parsed.boards:
+            target = FlashTarget(spec.name, spec.serial, spec.baud, spec.reset, spec.chip)
+            mac = power = "-"
+            problems = []
+            try:
+                mac = "MAC " + read_mac(target)
+            except RigError as error:
+                problems.append(str(error))
+            try:
+                with create_driver(
+                    parsed.power_spec(spec) or {"driver": "dtr-rts", "port": spec.serial}
+                ) as drv:
+                    power = drv.describe()
+                    drv.is_on()
+            except RigError as error:
+                problems.append(str(error))
+            failures += bool(problems)
+            table.add_row(spec.name, spec.serial, mac, power, "ok" if not problems else "; ".join(problems))
+        RichConsole().print(table)
+    if failures:
+        raise InfraError(f"{failures} of {len(parsed.boards)} boards not reachable (see the table)")
