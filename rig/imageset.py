@@ -28,6 +28,8 @@ from rig.images.mutants import MANIFEST_NAME, Expect, Manifest, MutantEntry, Ski
 LAB_BASE_VERSION = "1.0.0"
 LAB_BASE_SECURE_VERSION = 1
 LAB_IMAGE_SIZE = 128 * 1024
+# Behaviours a correct device answers with a rollback at the image's first boot.
+ROLLS_BACK = (Behaviour.CRASH_ON_BOOT, Behaviour.SELFTEST_FAIL, Behaviour.HANG, Behaviour.NEVER_CONFIRM)
 _PLACEHOLDER = re.compile(r"%[-0-9.]*[sdux]")
 
 
