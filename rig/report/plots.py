@@ -24,7 +24,6 @@ COLOURS = {
 
 def _png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
-    figure.tight_layout()
     figure.savefig(buffer, format="png", dpi=90)
     return buffer.getvalue()
 
@@ -33,7 +32,7 @@ def cut_point_plot(cuts: pd.DataFrame) -> bytes:
     """Where in the image each fault landed (x) per scenario (y), coloured by outcome."""
     scenarios = sorted(cuts["scenario"].unique())
     row_of = {name: index for index, name in enumerate(scenarios)}
-    figure = Figure(figsize=(10, 1.2 + 0.45 * len(scenarios)))
+    figure = Figure(figsize=(10, 1.2 + 0.45 * len(scenarios)), layout="constrained")
     axes = figure.subplots()
     for name in CLASS_ORDER:
         points = cuts[cuts["outcome"] == name]
@@ -52,14 +51,14 @@ def cut_point_plot(cuts: pd.DataFrame) -> bytes:
     axes.set_xlim(0.0, 1.0)
     axes.set_xlabel("fault position (fraction of the image sent)")
     axes.set_title("Cut-point map")
-    axes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    figure.legend(loc="outside right upper", fontsize=8)
     axes.grid(axis="x", alpha=0.3)
     return _png(figure)
 
 
 def recover_histogram(seconds: pd.Series) -> bytes:
     """Distribution of fault-to-working-app times."""
-    figure = Figure(figsize=(7, 3.2))
+    figure = Figure(figsize=(7, 3.2), layout="constrained")
     axes = figure.subplots()
     axes.hist(seconds, bins=min(30, max(5, len(seconds) // 3)), color="#1f77b4", edgecolor="white")
     median = float(seconds.median())
@@ -73,7 +72,7 @@ def recover_histogram(seconds: pd.Series) -> bytes:
 
 def trend_plot(trend: pd.DataFrame) -> bytes:
     """Pass rate (line, left axis) and bricks/fails/infra counts (bars, right axis) per run."""
-    figure = Figure(figsize=(10, 3.6))
+    figure = Figure(figsize=(10, 3.6), layout="constrained")
     rate_axes = figure.subplots()
     positions = range(len(trend))
     count_axes = rate_axes.twinx()
@@ -101,5 +100,5 @@ def trend_plot(trend: pd.DataFrame) -> bytes:
     rate_axes.set_title(f"Trend over the last {len(trend)} runs")
     handles = rate_axes.get_legend_handles_labels()
     bars = count_axes.get_legend_handles_labels()
-    rate_axes.legend(handles[0] + bars[0], handles[1] + bars[1], loc="lower left", fontsize=8, ncols=4)
+    figure.legend(handles[0] + bars[0], handles[1] + bars[1], loc="outside right upper", fontsize=8)
     return _png(figure)

@@ -1,0 +1,234 @@
+"""`rig gate`: block a release unless a run meets the policy (no bricks, rollback works, …).
+
+Each rule yields PASS, FAIL or INFRA. INFRA still blocks the release (an unproven rule
+is not a passed rule) but is labelled as infrastructure, so nobody files a firmware bug
+for a dead USB hub. Exit 0 when every rule passes, 1 otherwise, 2 for a bad policy.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+import pandas as pd
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from rig.errors import InputError, RigError
+from rig.report import analysis
+from rig.report.data import window_before
+from rig.results.model import RunInfo
+from rig.results.store import DEFAULT_DB, ResultsStore
+
+ALL_PASS = "all_pass"
+
+
+class GateBlocked(RigError):
+    """The run does not meet the policy: exit 1, like any verdict the device failed."""
+
+    exit_code = 1
+
+
+class Verdict(enum.Enum):
+    PASS = "PASS"
+    FAIL = "FAIL"
+    INFRA = "INFRA"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A release policy; every rule left out of the file is not checked."""
+
+    bricks: int | None = None
+    max_fails: int | None = None
+    max_infra: int | None = None
+    min_boards: int | None = None
+    groups: Mapping[str, str | float] = field(default_factory=dict)
+    flake_rate_max: float | None = None
+    flake_window: int = 14
+    required_scenarios: tuple[str, ...] = ()
+    require_finished: bool = True
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    rule: str
+    limit: str
+    value: str
+    verdict: Verdict
+
+
+def _count(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InputError(f"key '{key}' must be a whole number >= 0, got {value!r}")
+    return value
+
+
+def _fraction(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise InputError(f"key '{key}' must be a number between 0 and 1, got {value!r}")
+    return float(value)
+
+
+def _groups(value: Any) -> dict[str, str | float]:
+    if not isinstance(value, dict):
+        raise InputError(f"key 'groups' must map group names to '{ALL_PASS}' or a pass rate, got {value!r}")
+    groups: dict[str, str | float] = {}
+    for name, rule in value.items():
+        groups[str(name)] = rule if rule == ALL_PASS else _fraction(f"groups.{name}", rule)
+    return groups
+
+
+def _scenarios(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InputError(f"key 'required_scenarios' must be a list of scenario names, got {value!r}")
+    return tuple(value)
+
+
+def _flag(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InputError(f"key '{key}' must be true or false, got {value!r}")
+    return value
+
+
+_PARSERS: dict[str, Callable[[str, Any], Any]] = {
+    "bricks": _count,
+    "max_fails": _count,
+    "max_infra": _count,
+    "min_boards": _count,
+    "groups": lambda _key, value: _groups(value),
+    "flake_rate_max": _fraction,
+    "flake_window": lambda key, value: max(1, _count(key, value)),
+    "required_scenarios": lambda _key, value: _scenarios(value),
+    "require_finished": _flag,
+}
+
+
+def load_policy(path: Path) -> Policy:
+    """Parse and validate a policy file; any problem is one InputError line naming the key."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise InputError(f"cannot read policy {path}: {error.strerror or error}") from error
+    except yaml.YAMLError as error:
+        raise InputError(f"policy {path} is not valid YAML: {str(error).splitlines()[0]}") from error
+    if not isinstance(document, dict):
+        raise InputError(f"policy {path} must be a mapping of rule: limit")
+    unknown = sorted(set(document) - set(_PARSERS))
+    if unknown:
+        raise InputError(f"policy {path}: unknown key '{unknown[0]}' (known: {', '.join(_PARSERS)})")
+    try:
+        return Policy(**{key: _PARSERS[key](key, value) for key, value in document.items()})
+    except InputError as error:
+        raise InputError(f"policy {path}: {error}") from error
+
+
+def _at_most(rule: str, limit: int | None, count: int, verdict_if_over: Verdict) -> list[RuleResult]:
+    if limit is None:
+        return []
+    verdict = Verdict.PASS if count <= limit else verdict_if_over
+    return [RuleResult(rule, f"<= {limit}", str(count), verdict)]
+
+
+def _group_rule(name: str, rule: str | float, frame: pd.DataFrame) -> RuleResult:
+    rows = frame[frame["scenario_group"] == name]["outcome"]
+    passes = int((rows == "PASS").sum())
+    failures = int(rows.isin(analysis.FAILED).sum())
+    infra = int((rows == "INFRA").sum())
+    value = f"{passes} pass, {failures} fail, {infra} infra"
+    limit = "all pass" if rule == ALL_PASS else f"pass rate >= {float(rule):.0%}"
+    if passes + failures == 0:
+        verdict = Verdict.INFRA if infra else Verdict.FAIL
+        return RuleResult(f"group {name}", limit, value + " (nothing proven)", verdict)
+    ok = failures == 0 if rule == ALL_PASS else passes / (passes + failures) >= float(rule)
+    if not ok:
+        return RuleResult(f"group {name}", limit, value, Verdict.FAIL)
+    if rule == ALL_PASS and infra:
+        return RuleResult(f"group {name}", limit, value, Verdict.INFRA)
+    return RuleResult(f"group {name}", limit, value, Verdict.PASS)
+
+
+def _matches(required: str, scenario: str) -> bool:
+    """A required name matches itself and every parametrisation of it (`name[...]`)."""
+    return scenario == required or scenario.startswith(f"{required}[")
+
+
+def _required(required: tuple[str, ...], frame: pd.DataFrame) -> list[RuleResult]:
+    results = []
+    for name in required:
+        rows = frame[[_matches(name, s) for s in frame["scenario"]]]["outcome"]
+        failures = int(rows.isin(analysis.FAILED).sum())
+        passes = int((rows == "PASS").sum())
+        if failures:
+            verdict, value = Verdict.FAIL, f"{failures} failed"
+        elif passes:
+            verdict, value = Verdict.PASS, f"{passes} passed"
+        elif (rows == "INFRA").any():
+            verdict, value = Verdict.INFRA, "only infra failures"
+        else:
+            verdict, value = Verdict.FAIL, "missing"
+        results.append(RuleResult(f"scenario {name}", "passes", value, verdict))
+    return results
+
+
+def evaluate(policy: Policy, store: ResultsStore, run: RunInfo) -> list[RuleResult]:
+    """Every rule of `policy` judged against `run` (and its history window for flakes)."""
+    frame = analysis.outcome_frame(store.outcomes(run.run_id))
+    counts = analysis.headline(frame)
+    results: list[RuleResult] = []
+    if policy.require_finished:
+        verdict = Verdict.PASS if run.status == "finished" else Verdict.FAIL
+        results.append(RuleResult("run finished", "finished", run.status, verdict))
+    results += _at_most("bricks", policy.bricks, counts["BRICK"], Verdict.FAIL)
+    results += _at_most("fails", policy.max_fails, counts["FAIL"], Verdict.FAIL)
+    results += _at_most("infra failures", policy.max_infra, counts["INFRA"], Verdict.INFRA)
+    if policy.min_boards is not None:
+        decisive = frame[frame["outcome"].isin(analysis.DECISIVE)]
+        boards = decisive["board"].nunique()
+        verdict = Verdict.PASS if boards >= policy.min_boards else Verdict.FAIL
+        results.append(RuleResult("boards with results", f">= {policy.min_boards}", str(boards), verdict))
+    results += [_group_rule(name, rule, frame) for name, rule in policy.groups.items()]
+    if policy.flake_rate_max is not None:
+        runs = window_before(store, run, policy.flake_window)
+        history = analysis.outcome_frame(o for r in runs for o in store.outcomes(r.run_id))
+        flakes = analysis.flake_rates(history)
+        verdict = Verdict.PASS if flakes.overall <= policy.flake_rate_max else Verdict.FAIL
+        value = f"{flakes.overall:.2%} ({flakes.flaky}/{flakes.eligible} over {len(runs)} runs)"
+        results.append(RuleResult("flake rate", f"<= {policy.flake_rate_max:.2%}", value, verdict))
+    results += _required(policy.required_scenarios, frame)
+    return results
+
+
+_STYLE = {Verdict.PASS: "green", Verdict.FAIL: "bold red", Verdict.INFRA: "bold yellow"}
+
+
+@click.command()
+@click.option("--policy", "policy_path", required=True, help="Gate policy (YAML), e.g. fixtures/gate.yaml.")
+@click.argument("run_id", required=False)
+@click.option("--db", "db", default=str(DEFAULT_DB), show_default=True, help="Results database.")
+def gate(policy_path: str, run_id: str | None, db: str) -> None:
+    """Judge RUN_ID (default: the latest run) against a release policy; exit 1 if blocked."""
+    policy = load_policy(Path(policy_path))
+    store = ResultsStore(db)
+    run = store.run(run_id) if run_id is not None else store.latest_run()
+    results = evaluate(policy, store, run)
+    table = Table(title=f"release gate: run {run.run_id}")
+    for column in ("rule", "limit", "value", "verdict"):
+        table.add_column(column)
+    for result in results:
+        verdict = f"[{_STYLE[result.verdict]}]{result.verdict.value}[/]"
+        table.add_row(result.rule, result.limit, result.value, verdict)
+    console = Console(width=max(120, Console().width))
+    console.print(table)
+    blocked = [r for r in results if r.verdict is not Verdict.PASS]
+    if not blocked:
+        console.print("gate: PASS")
+        return
+    infra = sum(1 for r in blocked if r.verdict is Verdict.INFRA)
+    note = f", {infra} of them infrastructure" if infra else ""
+    raise GateBlocked(f"release blocked by run {run.run_id}: {len(blocked)} rule(s) failed{note}")
