@@ -106,11 +106,3 @@ class Serial(rfc2217.Serial):  # type: ignore[misc]
             self.rfc2217_set_control(rfc2217.SET_CONTROL_USE_SW_FLOW_CONTROL)
         else:
             self.rfc2217_set_control(rfc2217.SET_CONTROL_USE_NO_FLOW_CONTROL)
-
-    def rfc2217_send_purge(self, value: bytes) -> None:
-        self._install_acked_options()
-        super().rfc2217_send_purge(value)
-
-    def rfc2217_set_control(self, value: bytes) -> None:
-        self._install_acked_options()
-        super().rfc2217_set_control(value)

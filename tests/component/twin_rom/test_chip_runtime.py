@@ -136,3 +136,21 @@ def test_pty_with_no_reset_flows(tmp_path: Path) -> None:
         assert "MAC:                24:0a:c4:12:34:56" in out.getvalue()
     finally:
         chip.close()
+
+
+def test_fast_handler_is_used_and_a_new_client_replaces_the_old(board: Board) -> None:
+    from rig.serialio import fast_rfc2217
+
+    enable_fast_rfc2217()
+    enable_fast_rfc2217()
+    assert serial.protocol_handler_packages.count("rig.serialio") == 1
+    # Opening a port pulses DTR alone (IO0 low): wait until the boot strap is latched.
+    board.console.expect(HOOK_LINE)
+    stale = serial.serial_for_url(board.url, timeout=1)
+    assert isinstance(stale, fast_rfc2217.Serial)
+    with serial.serial_for_url(board.url, timeout=5) as port:
+        port.write(b"restart\n")
+        board.console.expect(FLASH_BOOT.format("0xc", "SW_CPU_RESET"))
+        assert b"SW_CPU_RESET" in port.read_until(b"SW_CPU_RESET")
+    with contextlib.suppress(serial.SerialException):
+        stale.close()
