@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "keys": "rig.esp.cli_image:keys",
     "images": "rig.images.cli:images",
     "power": "rig.power.cli:power",
+    "lab": "rig.lab_cli:lab",
     "report": "rig.report.cli:report",
     "gate": "rig.gate:gate",
     "run": "rig.run_cli:run",
