@@ -47,6 +47,7 @@ class TwinBoard:
     def flash_boot(self, cpu: Cpu) -> None:
         """Bootloader, then the firmware model of the loaded image (its app_main)."""
         table, app = Bootloader(cpu, self.config).run()
+        self.chip.install_brownout_isr(cpu)
         model = get_model(self.config.model_for(app.project_name))()
         ota = OtaOps(cpu, self.config, table, app)
         model.run(AppRuntime(cpu, self.config, table, app, ota, self.nvs, Net(cpu)))

@@ -26,10 +26,10 @@ from twin.flash import DEFAULT_SIZE, NorFlash, PowerLost
 from twin.power import BROWNOUT_VOLTS, POWER_ON_VOLTS
 from twin.uart import PtyEndpoint, Rfc2217Server, Uart
 
-# EN rises through an RC on a DevKitC: a DTR/RTS pair that changes one line at a
-# time (RFC2217 clients do) still lands in download mode if IO0 goes low while EN
-# is rising. IO0 low in this window -> download boot; window over -> flash boot.
-STRAP_WINDOW_S = 0.3
+# The ROM latches GPIO0 when EN rises. On a DevKitC EN rises through an RC, so a
+# DTR/RTS pair changed one line at a time (RFC2217 clients do: DTR on, then RTS off)
+# still pulls IO0 low before EN crosses the threshold: an asserted DTR at the EN
+# edge means a download boot. Sampling at the edge costs a flash boot no time.
 HELD_IN_RESET_AMPS = 0.02
 BOOTLOADER_OFFSET = 0x1000
 # How often the ROM complains about a blank bootloader before the RTC WDT bites.
@@ -42,6 +42,8 @@ _SPI_MODES = {0: "QIO", 1: "QOUT", 2: "DIO", 3: "DOUT"}
 _CLOCK_DIVS = {0x0: 2, 0x1: 3, 0x2: 4, 0xF: 1}
 
 FlashBoot = Callable[[Cpu], None]
+# What the app's brownout ISR prints with esp_rom_printf before it restarts the CPU.
+BROWNOUT_MESSAGE = b"\r\nBrownout detector was triggered\r\n\r\n"
 
 
 class PowerState(Enum):
@@ -53,7 +55,7 @@ class PowerState(Enum):
 @dataclass(frozen=True)
 class _Boot:
     reason: ResetReason
-    strap_window: bool
+    download: bool
 
 
 class Esp32Chip:
@@ -85,6 +87,7 @@ class Esp32Chip:
         self._en_high = True
         self._io0_high = True
         self._pending: _Boot | None = None
+        self._brownout_isr_generation = -1
         self._closed = False
         self._servers: list[Rfc2217Server | PtyEndpoint] = []
         self._thread = threading.Thread(target=self._cpu_loop, name="twin-cpu", daemon=True)
@@ -104,6 +107,8 @@ class Esp32Chip:
             if self._power is before:
                 return
             if before is PowerState.ON:
+                if self._power is PowerState.BROWNOUT and self._brownout_isr_generation == self.generation:
+                    self.uart.write(BROWNOUT_MESSAGE)
                 self._end_boot(PowerLost(f"supply dropped to {volts:.2f} V"))
             if self._power is PowerState.ON and self._en_high:
                 reason = (
@@ -111,7 +116,7 @@ class Esp32Chip:
                     if before is PowerState.BROWNOUT
                     else ResetReason.POWERON_RESET
                 )
-                self._pending = _Boot(reason, strap_window=True)
+                self._pending = _Boot(reason, download=not self._io0_high)
             self._update_rx()
             self.condition.notify_all()
 
@@ -135,8 +140,9 @@ class Esp32Chip:
                 self._en_high = en_high
                 if self._power is PowerState.ON:
                     if en_high:
-                        # On ESP32 the EN pin is a chip power-on reset.
-                        self._pending = _Boot(ResetReason.POWERON_RESET, strap_window=True)
+                        # On ESP32 the EN pin is a chip power-on reset; the strap is latched now.
+                        download = not io0_high or self.lines.dtr
+                        self._pending = _Boot(ResetReason.POWERON_RESET, download=download)
                     else:
                         self._end_boot(ChipReset(None))
                 self._update_rx()
@@ -153,9 +159,16 @@ class Esp32Chip:
             if generation != self.generation:
                 return
             self._end_boot(ChipReset(reason))
-            self._pending = _Boot(reason, strap_window=False)
+            self._pending = _Boot(reason, download=not self._io0_high)
             self._update_rx()
             self.condition.notify_all()
+
+    def install_brownout_isr(self, cpu: Cpu) -> None:
+        """esp_brownout_init in the app's startup: a sag below the threshold now prints
+        the ISR's line before the chip goes into brownout reset (bootloader and ROM don't)."""
+        with self.condition:
+            if cpu.alive():
+                self._brownout_isr_generation = self.generation
 
     # -- host conveniences ---------------------------------------------------------
 
@@ -202,7 +215,7 @@ class Esp32Chip:
         with self.condition:
             self._end_boot(PowerLost("injected power cut"))
             if self._power is PowerState.ON and self._en_high:
-                self._pending = _Boot(ResetReason.POWERON_RESET, strap_window=True)
+                self._pending = _Boot(ResetReason.POWERON_RESET, download=not self._io0_high)
             self.condition.notify_all()
 
     def _cpu_loop(self) -> None:
@@ -228,14 +241,9 @@ class Esp32Chip:
                 self.activity = Activity.IDLE
 
     def _run_boot(self, cpu: Cpu, boot: _Boot) -> None:
-        if boot.strap_window:
-            with self.condition:
-                self.condition.wait_for(
-                    lambda: not self._io0_high or not cpu.alive(), timeout=STRAP_WINDOW_S
-                )
         cpu.check()
         cpu.set_activity(Activity.BOOT)
-        download = not self._io0_high
+        download = boot.download
         rom_date = "Jul 29 2019 12:21:46" if self.efuse.revision[0] >= 3 else "Jun  8 2016 00:22:57"
         strap = DOWNLOAD_STRAP if download else FLASH_STRAP
         cpu.uart_write(
