@@ -1,0 +1,102 @@
+"""The release gate on a passing run, a failing run and invalid policies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rig.cli import main
+from rig.errors import InputError
+from rig.gate import Verdict, evaluate, load_policy
+from rig.results import ResultsStore
+
+POLICY = """
+bricks: 0
+max_infra: 0
+min_boards: 2
+groups: {rollback: all_pass, signature: all_pass}
+flake_rate_max: 0.02
+flake_window: 1
+required_scenarios: [test_happy_path, test_power_cut_during_download]
+"""
+
+
+@pytest.fixture
+def policy(tmp_path: Path) -> Path:
+    path = tmp_path / "gate.yaml"
+    path.write_text(POLICY, encoding="utf-8")
+    return path
+
+
+def test_clean_run_passes_every_rule(db: Path, policy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["gate", "--policy", str(policy), "good", "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "gate: PASS" in out and "FAIL" not in out
+
+
+def test_bad_run_is_blocked_with_infra_labelled_as_infrastructure(db: Path, policy: Path) -> None:
+    store = ResultsStore(db)
+    verdicts = {r.rule: r.verdict for r in evaluate(load_policy(policy), store, store.run("bad"))}
+    assert verdicts == {
+        "run finished": Verdict.PASS,
+        "bricks": Verdict.FAIL,
+        "infra failures": Verdict.INFRA,
+        "boards with results": Verdict.PASS,
+        "group rollback": Verdict.FAIL,
+        "group signature": Verdict.INFRA,
+        "flake rate": Verdict.PASS,
+        "scenario test_happy_path": Verdict.PASS,
+        "scenario test_power_cut_during_download": Verdict.FAIL,
+    }
+
+
+def test_blocked_gate_exits_1_and_defaults_to_the_latest_run(
+    db: Path, policy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["gate", "--policy", str(policy), "--db", str(db)]) == 1
+    captured = capsys.readouterr()
+    assert "release gate: run bad" in captured.out
+    assert "release blocked by run bad: 5 rule(s) failed, 2 of them infrastructure" in captured.err
+
+
+def test_flakes_over_the_window_block_the_release(db: Path, tmp_path: Path) -> None:
+    path = tmp_path / "flaky.yaml"
+    path.write_text("flake_rate_max: 0.1\nflake_window: 2\n", encoding="utf-8")
+    store = ResultsStore(db)
+    # 8 (scenario, board) pairs; the INFRA and SKIP ones have one decisive result only
+    [result] = evaluate(load_policy(path), store, store.run("bad"))[1:]
+    assert result.verdict is Verdict.FAIL and result.value == "33.33% (2/6 over 2 runs)"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("bricks: -1\n", "key 'bricks' must be a whole number >= 0, got -1"),
+        ("brick: 0\n", "unknown key 'brick'"),
+        ("groups: {rollback: sometimes}\n", "key 'groups.rollback' must be a number between 0 and 1"),
+        ("flake_rate_max: 2\n", "key 'flake_rate_max' must be a number between 0 and 1, got 2"),
+        ("required_scenarios: test_a\n", "key 'required_scenarios' must be a list"),
+        ("- bricks\n", "must be a mapping"),
+        ("bricks: [\n", "is not valid YAML"),
+    ],
+)
+def test_invalid_policy_names_the_key(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "gate.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError, match=r"^policy .*gate\.yaml") as caught:
+        load_policy(path)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_invalid_policy_exits_2(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "gate.yaml"
+    path.write_text("min_boards: two\n", encoding="utf-8")
+    assert main(["gate", "--policy", str(path), "--db", str(db)]) == 2
+    assert "key 'min_boards' must be a whole number" in capsys.readouterr().err
+
+
+def test_example_policy_is_valid() -> None:
+    example = Path(__file__).parents[3] / "fixtures" / "gate.yaml"
+    policy = load_policy(example)
+    assert policy.bricks == 0 and policy.groups["rollback"] == "all_pass"

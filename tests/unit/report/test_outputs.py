@@ -1,0 +1,66 @@
+"""junit.xml, summary.md and the `rig report` command on a small database."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from rig.cli import main
+from rig.report.build import write_report
+from rig.report.data import collect
+from rig.report.junit import render_junit
+from rig.report.summary import render_summary
+from rig.results import ResultsStore
+
+
+def test_junit_maps_infra_to_error_and_bricks_to_failures(db: Path) -> None:
+    store = ResultsStore(db)
+    root = ET.fromstring(render_junit(store.run("bad"), store.outcomes("bad")))
+    suite = root.find("testsuite")
+    assert suite is not None
+    counts = [suite.get(name) for name in ("tests", "failures", "errors", "skipped")]
+    assert counts == ["8", "2", "1", "1"]
+    cases = {(c.get("classname"), c.get("name")): c for c in suite.iter("testcase")}
+    assert len(cases) == 8
+    brick = cases[("power_cut.board-a", "test_power_cut_during_download[0.5]")].find("failure")
+    assert brick is not None and brick.get("type") == "BRICK"
+    assert brick.get("message") == "no app after 3 boots"
+    infra = cases[("signature.board-b", "test_unsigned_image_refused")]
+    assert infra.find("error") is not None and infra.find("failure") is None
+    assert cases[("happy_path.board-b", "test_happy_path")].find("skipped") is not None
+    passed = cases[("happy_path.board-a", "test_happy_path")]
+    assert [child.tag for child in passed] == ["system-out"]
+
+
+def test_summary_lists_the_worst_outcomes_first(db: Path) -> None:
+    text = render_summary(collect(ResultsStore(db), "bad"))
+    assert "| 1 | 4 | 1 | 1 | 1 | 2 |" in text
+    rows = [line for line in text.splitlines() if line.startswith(("| BRICK", "| FAIL", "| INFRA"))]
+    assert [row.split("|")[1].strip() for row in rows] == ["BRICK", "FAIL", "INFRA"]
+    assert "stayed on \\| new app" in text
+
+
+def test_report_files_land_in_the_run_folder_with_relative_artifact_links(db: Path, tmp_path: Path) -> None:
+    files = write_report(ResultsStore(db), "bad", tmp_path / "out")
+    assert files.html == tmp_path / "out" / "bad" / "index.html"
+    page = files.html.read_text(encoding="utf-8")
+    assert 'href="artifacts/power_cut-board-a/serial.log"' in page
+    assert 'href="artifacts/power_cut-board-a/otadata.bin"' in page
+    assert "http://" not in page and "https://" not in page
+    assert files.junit.is_file() and files.summary.is_file()
+
+
+def test_rig_report_cli_defaults_to_the_latest_run_next_to_the_db(db: Path) -> None:
+    assert main(["report", "--db", str(db)]) == 0
+    assert (db.parent / "bad" / "index.html").is_file()
+    assert not (db.parent / "good").exists()
+    assert main(["report", "--db", str(db), "--last", "2"]) == 0
+    assert (db.parent / "good" / "summary.md").is_file()
+
+
+def test_rig_report_unknown_run_is_one_line_exit_2(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", "missing", "--db", str(db)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"rig: error: no run 'missing' in {db} (last runs: bad, good)"
