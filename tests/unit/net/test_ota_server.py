@@ -7,13 +7,14 @@ import json
 import socket
 import ssl
 import struct
+import time
 from pathlib import Path
 
 import pytest
 
 from rig.net.certs import CertBundle, ensure_bundle, ensure_wrong_bundle
 from rig.net.events import BodyProgress, Event, EventBus
-from rig.net.ota_server import Ending, OtaServer, ServeMode
+from rig.net.ota_server import Ending, OtaServer, RequestRecord, ServeMode
 
 from .support import tls_download
 
@@ -134,7 +135,15 @@ def test_keep_alive_serves_several_requests_on_one_connection(
         connection.request("GET", "/fw.bin", headers={"Range": f"bytes={start}-{start + 65535}"})
         assert connection.getresponse().read() == image[start : start + 65536]
     connection.close()
-    assert len({record.connection_id for record in server.records}) == 1
+    assert len({record.connection_id for record in records_after(server, 3)}) == 1
+
+
+def records_after(server: OtaServer, count: int, timeout: float = 10.0) -> list[RequestRecord]:
+    """The server logs a request after its last byte is sent, so the client may be first."""
+    deadline = time.monotonic() + timeout
+    while len(server.records) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return server.records
 
 
 def test_requests_are_logged_in_memory_and_as_json_lines(
@@ -142,7 +151,7 @@ def test_requests_are_logged_in_memory_and_as_json_lines(
 ) -> None:
     get(server, bundle, "/fw.bin", {"Range": "bytes=0-99"})
     get(server, bundle, "/missing.bin")
-    first, second = server.records
+    first, second = records_after(server, 2)
     assert (first.method, first.path, first.range_header) == ("GET", "/fw.bin", "bytes=0-99")
     assert first.status == 206
     assert (first.body_bytes, first.ending) == (100, Ending.COMPLETE)
