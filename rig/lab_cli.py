@@ -217,7 +217,7 @@ def lab_status(directory: Path = DEFAULT_DIR) -> LabStatus:
     else:
         health = LabHealth.RUNNING
     alive = health is LabHealth.RUNNING
-    boards = _boards(state, probe=alive)
+    boards = _boards(state, probe=alive) if health is not LabHealth.STOPPED else ()
     instruments = _instruments(state) if alive else ()
     if alive and not all([*(b.listening for b in boards), *(i.answering for i in instruments)]):
         health = LabHealth.DEGRADED
