@@ -214,10 +214,7 @@ class ReferenceFirmware(FirmwareModel):
             agent.error("ota", "busy")
             return
         agent.ok("ota", f"url={url}")
-        saved = rt.nvs.get("ota_progress")
-        resume_from = 0
-        if agent.setting("resume") == "on" and isinstance(saved, dict) and saved.get("url") == url:
-            resume_from = int(str(saved.get("bytes", 0)))
+        resume_from = self._resume_from(agent, url)
         agent.log(LogLevel.INFO, f"ota begin url={url} resume_from={resume_from}")
         cert = rt.nvs.get("cert")
         request_size = int(str(agent.setting("request_size")))
@@ -228,7 +225,7 @@ class ReferenceFirmware(FirmwareModel):
             keepalive=rt.config.keepalive,
             partial_http_download=request_size > 0,
             max_http_request_size=request_size,
-            ota_resumption=agent.setting("resume") == "on",
+            ota_resumption=resume_from > 0,
             ota_image_bytes_written=resume_from,
         )
         agent.url = url
@@ -250,11 +247,19 @@ class ReferenceFirmware(FirmwareModel):
         except EspError as exc:
             self._failed(agent, exc)
 
+    def _resume_from(self, agent: _Agent, url: str) -> int:
+        """The byte count saved in NVS for this URL, when resumption is on (PROTOCOL §3)."""
+        saved = agent.rt.nvs.get("ota_progress")
+        if agent.setting("resume") == "on" and isinstance(saved, dict) and saved.get("url") == url:
+            return int(str(saved.get("bytes", 0)))
+        return 0
+
     def _rejected(self, agent: _Agent, desc: AppDescriptor) -> bool:
         """PROTOCOL §3 version check on the descriptor, before anything is written."""
         rt = agent.rt
         running = rt.desc.version
         reason = None
+        fuse = rt.cpu.efuse.secure_version
         if agent.setting("version_check") == "on":
             if desc.version == running:
                 agent.log(
@@ -265,14 +270,14 @@ class ReferenceFirmware(FirmwareModel):
                 reason = "same_version"
             elif (compare_versions(desc.version, running) or 0) < 0:
                 reason = "older_version"
-        if reason is None and rt.config.anti_rollback and desc.secure_version < rt.cpu.efuse.secure_version:
-            agent.log(
-                LogLevel.ERROR,
-                f"New firmware security version is less than eFuse programmed, "
-                f"{desc.secure_version} < {rt.cpu.efuse.secure_version}",
-                EXAMPLE_TAG,
-            )
-            reason = "lower_secure_version"
+            elif rt.config.anti_rollback and desc.secure_version < fuse:
+                agent.log(
+                    LogLevel.ERROR,
+                    "New firmware security version is less than eFuse programmed, "
+                    f"{desc.secure_version} < {fuse}",
+                    EXAMPLE_TAG,
+                )
+                reason = "lower_secure_version"
         if reason is None:
             return False
         agent.log(LogLevel.WARN, f"ota rejected reason={reason} new={desc.version} running={running}")
@@ -298,7 +303,7 @@ class ReferenceFirmware(FirmwareModel):
                 # advanced_https_ota_example: the perform loop ended short of the image.
                 agent.log(LogLevel.ERROR, "Complete data was not received.", EXAMPLE_TAG)
                 raise perform_error or EspError(Err.ESP_FAIL)
-            ota.finish()
+            self._finish(agent, ota)
         except EspError as exc:
             self._failed(agent, exc)
             return
@@ -310,6 +315,10 @@ class ReferenceFirmware(FirmwareModel):
         agent.log(LogLevel.INFO, "ESP_HTTPS_OTA upgrade successful. Rebooting ...", EXAMPLE_TAG)
         agent.log(LogLevel.INFO, "ota restarting")
         rt.cpu.restart()
+
+    def _finish(self, agent: _Agent, ota: HttpsOta) -> None:
+        """esp_https_ota_finish: verify (esp_ota_end), then switch the boot partition."""
+        ota.finish()
 
     def _progress(self, agent: _Agent, ota: HttpsOta) -> None:
         total = ota.image_length or 0

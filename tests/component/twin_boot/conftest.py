@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import threading
 from collections.abc import Iterator
@@ -14,6 +15,8 @@ from rig.esp.flashimage import flash_regions
 from rig.esp.otadata import OtaData
 from rig.esp.partitions import PartitionTable
 from rig.esp.testimage import make_test_app
+from rig.net.certs import ensure_bundle
+from rig.net.ota_server import OtaServer
 from twin.board import TwinBoard
 from twin.config import BoardConfig, KeepAlive
 
@@ -25,6 +28,8 @@ ota_0,    app,  ota_0,   ,        1700K,
 ota_1,    app,  ota_1,   ,        1700K,
 """
 WAIT_S = 20.0
+# One ESP-IDF log line without its timestamp: "E esp_image: Secure boot signature verification failed".
+_LOG_LINE = re.compile(r"^([EWIDV]) \(\d+\) ([^:]+): (.*)$")
 
 
 @dataclass
@@ -68,6 +73,11 @@ class Console:
     def send(self, line: str) -> None:
         self.board.chip.uart.feed(line.encode() + b"\n")
 
+    def log_lines(self, start: int = 0) -> list[str]:
+        """ESP-IDF log lines printed since `start`, as "L tag: message" (timestamps dropped)."""
+        found = (_LOG_LINE.match(line) for line in self.text[start:].split("\n"))
+        return [f"{m[1]} {m[2]}: {m[3]}" for m in found if m]
+
 
 @dataclass
 class Lab:
@@ -85,6 +95,29 @@ class Lab:
         self.board.power.supply_changed(5.0)
 
 
+@dataclass
+class Served:
+    """The rig's HTTPS image server, its image set and the CA a board pins."""
+
+    server: OtaServer
+    images: dict[str, bytes]
+    pinned_der: bytes
+
+    def url(self, name: str, port: int | None = None) -> str:
+        return self.server.url_for(name, port=port)
+
+
+def start_ota(lab: Lab, served: Served, name: str, *, port: int | None = None, resume_from: int = 0) -> None:
+    """Wait for `ready`, pin the server's CA, start `ota <url>` and see it begin."""
+    c = lab.console
+    c.expect(r"rig_agent: ready version=\S+ running=ota_0")
+    c.send(f"cert {base64.b64encode(served.pinned_der).decode()}")
+    c.expect(r"rig_agent: ok cert sha256=[0-9a-f]{16}$")
+    c.send(f"ota {served.url(name, port)}")
+    c.expect(r"rig_agent: ok ota url=")
+    c.expect(rf"rig_agent: ota begin url=\S+ resume_from={resume_from}$")
+
+
 def lab_config(**overrides: object) -> BoardConfig:
     base: dict[str, object] = {
         "http_timeout_ms": 1000,
@@ -93,6 +126,15 @@ def lab_config(**overrides: object) -> BoardConfig:
     }
     base.update(overrides)
     return BoardConfig(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    images: dict[str, bytes] = {}
+    bundle = ensure_bundle(tmp_path / "certs")
+    server = OtaServer(bundle, images).start()
+    yield Served(server, images, bundle.ca_der())
+    server.stop()
 
 
 @pytest.fixture

@@ -5,8 +5,7 @@ otadata left in flash must be what ESP-IDF v5.5 produces."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -14,44 +13,19 @@ from rig.esp.image import patch_image
 from rig.esp.marker import Behaviour
 from rig.esp.otadata import OtaState
 from rig.esp.testimage import make_test_app
-from rig.net.certs import ensure_bundle
 from rig.net.fault_proxy import Close, Cut, FaultProxy, Position, Unit
-from rig.net.ota_server import OtaServer
 
-from .conftest import Lab
+from .conftest import Lab, Served, start_ota
 
 MakeLab = Callable[..., Lab]
 ABORTED = OtaState.ABORTED
 INVALID = OtaState.INVALID
-Served = tuple[OtaServer, dict[str, bytes]]
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[OtaServer, dict[str, bytes]]]:
-    images: dict[str, bytes] = {}
-    bundle = ensure_bundle(tmp_path / "certs")
-    srv = OtaServer(bundle, images).start()
-    srv.pinned_der = bundle.ca_der()  # type: ignore[attr-defined]
-    yield srv, images
-    srv.stop()
-
-
-def _start_ota(lab: Lab, srv: OtaServer, name: str) -> None:
-    c = lab.console
-    c.expect(r"rig_agent: ready version=1\.0\.0 running=ota_0")
-    der = srv.pinned_der  # type: ignore[attr-defined]
-    c.send(f"cert {base64.b64encode(der).decode()}")
-    c.expect(r"rig_agent: ok cert sha256=[0-9a-f]{16}$")
-    c.send(f"ota {srv.url_for(name)}")
-    c.expect(r"rig_agent: ok ota url=")
-    c.expect(r"rig_agent: ota begin url=\S+ resume_from=0$")
-
-
-def test_healthy_update_ends_valid_in_the_new_slot(make_lab: MakeLab, server: Served) -> None:
-    srv, images = server
-    images["next.bin"] = make_test_app(version="1.0.1")
+def test_healthy_update_ends_valid_in_the_new_slot(make_lab: MakeLab, served: Served) -> None:
+    served.images["next.bin"] = make_test_app(version="1.0.1")
     lab = make_lab()
-    _start_ota(lab, srv, "next.bin")
+    start_ota(lab, served, "next.bin")
     c = lab.console
     c.expect(r"^I \(\d+\) esp_https_ota: Starting OTA\.\.\.$")
     c.expect(r"^I \(\d+\) esp_https_ota: Writing to <ota_1> partition at offset 0x1d0000$")
@@ -79,15 +53,14 @@ def test_healthy_update_ends_valid_in_the_new_slot(make_lab: MakeLab, server: Se
 )
 def test_bad_update_rolls_back_to_the_old_slot(
     make_lab: MakeLab,
-    server: Served,
+    served: Served,
     behaviour: Behaviour,
     evidence: str,
     final_state: OtaState,
 ) -> None:
-    srv, images = server
-    images["bad.bin"] = patch_image(make_test_app(version="1.0.1"), behaviour=behaviour)
+    served.images["bad.bin"] = patch_image(make_test_app(version="1.0.1"), behaviour=behaviour)
     lab = make_lab()
-    _start_ota(lab, srv, "bad.bin")
+    start_ota(lab, served, "bad.bin")
     c = lab.console
     c.expect(r"rig_agent: ota restarting$")
     c.expect(r"boot: Loaded app from partition at offset 0x1d0000$")
@@ -101,11 +74,10 @@ def test_bad_update_rolls_back_to_the_old_slot(
     assert (entries[0].seq, entries[0].state) == (1, OtaState.VALID)
 
 
-def test_same_version_is_refused_before_writing(make_lab: MakeLab, server: Served) -> None:
-    srv, images = server
-    images["same.bin"] = make_test_app(version="1.0.0", size=64 * 1024)
+def test_same_version_is_refused_before_writing(make_lab: MakeLab, served: Served) -> None:
+    served.images["same.bin"] = make_test_app(version="1.0.0", size=64 * 1024)
     lab = make_lab()
-    _start_ota(lab, srv, "same.bin")
+    start_ota(lab, served, "same.bin")
     c = lab.console
     c.expect(
         r"^W \(\d+\) advanced_https_ota_example: Current running version is the same as a new\. "
@@ -117,12 +89,11 @@ def test_same_version_is_refused_before_writing(make_lab: MakeLab, server: Serve
 
 
 def test_power_cut_mid_download_boots_the_old_firmware(
-    make_lab: MakeLab, server: Served
+    make_lab: MakeLab, served: Served
 ) -> None:
-    srv, images = server
-    images["big.bin"] = make_test_app(version="1.0.1", size=512 * 1024)
+    served.images["big.bin"] = make_test_app(version="1.0.1", size=512 * 1024)
     lab = make_lab()
-    _start_ota(lab, srv, "big.bin")
+    start_ota(lab, served, "big.bin")
     lab.console.expect(r"rig_agent: ota progress bytes=\d+ total=524288$")
     lab.power_cycle()
     lab.console.expect(r"rst:0x1 \(POWERON_RESET\)")
@@ -131,18 +102,17 @@ def test_power_cut_mid_download_boots_the_old_firmware(
     assert lab.otadata().entries[1].is_erased
 
 
-def test_fin_mid_transfer_fails_and_the_old_slot_keeps_running(make_lab: MakeLab, server: Served) -> None:
-    srv, images = server
-    images["next.bin"] = make_test_app(version="1.0.1", size=256 * 1024)
-    proxy = FaultProxy(("127.0.0.1", srv.port)).start()
+def test_fin_mid_transfer_fails_and_the_old_slot_keeps_running(make_lab: MakeLab, served: Served) -> None:
+    served.images["next.bin"] = make_test_app(version="1.0.1", size=256 * 1024)
+    proxy = FaultProxy(("127.0.0.1", served.server.port)).start()
     try:
         proxy.arm(Cut(at=Position(Unit.WIRE, 100_000), close=Close.FIN))
         lab = make_lab()
         c = lab.console
         c.expect(r"rig_agent: ready version=1\.0\.0 running=ota_0")
-        c.send(f"cert {base64.b64encode(srv.pinned_der).decode()}")  # type: ignore[attr-defined]
+        c.send(f"cert {base64.b64encode(served.pinned_der).decode()}")
         c.expect(r"rig_agent: ok cert")
-        c.send(f"ota {srv.url_for('next.bin', port=proxy.port)}")
+        c.send(f"ota {served.url('next.bin', proxy.port)}")
         c.expect(r"^E \(\d+\) esp_https_ota: Connection closed before complete data was received!$")
         c.expect(r"^E \(\d+\) advanced_https_ota_example: Complete data was not received\.$")
         c.expect(r"^E \(\d+\) rig_agent: ota failed err=0xffffffff reason=ESP_FAIL$")
