@@ -123,7 +123,7 @@ def _outcome(
         cls = OutcomeClass.INFRA
     elif roll < 0.02 or (flaky and roll < 0.3):
         cls = OutcomeClass.FAIL
-    elif roll < 0.021 and group == "power_cut":
+    elif roll < 0.025 and group == "power_cut":
         cls = OutcomeClass.BRICK
     elif roll > 0.99 and group == "signature":
         cls = OutcomeClass.SKIP
