@@ -9,12 +9,10 @@ every ESP-IDF example does) and False when the body is complete; failures raise
 
 from __future__ import annotations
 
-import errno as errno_names
-import os
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from rig.esp.appdesc import APP_DESC_FILE_OFFSET, APP_DESC_MAGIC, AppDescriptor, decode
+from rig.esp.appdesc import APP_DESC_FILE_OFFSET, APP_DESC_MAGIC, APP_DESC_SIZE, AppDescriptor, decode
 from rig.esp.partitions import Partition
 from twin.config import KeepAlive
 from twin.cpu import Activity, Cpu, LogLevel
@@ -173,15 +171,22 @@ class HttpsOta:
         except ReadTimeout:
             return None
         except ReadError as exc:
-            name = errno_names.errorcode.get(exc.errno, str(exc.errno))
-            self._log(LogLevel.ERROR, f"esp_tls_conn_read error, errno={os.strerror(exc.errno) or name}",
-                      "transport_base")
+            # newlib's strerror text for lwIP's errno (the host's differ: 113 is EHOSTUNREACH on Linux).
+            self._log(LogLevel.ERROR, f"esp_tls_conn_read error, errno={exc.reason}", "transport_base")
             self._log(LogLevel.WARN, f"esp_transport_read returned:-1 and errno:{exc.errno} ", "HTTP_CLIENT")
             self._log(LogLevel.ERROR, f"data read -1, errno {exc.errno}")
             raise EspError(Err.ESP_FAIL) from exc
 
     def get_img_desc(self) -> AppDescriptor:
-        """Read until the first 1024 bytes are in; nothing is written yet."""
+        """Read until the first 1024 bytes are in; nothing is written yet. A resumed download
+        already has the descriptor in the partition: v5.5 reads it from there."""
+        desc_end = APP_DESC_FILE_OFFSET + APP_DESC_SIZE
+        if self.received >= desc_end:
+            raw = self.cpu.flash.read(self.partition.offset + APP_DESC_FILE_OFFSET, APP_DESC_SIZE)
+            if int.from_bytes(raw[:4], "little") != APP_DESC_MAGIC:
+                self._log(LogLevel.ERROR, "Incorrect app descriptor magic")
+                raise EspError(Err.ESP_FAIL)
+            return decode(raw)
         while len(self.header) < IMAGE_HEADER_SIZE:
             data = self._read(IMAGE_HEADER_SIZE - len(self.header))
             if data is None:
@@ -190,7 +195,7 @@ class HttpsOta:
                 self._log(LogLevel.ERROR, "Complete headers were not received")
                 raise EspError(Err.ESP_FAIL)
             self.header += data
-        raw = self.header[APP_DESC_FILE_OFFSET : APP_DESC_FILE_OFFSET + 256]
+        raw = self.header[APP_DESC_FILE_OFFSET:desc_end]
         if int.from_bytes(raw[:4], "little") != APP_DESC_MAGIC:
             self._log(LogLevel.ERROR, "Incorrect app descriptor magic")
             raise EspError(Err.ESP_FAIL)

@@ -107,15 +107,26 @@ class Served:
         return self.server.url_for(name, port=port)
 
 
-def start_ota(lab: Lab, served: Served, name: str, *, port: int | None = None, resume_from: int = 0) -> None:
-    """Wait for `ready`, pin the server's CA, start `ota <url>` and see it begin."""
+def start_ota(
+    lab: Lab,
+    served: Served,
+    name: str,
+    *,
+    port: int | None = None,
+    resume_from: int | None = 0,
+    wait_ready: bool = True,
+) -> int:
+    """Wait for `ready`, pin the server's CA, start `ota <url>`, see it begin (resume_from None:
+    from wherever the agent saved); returns the resume point."""
     c = lab.console
-    c.expect(r"rig_agent: ready version=\S+ running=ota_0")
+    if wait_ready:
+        c.expect(r"rig_agent: ready version=\S+ running=ota_0")
     c.send(f"cert {base64.b64encode(served.pinned_der).decode()}")
     c.expect(r"rig_agent: ok cert sha256=[0-9a-f]{16}$")
     c.send(f"ota {served.url(name, port)}")
     c.expect(r"rig_agent: ok ota url=")
-    c.expect(rf"rig_agent: ota begin url=\S+ resume_from={resume_from}$")
+    where = r"\d+" if resume_from is None else str(resume_from)
+    return int(c.expect(rf"rig_agent: ota begin url=\S+ resume_from=({where})$")[1])
 
 
 def lab_config(**overrides: object) -> BoardConfig:

@@ -1,0 +1,165 @@
+"""esp_https_ota's network paths on a twin, through the rig's server and fault proxy:
+silent stalls, partial download, resumption (and a server without Range), a wrong
+pinned certificate. Timings are the lab's short ones so each test takes seconds."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from rig.esp.testimage import make_test_app
+from rig.net.certs import ensure_bundle
+from rig.net.fault_proxy import AfterStall, FaultProxy, Position, Stall, Unit
+from rig.net.ota_server import ServeMode
+from twin.config import KeepAlive
+
+from .conftest import Lab, Served, lab_config, start_ota
+
+MakeLab = Callable[..., Lab]
+OTA_1 = 0x1D0000
+
+
+@pytest.fixture
+def proxy(served: Served) -> Iterator[FaultProxy]:
+    fault_proxy = FaultProxy(("127.0.0.1", served.server.port)).start()
+    yield fault_proxy
+    fault_proxy.stop()
+
+
+def _requests(served: Served) -> list[tuple[str, str | None]]:
+    return [(r.method, r.range_header) for r in served.server.records]
+
+
+def test_silent_stall_fails_after_read_timeout_and_keepalive(
+    make_lab: MakeLab, served: Served, proxy: FaultProxy
+) -> None:
+    served.images["next.bin"] = make_test_app(version="1.0.1", size=256 * 1024)
+    proxy.arm(Stall(seconds=60, at=Position(Unit.WIRE, 60_000), then=AfterStall.FIN))
+    keepalive = KeepAlive(idle_s=0.6, interval_s=0.3, count=2)
+    lab = make_lab(config=lab_config(http_timeout_ms=300, keepalive=keepalive))
+    start_ota(lab, served, "next.bin", port=proxy.port)
+    c = lab.console
+    begin = c.mark
+    c.expect(r"^E \(\d+\) rig_agent: ota failed err=0xffffffff reason=ESP_FAIL$")
+    lines = c.log_lines(begin)
+    first = lines.index("E transport_base: esp_tls_conn_read error, errno=Software caused connection abort")
+    assert lines[first : first + 5] == [
+        "E transport_base: esp_tls_conn_read error, errno=Software caused connection abort",
+        "W HTTP_CLIENT: esp_transport_read returned:-1 and errno:113 ",
+        "E esp_https_ota: data read -1, errno 113",
+        "E advanced_https_ota_example: Complete data was not received.",
+        "E advanced_https_ota_example: ESP_HTTPS_OTA upgrade failed 0xffffffff",
+    ]
+    assert proxy.records[0].fault_at is not None
+    c.send("status")
+    c.expect(r"rig_agent: status running=ota_0 boot=ota_0 .* ota=failed$")
+    assert lab.otadata().entries[1].is_erased
+
+
+def test_stall_shorter_than_keepalive_continues_the_download(
+    make_lab: MakeLab, served: Served, proxy: FaultProxy
+) -> None:
+    served.images["next.bin"] = make_test_app(version="1.0.1", size=256 * 1024)
+    proxy.arm(Stall(seconds=1.0, at=Position(Unit.WIRE, 60_000)))
+    config = lab_config(http_timeout_ms=300, keepalive=KeepAlive(idle_s=3.0, interval_s=1.0, count=3))
+    lab = make_lab(config=config)
+    start_ota(lab, served, "next.bin", port=proxy.port)
+    c = lab.console
+    c.expect(r"rig_agent: ota complete bytes=262144$")
+    c.expect(r"rig_agent: ready version=1\.0\.1 running=ota_1 state=VALID$")
+    assert proxy.records[0].fault_at is not None
+    assert "rig_agent: ota failed" not in c.text
+
+
+def test_partial_download_uses_head_and_range_requests(make_lab: MakeLab, served: Served) -> None:
+    size = 88 * 1024
+    served.images["next.bin"] = make_test_app(version="1.0.1", size=size)
+    lab = make_lab()
+    c = lab.console
+    c.expect(r"rig_agent: ready version=1\.0\.0")
+    c.send("ota-config request_size=32768")
+    c.expect(r"rig_agent: ok ota-config timeout_ms=\d+ request_size=32768 resume=on version_check=on$")
+    start_ota(lab, served, "next.bin", wait_ready=False)
+    c.expect(rf"rig_agent: ota complete bytes={size}$")
+    c.expect(r"rig_agent: ready version=1\.0\.1 running=ota_1 state=VALID$")
+    assert _requests(served) == [
+        ("HEAD", None),
+        ("GET", "bytes=0-32767"),
+        ("GET", "bytes=32768-65535"),
+        ("GET", "bytes=65536-"),
+    ]
+    # Each range ends with esp_https_ota's D "Connection closed": not shown at the default INFO level.
+    lines = c.log_lines()
+    assert "Connection closed" not in c.text
+    assert lines.count("I esp_https_ota: Starting OTA...") == 1
+    assert lines.count(f"I esp_https_ota: Writing to <ota_1> partition at offset 0x{OTA_1:x}") == 1
+
+
+def _cut_after_a_save(lab: Lab, served: Served) -> int:
+    """Start a big OTA, power-cycle mid-download; the last progress it printed as saved."""
+    served.images["big.bin"] = make_test_app(version="1.0.1", size=512 * 1024)
+    start_ota(lab, served, "big.bin")
+    c = lab.console
+    c.expect(r"rig_agent: ota saved bytes=[1-9]\d{5,}$")
+    lab.power_cycle()
+    reset = c.expect(r"rst:0x1 \(POWERON_RESET\)")
+    return int(c.text[: reset.start()].rsplit("rig_agent: ota saved bytes=", 1)[1].split()[0])
+
+
+def test_resume_after_reset_requests_the_rest(make_lab: MakeLab, served: Served) -> None:
+    lab = make_lab()
+    printed = _cut_after_a_save(lab, served)
+    c = lab.console
+    saved = start_ota(lab, served, "big.bin", resume_from=None)
+    assert saved >= printed
+    c.expect(r"rig_agent: ota complete bytes=524288$")
+    c.expect(r"rig_agent: ready version=1\.0\.1 running=ota_1 state=VALID$")
+    assert _requests(served)[-1] == ("GET", f"bytes={saved}-")
+    assert served.server.records[-1].body_bytes == 512 * 1024 - saved
+
+
+def test_server_ignoring_range_restarts_from_the_beginning(make_lab: MakeLab, served: Served) -> None:
+    lab = make_lab()
+    _cut_after_a_save(lab, served)
+    served.server.mode = ServeMode(range_support=False)
+    c = lab.console
+    saved = start_ota(lab, served, "big.bin", resume_from=None)
+    c.expect(r"^W \(\d+\) esp_https_ota: Server ignored the requested Range header$")
+    c.expect(
+        r"^I \(\d+\) esp_https_ota: Falling back to OTA without resumption "
+        r"and restarting download from beginning$"
+    )
+    c.expect(r"rig_agent: ota complete bytes=524288$")
+    c.expect(r"rig_agent: ready version=1\.0\.1 running=ota_1 state=VALID$")
+    assert _requests(served)[-1] == ("GET", f"bytes={saved}-")
+    assert served.server.records[-1].status == 200
+
+
+def test_wrong_server_certificate_prints_the_tls_chain_and_writes_nothing(
+    make_lab: MakeLab, served: Served, tmp_path: Path
+) -> None:
+    served.images["next.bin"] = make_test_app(version="1.0.1", size=64 * 1024)
+    other_ca = ensure_bundle(tmp_path / "other-certs").ca_der()
+    lab = make_lab()
+    c = lab.console
+    c.expect(r"rig_agent: ready version=1\.0\.0")
+    c.send(f"cert {base64.b64encode(other_ca).decode()}")
+    c.expect(r"rig_agent: ok cert")
+    c.send(f"ota {served.url('next.bin')}")
+    begin = c.expect(r"rig_agent: ota begin url=").end()
+    c.expect(r"^E \(\d+\) rig_agent: ota failed err=0x7002 reason=ESP_ERR_HTTP_CONNECT$")
+    lines = c.log_lines(begin)
+    assert lines[:7] == [
+        "E esp-tls-mbedtls: mbedtls_ssl_handshake returned -0x2700",
+        "I esp-tls-mbedtls: Failed to verify peer certificate!",
+        "E esp-tls: Failed to open new connection",
+        "E transport_base: Failed to open a new connection",
+        "E HTTP_CLIENT: Connection failed, sock < 0",
+        "E esp_https_ota: Failed to open HTTP connection: ESP_ERR_HTTP_CONNECT",
+        "E esp_https_ota: Failed to establish HTTP connection",
+    ]
+    assert lab.board.chip.flash.read(OTA_1, 4096) == b"\xff" * 4096
+    assert lab.otadata().entries[1].is_erased
