@@ -121,3 +121,18 @@ def test_fin_mid_transfer_fails_and_the_old_slot_keeps_running(make_lab: MakeLab
         assert lab.otadata().entries[1].is_erased
     finally:
         proxy.stop()
+
+
+def test_brownout_mid_download_resets_and_boots_the_old_firmware(make_lab: MakeLab, served: Served) -> None:
+    served.images["big.bin"] = make_test_app(version="1.0.1", size=512 * 1024)
+    lab = make_lab()
+    start_ota(lab, served, "big.bin")
+    c = lab.console
+    c.expect(r"rig_agent: ota progress bytes=\d+ total=524288$")
+    lab.board.power.supply_changed(2.2)  # below the 2.43 V detector level, above power-off
+    c.expect(r"^Brownout detector was triggered\n\n")
+    lab.board.power.supply_changed(5.0)
+    c.expect(r"^rst:0xf \(RTCWDT_BROWN_OUT_RESET\),boot:0x13 \(SPI_FAST_FLASH_BOOT\)$")
+    c.expect(r"boot: Loaded app from partition at offset 0x20000$")
+    c.expect(r"rig_agent: ready version=1\.0\.0 running=ota_0 state=VALID$")
+    assert lab.otadata().entries[1].is_erased
