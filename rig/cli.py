@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         return error.exit_code
     except click.exceptions.Exit as done:
         return int(done.exit_code or 0)
+    except SystemExit as done:  # commands that end with a verdict exit code
+        return done.code if isinstance(done.code, int) else 0
     return 0
 
 

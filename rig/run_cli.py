@@ -43,9 +43,6 @@ def _farm_or_lab(stack: ExitStack, farm: str | None, boards: int) -> Path:
 @click.option("--board-tags", default="", help="comma-separated tags a board must have")
 @click.option("--seed", type=int, default=None, help="seed for random cut points")
 @click.option("--report-dir", default="reports", show_default=True)
-@click.option(
-    "--resume", "resume", default=None, metavar="RUN_ID", help="run only what RUN_ID has not finished"
-)
 @click.option("--base-image", default=None, help="a real ESP-IDF app build to derive the image set from")
 @click.option("--signing-key", default=None, help="the PEM key that signed --base-image")
 @click.option("-k", "keyword", default=None, help="only scenarios matching this pytest -k expression")
@@ -56,13 +53,12 @@ def run(
     board_tags: str,
     seed: int | None,
     report_dir: str,
-    resume: str | None,
     base_image: str | None,
     signing_key: str | None,
     keyword: str | None,
 ) -> None:
     """Run the standard OTA resilience suite and write a report."""
-    run_id = resume or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     with ExitStack() as stack:
         farm_path = _farm_or_lab(stack, farm, lab_boards)
         parsed = load_farm(farm_path)
@@ -95,7 +91,6 @@ def run(
             ("--boards", boards),
             ("--board-tags", board_tags),
             ("--seed", seed),
-            ("--resume", resume),
             ("--base-image", base_image),
             ("--signing-key", signing_key),
             ("-k", keyword),

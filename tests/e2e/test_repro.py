@@ -1,0 +1,67 @@
+"""`rig repro` end to end on a virtual lab: one OTA, one fault, the ESP-IDF-correct outcome.
+
+The lab runs as its own process (`python -m twin serve`), reached only through its farm
+file's seams, exactly as `rig repro --farm` reaches a real bench.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rig.cli import main
+
+
+@pytest.fixture(scope="module")
+def lab_farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    lab = tmp_path_factory.mktemp("lab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "twin", "serve", "--dir", str(lab), "--boards", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    farm = lab / "farm.yaml"
+    deadline = time.monotonic() + 60
+    while not farm.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert farm.exists(), "the virtual lab did not write its farm file"
+    yield farm
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    "cut, phase",
+    [
+        ("power@fraction=0.5", "before the boot partition switch"),
+        ("net@bytes=60000:rst", "before the boot partition switch"),
+        ('power@log="esp_https_ota: Writing to"', "before the boot partition switch"),
+    ],
+    ids=["power-bytes", "net-rst", "power-log"],
+)
+def test_repro_ends_in_the_esp_idf_correct_state(
+    lab_farm: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], cut: str, phase: str
+) -> None:
+    code = main(
+        ["repro", "--farm", str(lab_farm), "--board", "b1", "--cut", cut, "--report-dir", str(tmp_path)]
+    )
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
+    assert code == 0, out
+    assert "PASS b1" in out, out
+    assert phase in out, out
+    assert "ended on old firmware" in out, out
+
+
+def test_repro_rejects_a_bad_cut_with_one_line(lab_farm: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["repro", "--farm", str(lab_farm), "--cut", "power@bites=1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("rig: error: --cut power@bites=1") and err.count("\n") == 1
