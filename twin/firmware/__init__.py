@@ -19,7 +19,7 @@ def register(model: type[FirmwareModel]) -> type[FirmwareModel]:
 
 
 def get_model(name: str) -> type[FirmwareModel]:
-    import twin.firmware.reference  # noqa: F401  (registers the built-in model; cached after once)
+    import twin.firmware.broken  # noqa: F401  (registers the built-in models; cached after once)
 
     try:
         return _MODELS[name]

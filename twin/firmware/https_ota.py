@@ -73,7 +73,7 @@ class HttpsOta:
         for _ in range(MAX_REDIRECTS + 1):
             parts = urlsplit(self.url)
             host, port = parts.hostname or "", parts.port or 443
-            self._close()
+            self.close()
             try:
                 self.conn = self.net.connect_tls(
                     host, port, cadata=self.config.cadata, timeout_ms=self.config.timeout_ms,
@@ -128,7 +128,8 @@ class HttpsOta:
             return f"bytes={start}-{end}"
         return f"bytes={start}-" if start else None
 
-    def _close(self) -> None:
+    def close(self) -> None:
+        """esp_http_client_close: drop the connection, keep the handle."""
         if self.conn is not None:
             self.conn.close()
         self.conn = None
@@ -256,7 +257,7 @@ class HttpsOta:
 
     def finish(self) -> None:
         """esp_https_ota_finish: esp_ota_end, then esp_ota_set_boot_partition (no reboot)."""
-        self._close()
+        self.close()
         if self.handle is None:
             raise EspError(Err.ESP_ERR_INVALID_ARG)
         self.cpu.set_activity(Activity.IDLE)
@@ -269,5 +270,5 @@ class HttpsOta:
 
     def abort(self) -> None:
         """esp_https_ota_abort: the partial image stays, otadata is untouched."""
-        self._close()
+        self.close()
         self.cpu.set_activity(Activity.IDLE)

@@ -33,7 +33,7 @@ _SETTINGS = {"timeout_ms": 5000, "request_size": 0, "resume": "on", "version_che
 
 
 @dataclass
-class _Agent:
+class Agent:
     """Mutable state of one app run."""
 
     rt: AppRuntime
@@ -63,7 +63,7 @@ class _Agent:
         return values[key]
 
 
-def _state_name(rt: AppRuntime) -> str:
+def state_name(rt: AppRuntime) -> str:
     try:
         return rt.ota.get_state_partition(rt.running).name
     except EspError:
@@ -79,10 +79,10 @@ class ReferenceFirmware(FirmwareModel):
     def run(self, app: AppRuntime) -> None:
         app.cpu.set_activity(Activity.IDLE)
         app.app_init()
-        agent = _Agent(app)
+        agent = Agent(app)
         self._first_boot(agent)
         desc = app.desc
-        state = _state_name(app)
+        state = state_name(app)
         agent.log(LogLevel.INFO, f"ready version={desc.version} running={app.running.name} state={state}")
         while True:
             if agent.crash_at is not None and time.monotonic() >= agent.crash_at:
@@ -96,14 +96,14 @@ class ReferenceFirmware(FirmwareModel):
                 self._command(agent, line)
 
     @staticmethod
-    def _idle_timeout(agent: _Agent) -> float | None:
+    def _idle_timeout(agent: Agent) -> float | None:
         if agent.crash_at is None:
             return None
         return max(0.0, agent.crash_at - time.monotonic())
 
     # -- first boot (PROTOCOL §4–§5) -------------------------------------------------------
 
-    def _first_boot(self, agent: _Agent) -> None:
+    def _first_boot(self, agent: Agent) -> None:
         rt = agent.rt
         marker = rt.marker
         behaviour = Behaviour(marker.behaviour)
@@ -111,7 +111,7 @@ class ReferenceFirmware(FirmwareModel):
             rt.panic()
         if behaviour is Behaviour.HANG:
             rt.task_wdt_timeout()
-        if _state_name(rt) != OtaState.PENDING_VERIFY.name:
+        if state_name(rt) != OtaState.PENDING_VERIFY.name:
             return
         agent.log(LogLevel.INFO, f"selftest begin behaviour={behaviour.label}")
         if behaviour is Behaviour.SELFTEST_FAIL:
@@ -130,7 +130,7 @@ class ReferenceFirmware(FirmwareModel):
 
     # -- console ----------------------------------------------------------------------------
 
-    def _command(self, agent: _Agent, raw: bytes) -> None:
+    def _command(self, agent: Agent, raw: bytes) -> None:
         text = raw[:MAX_LINE].decode("utf-8", "replace").strip()
         if not text:
             return
@@ -144,7 +144,7 @@ class ReferenceFirmware(FirmwareModel):
             return
         handler(agent, rest.strip())
 
-    def _status(self, agent: _Agent, _: str) -> None:
+    def _status(self, agent: Agent, _: str) -> None:
         rt = agent.rt
         desc = rt.desc
         boot = rt.ota.get_boot_partition()
@@ -152,11 +152,11 @@ class ReferenceFirmware(FirmwareModel):
             LogLevel.INFO,
             f"status running={rt.running.name} boot={boot.name if boot else 'none'} version={desc.version} "
             f"secure_version={desc.secure_version} efuse_secure_version={rt.cpu.efuse.secure_version} "
-            f"state={_state_name(rt)} behaviour={Behaviour(rt.marker.behaviour).label} "
+            f"state={state_name(rt)} behaviour={Behaviour(rt.marker.behaviour).label} "
             f"ota={agent.ota_status}",
         )
 
-    def _cert(self, agent: _Agent, arg: str) -> None:
+    def _cert(self, agent: Agent, arg: str) -> None:
         try:
             der = base64.b64decode(arg, validate=True)
         except (binascii.Error, ValueError):
@@ -168,18 +168,18 @@ class ReferenceFirmware(FirmwareModel):
         agent.rt.nvs.set("cert", base64.b64encode(der).decode())
         agent.ok("cert", f"sha256={hashlib.sha256(der).hexdigest()[:16]}")
 
-    def _wifi(self, agent: _Agent, arg: str) -> None:
+    def _wifi(self, agent: Agent, arg: str) -> None:
         ssid = arg.split(" ")[0]
         if not ssid:
             agent.error("wifi", "missing ssid")
             return
         agent.ok("wifi", f"ssid={ssid}")
 
-    def _restart(self, agent: _Agent, _: str) -> None:
+    def _restart(self, agent: Agent, _: str) -> None:
         agent.ok("restart")
         agent.rt.cpu.restart()
 
-    def _ota_config(self, agent: _Agent, arg: str) -> None:
+    def _ota_config(self, agent: Agent, arg: str) -> None:
         stored = agent.rt.nvs.get("ota_config")
         values: dict[str, object] = dict(stored) if isinstance(stored, dict) else {}
         for pair in arg.split():
@@ -195,7 +195,7 @@ class ReferenceFirmware(FirmwareModel):
         shown = " ".join(f"{k}={agent.setting(k)}" for k in _SETTINGS)
         agent.ok("ota-config", shown)
 
-    def _ota_abort(self, agent: _Agent, _: str) -> None:
+    def _ota_abort(self, agent: Agent, _: str) -> None:
         if agent.ota is not None:
             agent.ota.abort()
             agent.ota = None
@@ -205,7 +205,7 @@ class ReferenceFirmware(FirmwareModel):
 
     # -- the OTA agent ----------------------------------------------------------------------
 
-    def _ota(self, agent: _Agent, url: str) -> None:
+    def _ota(self, agent: Agent, url: str) -> None:
         rt = agent.rt
         if not url.startswith("https://"):
             agent.error("ota", "url must be https://")
@@ -247,14 +247,14 @@ class ReferenceFirmware(FirmwareModel):
         except EspError as exc:
             self._failed(agent, exc)
 
-    def _resume_from(self, agent: _Agent, url: str) -> int:
+    def _resume_from(self, agent: Agent, url: str) -> int:
         """The byte count saved in NVS for this URL, when resumption is on (PROTOCOL §3)."""
         saved = agent.rt.nvs.get("ota_progress")
         if agent.setting("resume") == "on" and isinstance(saved, dict) and saved.get("url") == url:
             return int(str(saved.get("bytes", 0)))
         return 0
 
-    def _rejected(self, agent: _Agent, desc: AppDescriptor) -> bool:
+    def _rejected(self, agent: Agent, desc: AppDescriptor) -> bool:
         """PROTOCOL §3 version check on the descriptor, before anything is written."""
         rt = agent.rt
         running = rt.desc.version
@@ -287,7 +287,7 @@ class ReferenceFirmware(FirmwareModel):
         agent.ota_status = "failed"
         return True
 
-    def _ota_step(self, agent: _Agent) -> None:
+    def _ota_step(self, agent: Agent) -> None:
         ota = agent.ota
         assert ota is not None
         try:
@@ -316,11 +316,11 @@ class ReferenceFirmware(FirmwareModel):
         agent.log(LogLevel.INFO, "ota restarting")
         rt.cpu.restart()
 
-    def _finish(self, agent: _Agent, ota: HttpsOta) -> None:
+    def _finish(self, agent: Agent, ota: HttpsOta) -> None:
         """esp_https_ota_finish: verify (esp_ota_end), then switch the boot partition."""
         ota.finish()
 
-    def _progress(self, agent: _Agent, ota: HttpsOta) -> None:
+    def _progress(self, agent: Agent, ota: HttpsOta) -> None:
         total = ota.image_length or 0
         done = ota.received
         if done >= agent.next_save and ota.handle is not None:
@@ -334,7 +334,7 @@ class ReferenceFirmware(FirmwareModel):
             if total and done >= total:
                 agent.next_progress = total + 1
 
-    def _failed(self, agent: _Agent, exc: EspError) -> None:
+    def _failed(self, agent: Agent, exc: EspError) -> None:
         if agent.ota is not None:
             agent.ota.abort()
         agent.ota = None

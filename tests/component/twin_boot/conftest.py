@@ -14,6 +14,7 @@ import pytest
 from rig.esp.flashimage import flash_regions
 from rig.esp.otadata import OtaData
 from rig.esp.partitions import PartitionTable
+from rig.esp.signing import SigningKey, SigningScheme
 from rig.esp.testimage import make_test_app
 from rig.net.certs import ensure_bundle
 from rig.net.ota_server import OtaServer
@@ -137,6 +138,17 @@ def lab_config(**overrides: object) -> BoardConfig:
     }
     base.update(overrides)
     return BoardConfig(**base)  # type: ignore[arg-type]
+
+
+Keys = tuple[SigningKey, SigningKey]
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    """Two RSA-3072 signing keys: the one the running app is signed with, and a stranger's."""
+    where = tmp_path_factory.mktemp("keys")
+    scheme = SigningScheme.RSA3072_SBV2
+    return SigningKey.generate(where / "ours.pem", scheme), SigningKey.generate(where / "other.pem", scheme)
 
 
 @pytest.fixture

@@ -6,16 +6,15 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 from rig.esp.image import parse, recompute_digests
-from rig.esp.signing import SigningKey, SigningScheme, find_signature
+from rig.esp.signing import SigningKey, find_signature
 from rig.esp.testimage import make_test_app
 from twin.config import SignedUpdates
 
-from .conftest import Lab, Served, lab_config, start_ota
+from .conftest import Keys, Lab, Served, lab_config, start_ota
 
 MakeLab = Callable[..., Lab]
 SIZE = 64 * 1024
@@ -36,13 +35,6 @@ TAIL = [
     "E esp_image: Secure boot signature verification failed",
     "I esp_image: Calculating simple hash to check for corruption...",
 ]
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[SigningKey, SigningKey]:
-    where: Path = tmp_path_factory.mktemp("keys")
-    scheme = SigningScheme.RSA3072_SBV2
-    return SigningKey.generate(where / "ours.pem", scheme), SigningKey.generate(where / "other.pem", scheme)
 
 
 def _signed_lab(make_lab: MakeLab, key: SigningKey) -> Lab:
@@ -69,7 +61,7 @@ def _tamper(signed: bytes, *, fix_hash: bool) -> bytes:
     return recompute_digests(bytes(buf)) if fix_hash else bytes(buf)
 
 
-def _variants(keys: tuple[SigningKey, SigningKey]) -> dict[str, tuple[bytes, list[str]]]:
+def _variants(keys: Keys) -> dict[str, tuple[bytes, list[str]]]:
     ours, other = keys
     good = make_test_app(version="1.0.1", size=SIZE, key=ours)
     valid_bad = "W esp_image: image valid, signature bad"
@@ -90,7 +82,7 @@ CASES = ["unsigned", "wrong-key", "corrupted-signature", "tampered-after-signing
 
 @pytest.mark.parametrize("case", CASES)
 def test_rejected_signature_prints_the_idf_sequence_and_keeps_the_old_app(
-    make_lab: MakeLab, served: Served, keys: tuple[SigningKey, SigningKey], case: str
+    make_lab: MakeLab, served: Served, keys: Keys, case: str
 ) -> None:
     image, expected = _variants(keys)[case]
     served.images["next.bin"] = image
@@ -111,7 +103,7 @@ def test_rejected_signature_prints_the_idf_sequence_and_keeps_the_old_app(
 
 
 def test_signed_by_the_running_key_is_accepted_and_booted(
-    make_lab: MakeLab, served: Served, keys: tuple[SigningKey, SigningKey]
+    make_lab: MakeLab, served: Served, keys: Keys
 ) -> None:
     served.images["next.bin"] = make_test_app(version="1.0.1", size=SIZE, key=keys[0])
     lab = _signed_lab(make_lab, keys[0])

@@ -1,0 +1,109 @@
+"""Each deliberately broken firmware model changes the outcome of at least one OTA: the same
+scenario runs on a board with the reference model and on one with the mutant, and the
+board ends up somewhere else (a suite that cannot tell them apart misses that bug)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+
+import pytest
+
+from rig.esp.image import patch_image
+from rig.esp.marker import Behaviour
+from rig.esp.testimage import make_test_app
+from rig.net.fault_proxy import Apply, Close, Cut, FaultProxy, Position, Unit
+from twin.config import SignedUpdates
+
+from .conftest import Keys, Lab, Served, lab_config, start_ota
+
+MakeLab = Callable[..., Lab]
+SIZE = 64 * 1024
+OLD = r"rig_agent: ready version=1\.0\.0 running=ota_0 state=VALID$"
+NEW_IN_OTA_1 = r"rig_agent: ready version=1\.0\.1 running=ota_1 state=VALID$"
+SAME_IN_OTA_1 = r"rig_agent: ready version=1\.0\.0 running=ota_1 state=VALID$"
+
+
+@pytest.mark.parametrize(
+    ("model", "outcome"),
+    [("reference", OLD), ("confirm-before-selftest", NEW_IN_OTA_1)],
+)
+def test_confirm_before_selftest_keeps_a_failing_update(
+    make_lab: MakeLab, served: Served, model: str, outcome: str
+) -> None:
+    bad = patch_image(make_test_app(version="1.0.1", size=SIZE), behaviour=Behaviour.SELFTEST_FAIL)
+    served.images["bad.bin"] = bad
+    lab = make_lab(config=lab_config(firmware=model))
+    start_ota(lab, served, "bad.bin")
+    c = lab.console
+    c.expect(r"boot: Loaded app from partition at offset 0x1d0000$")
+    c.expect(outcome)
+
+
+@pytest.mark.parametrize(
+    ("model", "outcome"),
+    [("reference", OLD), ("no-version-check", SAME_IN_OTA_1)],
+)
+def test_no_version_check_reinstalls_the_running_version(
+    make_lab: MakeLab, served: Served, model: str, outcome: str
+) -> None:
+    served.images["same.bin"] = make_test_app(version="1.0.0", size=SIZE)
+    lab = make_lab(config=lab_config(firmware=model))
+    start_ota(lab, served, "same.bin")
+    c = lab.console
+    if model == "reference":
+        c.expect(r"rig_agent: ota rejected reason=same_version")
+        c.send("restart")
+    c.expect(outcome)
+
+
+@pytest.mark.parametrize(
+    ("model", "outcome"),
+    [
+        ("reference", OLD),
+        ("switch-before-verify", NEW_IN_OTA_1),
+        ("ignore-signature", NEW_IN_OTA_1),
+    ],
+)
+def test_signature_mutants_boot_an_image_signed_by_a_stranger(
+    make_lab: MakeLab, served: Served, keys: Keys, model: str, outcome: str
+) -> None:
+    ours, stranger = keys
+    served.images["evil.bin"] = make_test_app(version="1.0.1", size=SIZE, key=stranger)
+    config = lab_config(signed_updates=SignedUpdates.RSA3072, firmware=model)
+    lab = make_lab(make_test_app(version="1.0.0", size=SIZE, key=ours), config)
+    start_ota(lab, served, "evil.bin")
+    c = lab.console
+    if model != "ignore-signature":
+        c.expect(r"rig_agent: ota failed err=0x1503 reason=ESP_ERR_OTA_VALIDATE_FAILED$")
+        c.send("restart")
+    c.expect(outcome)
+
+
+def _ota_until_done(lab: Lab, served: Served, url: str, attempts: int) -> bool:
+    """Re-issue `ota` after each failure, as a rig retry loop does; True once one completes."""
+    c = lab.console
+    for _ in range(attempts):
+        c.send(f"ota {url}")
+        end = c.expect(r"rig_agent: (ota complete|ota failed) ")
+        if end[1] == "ota complete":
+            return True
+    return False
+
+
+@pytest.mark.parametrize(("model", "completes"), [("reference", True), ("no-resume", False)])
+def test_no_resume_never_finishes_over_a_link_that_drops_every_connection(
+    make_lab: MakeLab, served: Served, model: str, completes: bool
+) -> None:
+    served.images["big.bin"] = make_test_app(version="1.0.1", size=256 * 1024)
+    proxy = FaultProxy(("127.0.0.1", served.server.port)).start()
+    try:
+        proxy.arm(Cut(at=Position(Unit.WIRE, 110_000), close=Close.FIN, apply=Apply.EVERY))
+        lab = make_lab(config=lab_config(firmware=model))
+        c = lab.console
+        c.expect(OLD)
+        c.send(f"cert {base64.b64encode(served.pinned_der).decode()}")
+        c.expect(r"rig_agent: ok cert")
+        assert _ota_until_done(lab, served, served.url("big.bin", proxy.port), attempts=4) is completes
+    finally:
+        proxy.stop()

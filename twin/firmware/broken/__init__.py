@@ -1,0 +1,21 @@
+"""Deliberately broken variants of the reference model, one bug each: mutation testing
+for a test suite (a suite that passes against one of these misses that bug; twin/README.md).
+
+Importing this package registers them; `twin.firmware.get_model` does so on first use.
+"""
+
+from twin.firmware.broken import (
+    confirm_before_selftest,
+    ignore_signature,
+    no_resume,
+    no_version_check,
+    switch_before_verify,
+)
+
+__all__ = [
+    "confirm_before_selftest",
+    "ignore_signature",
+    "no_resume",
+    "no_version_check",
+    "switch_before_verify",
+]
