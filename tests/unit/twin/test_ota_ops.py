@@ -1,0 +1,174 @@
+"""esp_ota_ops on the twin, called directly (facts §2.6, §3.4, §3.5): which otadata sector
+each call writes, the PENDING_VERIFY refusal, in-place state changes, sequential erase,
+and what a power cut between an otadata erase and its program leaves behind."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+
+from rig.esp.flashimage import flash_regions
+from rig.esp.image import parse
+from rig.esp.otadata import SECTOR_SIZE, OtaData, OtaEntry, OtaState
+from rig.esp.partitions import Partition, PartitionTable
+from rig.esp.testimage import make_test_app
+from twin.bootloader import VerifiedApp
+from twin.config import BoardConfig
+from twin.cpu import Activity, LogLevel
+from twin.efuse import Efuse
+from twin.flash import NorFlash, PowerLost
+from twin.ota_ops import Err, EspError, OtaOps
+
+TABLE = PartitionTable.from_csv(
+    "nvs, data, nvs, , 0x6000,\notadata, data, ota, , 0x2000,\nphy_init, data, phy, , 0x1000,\n"
+    "ota_0, app, ota_0, , 1700K,\nota_1, app, ota_1, , 1700K,\n"
+)
+OTA_0, OTA_1 = TABLE.ota_slots
+SIZE = 16 * 1024
+
+
+class Restarted(Exception):
+    pass
+
+
+@dataclass
+class FakeCpu:
+    """What esp_ota_ops touches: flash, eFuses, the log, activity, esp_restart()."""
+
+    flash: NorFlash
+    efuse: Efuse
+    lines: list[str] = field(default_factory=list)
+
+    def log(self, level: LogLevel, tag: str, message: str) -> None:
+        self.lines.append(f"{level.value} {tag}: {message}")
+
+    def set_activity(self, activity: Activity) -> None:
+        pass
+
+    def restart(self) -> NoReturn:
+        raise Restarted()
+
+
+@dataclass
+class Board:
+    cpu: FakeCpu
+    ota: OtaOps
+
+    def entries(self) -> tuple[OtaEntry, OtaEntry]:
+        part = TABLE.otadata
+        assert part is not None
+        return OtaData.from_bytes(self.cpu.flash.read(part.offset, 2 * SECTOR_SIZE)).entries
+
+
+def make_board(tmp_path: Path, e0: OtaEntry, e1: OtaEntry, running: Partition) -> Board:
+    """Both slots hold good images (1.0.0 in ota_0, 1.0.1 in ota_1); `running` is the app's slot."""
+    flash = NorFlash(tmp_path / "flash.bin")
+    apps = {p.offset: make_test_app(version=f"1.0.{i}", size=SIZE) for i, p in enumerate((OTA_0, OTA_1))}
+    regions = flash_regions(TABLE, app=apps[OTA_0.offset], otadata=OtaData((e0, e1)))
+    for offset, data in [*((o, d) for o, d in regions if o not in apps), *apps.items()]:
+        flash.program(offset, data)
+    cpu = FakeCpu(flash, Efuse(tmp_path / "efuse.json"))
+    data = flash.read(running.offset, running.size)
+    app = VerifiedApp(running, parse(data), data)
+    return Board(cpu, OtaOps(cpu, BoardConfig(), TABLE, app))  # type: ignore[arg-type]
+
+
+def _write_image(board: Board, target: Partition, image: bytes) -> None:
+    handle = board.ota.begin(target)
+    for at in range(0, len(image), 4000):
+        board.ota.write(handle, image[at : at + 4000])
+    board.ota.end(handle)
+
+
+def test_set_boot_partition_writes_the_other_sector_with_the_next_seq(tmp_path: Path) -> None:
+    board = make_board(tmp_path, OtaEntry.make(1, OtaState.VALID), OtaEntry.erased(), OTA_0)
+    _write_image(board, OTA_1, make_test_app(version="1.0.2", size=SIZE))
+    board.ota.set_boot_partition(OTA_1)
+    e0, e1 = board.entries()
+    assert (e0.seq, e0.state) == (1, OtaState.VALID)
+    assert (e1.seq, e1.state) == (2, OtaState.NEW)
+    assert board.ota.get_boot_partition() == OTA_1
+
+    # From ota_1 (seq 2 active), going back to ota_0 takes seq 3, written over sector 0.
+    both_valid = (OtaEntry.make(1, OtaState.VALID), OtaEntry.make(2, OtaState.VALID))
+    running_1 = make_board(tmp_path / "b", *both_valid, OTA_1)
+    running_1.ota.set_boot_partition(OTA_0)
+    e0, e1 = running_1.entries()
+    assert (e0.seq, e0.state) == (3, OtaState.NEW)
+    assert (e1.seq, e1.state) == (2, OtaState.VALID)
+
+
+def test_begin_refuses_while_the_running_app_is_pending_verify(tmp_path: Path) -> None:
+    board = make_board(
+        tmp_path, OtaEntry.make(1, OtaState.VALID), OtaEntry.make(2, OtaState.PENDING_VERIFY), OTA_1
+    )
+    with pytest.raises(EspError) as raised:
+        board.ota.begin(OTA_0)
+    assert raised.value.err is Err.ESP_ERR_OTA_ROLLBACK_INVALID_STATE
+    assert board.cpu.lines == [
+        "E esp_ota_ops: Running app has not confirmed state (ESP_OTA_IMG_PENDING_VERIFY)"
+    ]
+
+
+def test_mark_valid_rewrites_the_active_entry_in_place(tmp_path: Path) -> None:
+    board = make_board(
+        tmp_path, OtaEntry.make(1, OtaState.VALID), OtaEntry.make(2, OtaState.PENDING_VERIFY), OTA_1
+    )
+    board.ota.mark_app_valid_cancel_rollback()
+    e0, e1 = board.entries()
+    assert (e0.seq, e0.state) == (1, OtaState.VALID)
+    assert (e1.seq, e1.state) == (2, OtaState.VALID)
+
+
+def test_mark_invalid_rewrites_in_place_and_restarts(tmp_path: Path) -> None:
+    board = make_board(
+        tmp_path, OtaEntry.make(1, OtaState.VALID), OtaEntry.make(2, OtaState.PENDING_VERIFY), OTA_1
+    )
+    with pytest.raises(Restarted):
+        board.ota.mark_app_invalid_rollback_and_reboot()
+    e0, e1 = board.entries()
+    assert (e0.seq, e0.state) == (1, OtaState.VALID)
+    assert (e1.seq, e1.state) == (2, OtaState.INVALID)
+    assert board.cpu.lines[-1] == "I esp_ota_ops: Rollback to previously worked partition."
+    assert board.ota.get_boot_partition() == OTA_0
+
+
+def test_write_checks_the_magic_and_erases_sector_by_sector(tmp_path: Path) -> None:
+    board = make_board(tmp_path, OtaEntry.make(1, OtaState.VALID), OtaEntry.erased(), OTA_0)
+    handle = board.ota.begin(OTA_1)
+    with pytest.raises(EspError) as raised:
+        board.ota.write(handle, b"\x00" * 16)
+    assert raised.value.err is Err.ESP_ERR_OTA_VALIDATE_FAILED
+    assert board.cpu.lines[-1] == "E esp_ota_ops: OTA image has invalid magic byte (expected 0xE9, saw 0x00)"
+    old_third_sector = board.cpu.flash.read(OTA_1.offset + 2 * SECTOR_SIZE, 64)
+    handle = board.ota.begin(OTA_1)
+    board.ota.write(handle, make_test_app(version="1.0.2", size=SIZE)[:5000])
+    # Only the two sectors the 5000 bytes touch were erased; the rest still holds the old image.
+    assert board.cpu.flash.read(OTA_1.offset + 2 * SECTOR_SIZE, 64) == old_third_sector != b"\xff" * 64
+
+
+@pytest.mark.parametrize("action", ["set_boot_partition", "mark_valid"])
+def test_cut_between_otadata_erase_and_program_leaves_the_other_entry_active(
+    tmp_path: Path, action: str
+) -> None:
+    if action == "set_boot_partition":
+        board = make_board(tmp_path, OtaEntry.make(1, OtaState.VALID), OtaEntry.erased(), OTA_0)
+    else:
+        board = make_board(
+            tmp_path, OtaEntry.make(1, OtaState.VALID), OtaEntry.make(2, OtaState.PENDING_VERIFY), OTA_1
+        )
+    flash = board.cpu.flash
+    # The next two flash operations are the sector erase and the 32-byte program: cut the program at 0 %.
+    flash.cut_at(flash.op_count + 1, 0.0)
+    with pytest.raises(PowerLost):
+        if action == "set_boot_partition":
+            board.ota.set_boot_partition(OTA_1)
+        else:
+            board.ota.mark_app_valid_cancel_rollback()
+    e0, e1 = board.entries()
+    assert e1.is_erased
+    assert (e0.seq, e0.state) == (1, OtaState.VALID)
+    assert board.ota.get_boot_partition() == OTA_0
