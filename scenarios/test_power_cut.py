@@ -1,0 +1,106 @@
+"""Power cuts at every stage of an OTA: download, erase, switch, first boot, after confirm."""
+
+from __future__ import annotations
+
+import pytest
+
+from rig.session import Final, OtaSession, Phase
+from scenarios._support import (
+    add_slow_selftest,
+    cut_at_bytes,
+    ended_on,
+    need_power_cut,
+    need_rollback,
+    ok,
+    prepare,
+    slot_name,
+    slot_states,
+)
+
+pytestmark = [pytest.mark.power_cut, pytest.mark.gate]
+
+
+def test_cut_during_download(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+    """Field failure: a device unplugged while it downloads an update.
+
+    Fault: power cut once 10 %, 50 % and 90 % of the image bytes are written, triggered on
+    the agent's `ota saved bytes=<n>` marker (the device's own byte count: the server's
+    count runs ahead of the device by whatever the socket buffers hold). Each attempt
+    uses a fresh proxy URL, so it starts from byte 0. Correct outcome (ESP-IDF): otadata is
+    only written by `esp_ota_set_boot_partition` after the whole image verified, so the
+    old app boots (`boot: Loaded app from partition at offset 0x20000`, `ready
+    version=<old>`); a retry then completes (`rig_agent: ota complete`) and the new app
+    confirms itself.
+    """
+    need_power_cut(ota)
+    prepare(ota)
+    old = ota.images.base_version
+    for fraction in (0.1, 0.5, 0.9):
+        result = ok(request, ota, "next", cut_at_bytes(ota, "next", fraction))
+        assert result.phase is Phase.DOWNLOAD, result.summary()
+        ended_on(result, old)
+    ended_on(ok(request, ota, "next"), ota.images.entry("next").version)
+
+
+def test_cut_during_erase(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+    """Field failure: power lost while the target slot is being erased.
+
+    Fault: power cut on `esp_https_ota: Writing to <ota_1> partition` (esp_ota_begin has
+    just started erasing). Correct outcome (ESP-IDF): the running slot and otadata are
+    untouched, the old app boots.
+    """
+    need_power_cut(ota)
+    prepare(ota)
+    result = ok(request, ota, "next", 'power@log="esp_https_ota: Writing to <"')
+    assert result.phase is Phase.DOWNLOAD, result.summary()
+    ended_on(result, ota.images.base_version)
+
+
+def test_cut_after_switch_before_first_boot(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+    """Field failure: power lost between `esp_ota_set_boot_partition` and the restart.
+
+    Fault: power cut on `rig_agent: ota complete`. Correct outcome (ESP-IDF, facts §3):
+    otadata already selects ota_1 in state NEW; at power-on the bootloader makes it
+    PENDING_VERIFY and gives it its one boot attempt, the healthy image confirms itself
+    (`rig_agent: app confirmed valid`) and stays; the otadata entry of ota_1 is VALID.
+    (A cut inside the bootloader's own rewrite may also fall back to the old app.)
+    """
+    need_power_cut(ota)
+    prepare(ota)
+    result = ok(request, ota, "next", 'power@log="rig_agent: ota complete"')
+    assert result.phase is Phase.SWITCHED, result.summary()
+    if result.final is Final.NEW:
+        assert "VALID" in slot_states(result, ota, slot_name(ota, 1)), result.otadata
+
+
+def test_cut_during_first_boot(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+    """Field failure: power lost while the new image runs its first-boot self-test.
+
+    Fault: power cut on `rig_agent: selftest begin` of a healthy image whose self-test
+    takes 800 ms. Correct outcome (ESP-IDF rollback, facts §3): the unconfirmed entry is
+    PENDING_VERIFY at the cut, so the next boot marks it ABORTED and boots the old slot
+    again (`ready version=<old> running=ota_0 state=VALID`).
+    """
+    need_power_cut(ota)
+    need_rollback(ota)
+    prepare(ota)
+    image = add_slow_selftest(ota, ota.board.artifacts)
+    result = ok(request, ota, image, 'power@log="rig_agent: selftest begin"')
+    assert result.phase is Phase.FIRST_BOOT, result.summary()
+    ended_on(result, ota.images.base_version)
+    assert "ABORTED" in slot_states(result, ota, slot_name(ota, 1)), result.otadata
+
+
+def test_cut_after_confirm(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+    """Field failure: power lost right after the new image confirmed itself.
+
+    Fault: power cut on `rig_agent: app confirmed valid`. Correct outcome (ESP-IDF):
+    `esp_ota_mark_app_valid_cancel_rollback` already wrote VALID, so the new app boots
+    again after power returns and otadata's ota_1 entry is VALID.
+    """
+    need_power_cut(ota)
+    prepare(ota)
+    result = ok(request, ota, "next", 'power@log="rig_agent: app confirmed valid"')
+    assert result.phase is Phase.CONFIRMED, result.summary()
+    ended_on(result, ota.images.entry("next").version)
+    assert "VALID" in slot_states(result, ota, slot_name(ota, 1)), result.otadata
