@@ -1,0 +1,70 @@
+"""Broken images: truncated, bad header, random bytes, flipped payload byte, bad checksum, wrong chip."""
+
+from __future__ import annotations
+
+import pytest
+
+from rig.session import Final, OtaSession
+from rig.verdicts import RejectReason, image_rejected
+from scenarios._support import assert_log, assert_no_log, ended_on, ok, prepare
+
+pytestmark = [pytest.mark.gate]
+
+# Mutant -> the ESP-IDF refusal the log must show (rig.verdicts' reason families).
+BROKEN = {
+    "truncated": RejectReason.VERIFICATION,
+    "truncated_header": RejectReason.TRUNCATED,
+    "random_bytes": RejectReason.DESCRIPTOR,
+    "corrupt_payload": RejectReason.VERIFICATION,
+    "bad_checksum": RejectReason.CHECKSUM,
+}
+
+
+def test_broken_images_rejected(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+    """Field failure: a broken file on the update server (truncated upload, disk error,
+    wrong artifact) bricks the devices that download it.
+
+    Fault: the server serves a truncated image, only the first 180 bytes, 32000 random
+    bytes, `next` with one payload byte flipped, and `next` with a wrong checksum byte.
+    Correct outcome (ESP-IDF): each is refused with its own line, e.g. `E esp_https_ota:
+    Complete headers were not received`, `E esp_https_ota: Incorrect app descriptor magic`,
+    `E esp_image: Checksum failed...` / `Image hash failed...` then `E esp_ota_ops: New image
+    failed verification`; otadata is untouched and the old app keeps running.
+    """
+    prepare(ota)
+    for image, reason in BROKEN.items():
+        # Which esp_image line a truncated image earns depends on what the slot held past
+        # the new image's end (esp_ota_begin erases only the image's length), so the
+        # manifest's exact line is not required for it: any verification failure is correct.
+        result = ok(request, ota, image, expect=Final.OLD if image == "truncated" else None)
+        verdict = image_rejected(result.timeline, result.otadata, ota.board.table, reason=reason)
+        assert verdict.passed, f"{image}: {verdict.explain()}"
+        ended_on(result, ota.images.base_version)
+
+
+def test_wrong_chip_rejected_before_write(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+    """Field failure: an image built for another chip (or a newer silicon revision) is
+    flashed and the device never boots again.
+
+    Fault: `next` with chip id 0xFE.. in its header, and `next` requiring chip revision
+    v4.0. Correct outcome (ESP-IDF): the chip id is checked in `esp_https_ota_begin` on the
+    header, before anything is written (`E esp_https_ota: Mismatch chip id, expected 0,
+    found ...`, no `ota saved` or `ota progress` marker); the revision is checked by `esp_image_verify` in
+    `esp_ota_end`, before the boot partition is switched (`E esp_image: Image requires chip
+    rev >= v4.0 ...`, `E esp_ota_ops: New image failed verification`). Old app keeps running.
+    """
+    prepare(ota)
+    wrong_chip = ok(request, ota, "wrong_chip_id")
+    verdict = image_rejected(wrong_chip.timeline, wrong_chip.otadata, ota.board.table,
+                             reason=RejectReason.CHIP_ID)
+    assert verdict.passed, verdict.explain()
+    assert_no_log(ota, wrong_chip, "rig_agent: ota saved", "rig_agent: ota progress")
+    ended_on(wrong_chip, ota.images.base_version)
+
+    too_new = ok(request, ota, "chip_rev_too_high")
+    verdict = image_rejected(too_new.timeline, too_new.otadata, ota.board.table,
+                             reason=RejectReason.CHIP_REVISION)
+    assert verdict.passed, verdict.explain()
+    assert_log(ota, too_new, "esp_ota_ops: New image failed verification")
+    assert_no_log(ota, too_new, "rig_agent: ota complete")
+    ended_on(too_new, ota.images.base_version)

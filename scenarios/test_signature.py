@@ -1,0 +1,35 @@
+"""Signed updates: unsigned, wrong key, corrupted signature, tampered after signing."""
+
+from __future__ import annotations
+
+import pytest
+
+from rig.session import OtaSession
+from rig.verdicts import signature_rejected
+from scenarios._support import assert_no_log, ended_on, need_image, need_signing, ok, prepare
+
+pytestmark = [pytest.mark.signature, pytest.mark.gate]
+BAD_SIGNATURES = ("unsigned", "wrong_key", "signature_corrupted", "tampered_after_signing")
+
+
+def test_bad_signatures_rejected(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+    """Field failure: an attacker (or a mis-configured CI) pushes an image the fleet must
+    not run.
+
+    Fault: `next` without a signature, signed with another key, with one signature byte
+    flipped, and with its version changed after signing. Correct outcome (ESP-IDF signed
+    updates, facts §5.5): `esp_ota_end` verifies the signature and fails (`E esp_image:
+    Secure boot signature verification failed`, `W esp_image: image valid, signature
+    bad`, `E esp_ota_ops: New image failed verification`); the boot partition is not
+    switched and the old app keeps running.
+    """
+    need_signing(ota)
+    for image in BAD_SIGNATURES:
+        need_image(ota, image)
+    prepare(ota)
+    for image in BAD_SIGNATURES:
+        result = ok(request, ota, image)
+        verdict = signature_rejected(result.timeline, result.otadata, ota.board.table)
+        assert verdict.passed, f"{image}: {verdict.explain()}"
+        assert_no_log(ota, result, "rig_agent: ota complete")
+        ended_on(result, ota.images.base_version)
