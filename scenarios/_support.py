@@ -170,15 +170,20 @@ def outcome_row(scenario: str, result: OtaResult, cut: CutSpec | None, image_siz
     }
 
 
-def cut_at_bytes(ota: OtaSession, image: str, fraction: float) -> str:
-    """A power cut once the device has written about `fraction` of `image`.
+def saved_marker(ota: OtaSession, image: str, fraction: float) -> str:
+    """A --cut log condition for the moment the device has written about `fraction` of `image`.
 
-    Triggered on the agent's `ota saved bytes=<n>` marker (PROTOCOL §2, every 4 KiB), the
-    device's own count: the server's byte count runs ahead by what the socket buffers hold.
+    The agent's `ota saved bytes=<n>` marker (PROTOCOL §2, every 4 KiB) is the device's own
+    count; the server's byte count runs ahead of it by whatever the socket buffers hold.
     """
     size = ota.images.entry(image).path.stat().st_size
-    saved = max(SAVE_STEP, round(size * fraction / SAVE_STEP) * SAVE_STEP)
-    return f'power@log=/rig_agent: ota saved bytes={saved}$/'
+    saved = max(SAVE_STEP, min(size // SAVE_STEP, round(size * fraction / SAVE_STEP)) * SAVE_STEP)
+    return f"/rig_agent: ota saved bytes={saved}$/"
+
+
+def cut_at_bytes(ota: OtaSession, image: str, fraction: float) -> str:
+    """A power cut once the device has written about `fraction` of `image`."""
+    return f"power@log={saved_marker(ota, image, fraction)}"
 
 
 def _cut_point(cut: CutSpec | None, image_size: int) -> float | None:

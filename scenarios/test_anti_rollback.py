@@ -1,0 +1,62 @@
+"""Anti-rollback: a lower secure_version is refused; a bump burns the eFuse for good."""
+
+from __future__ import annotations
+
+import pytest
+
+from rig.session import Final, OtaSession
+from rig.verdicts import RejectReason, image_rejected
+from scenarios._support import (
+    assert_log,
+    assert_no_log,
+    ended_on,
+    need_anti_rollback,
+    need_image,
+    ok,
+    prepare,
+    run_ota,
+)
+
+pytestmark = [pytest.mark.anti_rollback, pytest.mark.gate]
+# Burning an eFuse is forever: only boards the farm file offers up for it take part.
+BURN_TAG = "efuse-burnable"
+
+
+def test_lower_secure_version_refused(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+    """Field failure: an attacker downgrades the fleet to a release with a known hole.
+
+    Fault: `next` with secure_version one below the eFuse's. Correct outcome (ESP-IDF
+    anti-rollback): refused on the image descriptor before anything is written (`W
+    rig_agent: ota rejected reason=lower_secure_version`); the old app keeps running.
+    """
+    need_anti_rollback(ota)
+    need_image(ota, "lower_secure_version")
+    prepare(ota)
+    result = ok(request, ota, "lower_secure_version")
+    verdict = image_rejected(result.timeline, result.otadata, ota.board.table,
+                             reason=RejectReason.SECURE_VERSION)
+    assert verdict.passed, verdict.explain()
+    assert_no_log(ota, result, "rig_agent: ota saved", "rig_agent: ota complete")
+    ended_on(result, ota.images.base_version)
+
+
+def test_bump_burns_efuse_and_blocks_downgrade(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+    """Field failure: after a security release, the vulnerable release can still be installed.
+
+    Fault: `next` with secure_version + 1 (confirmed), then `next2` carrying the old
+    secure_version. Correct outcome (ESP-IDF anti-rollback): confirming the bumped app
+    burns the eFuse (`status ... efuse_secure_version=<n+1>`); the later image is refused
+    with `reason=lower_secure_version` and the bumped app keeps running.
+    """
+    need_anti_rollback(ota)
+    if BURN_TAG not in ota.board.spec.tags:
+        pytest.skip(f"board {ota.board.name}: this burns an eFuse for good; tag the board {BURN_TAG!r}")
+    prepare(ota)
+    bumped = ok(request, ota, "higher_secure_version")
+    entry = ota.images.manifest.entry("higher_secure_version")
+    ended_on(bumped, ota.images.entry("higher_secure_version").version)
+    assert ota.board.status().get("efuse_secure_version") == str(entry.secure_version), ota.board.status()
+    downgrade = run_ota(request, ota, "next2", expect=Final.OLD)
+    assert downgrade.passed, downgrade.summary()
+    assert_log(ota, downgrade, "rig_agent: ota rejected reason=lower_secure_version")
+    assert_no_log(ota, downgrade, "rig_agent: ota saved")
