@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from rig.imageset import ImageSet
 from rig.logs.boots import BootTimeline, fold_boots
 from rig.logs.parser import parse_text
 from rig.net.certs import CertBundle
-from rig.net.events import BodyProgress, Direction, Event, WireProgress
+from rig.net.events import Direction, Event, WireProgress
 from rig.net.fault_proxy import Close, Cut, FaultProxy, Position, Stall, Throttle, Unit
 from rig.net.ota_server import OtaServer
 from rig.triggers import Firing, TriggerEngine
@@ -32,6 +33,8 @@ COMPLETE = "rig_agent: ota complete"
 CONFIRMED = "rig_agent: app confirmed valid"
 ENDED = r"rig_agent: ota (failed|rejected|complete)"
 ROM_RESET = r"^rst:0x[0-9a-f]+ \("
+GAVE_UP = re.compile(r"rig_agent: ota (failed|rejected)")
+DEVICE_BYTES = re.compile(r"rig_agent: ota (?:saved|progress) bytes=(\d+)")
 
 
 class Phase(enum.Enum):
@@ -42,6 +45,7 @@ class Phase(enum.Enum):
     SWITCHED = "after the switch, before the new image booted"
     FIRST_BOOT = "during the new image's first boot, before confirm"
     CONFIRMED = "after the new image confirmed itself"
+    RECOVERED = "a network fault the download survived"
 
 
 class Final(enum.Enum):
@@ -68,6 +72,7 @@ def acceptable_outcomes(expect: str, phase: Phase, rollback: bool) -> frozenset[
         Phase.SWITCHED: frozenset({Final.OLD, Final.NEW}),
         Phase.FIRST_BOOT: frozenset({Final.OLD} if rollback else {Final.NEW}),
         Phase.CONFIRMED: frozenset({Final.NEW}),
+        Phase.RECOVERED: frozenset({Final.NEW}),
     }[phase]
 
 
@@ -131,6 +136,7 @@ class OtaSession:
         self.seed = seed
         self.engine = TriggerEngine()
         self._timers: list[threading.Timer] = []
+        self._image_size: int | None = None
         board.console.add_listener(self._on_line)
         server.bus.subscribe(self._on_bus_event)
 
@@ -146,11 +152,14 @@ class OtaSession:
 
     def _on_line(self, line: str, t: float) -> None:
         self.engine.on_log_line(self.board.name, line, t)
+        written = DEVICE_BYTES.search(line)
+        if written is not None:
+            # "Power died at 40 % of the download" means 40 % written by the device: the
+            # server's count runs ahead by whatever the sockets hold.
+            self.engine.on_progress("device", None, int(written[1]), self._image_size, t)
 
     def _on_bus_event(self, event: Event) -> None:
-        if isinstance(event, BodyProgress):
-            self.engine.on_progress(event.path, event.connection_id, event.body_bytes_sent, event.total)
-        elif isinstance(event, WireProgress) and event.direction is Direction.DOWN:
+        if isinstance(event, WireProgress) and event.direction is Direction.DOWN:
             self.engine.on_wire(event.connection_id, event.total_bytes)
 
     # -- set-up ------------------------------------------------------------------------
@@ -274,6 +283,9 @@ class OtaSession:
         started = time.monotonic()
         start_status = self.board.status()
         old_version = start_status.get("version", "?")
+        self._image_size = entry.path.stat().st_size
+        firings_before = len(self.engine.firings)
+        records_before = {record.id for record in self.proxy.records}
         if cut is not None:
             self.arm(cut)
         sent_before = sum(r.body_bytes for r in self.server.records)
@@ -283,7 +295,9 @@ class OtaSession:
             raise InfraError(
                 f"board {self.board.name}: OTA of {image} neither ended nor reset within {timeout:.0f} s"
             )
-        ready = self.settle(mark, timeout)
+        ready = self._gave_up(mark) if GAVE_UP.search(ended.string) else None
+        if ready is None:
+            ready = self.settle(mark, timeout)
         if ready is not None and ready.state == "PENDING_VERIFY":
             # A new image that never confirms keeps running until the next reset; ESP-IDF
             # then rolls it back. Give it that reset, as the field eventually will.
@@ -293,7 +307,9 @@ class OtaSession:
         after_read = self.board.reset()
         final_ready = self.settle(after_read, timeout) or ready
         timeline = fold_boots(parse_text(self.board.console.text(mark)), final=True)
-        phase = self.phase_at_fault(mark)
+        firings = self.engine.firings[firings_before:]
+        proxy_hit = any(r.faults for r in self.proxy.records if r.id not in records_before)
+        phase = self.phase_at_fault(mark, firings, proxy_hit)
         acceptable = acceptable_outcomes(entry.expect, phase, rollback)
         result = OtaResult(
             board=self.board.name,
@@ -302,7 +318,7 @@ class OtaSession:
             old_version=old_version,
             new_version=entry.version,
             cut=cut.text if cut else None,
-            firings=list(self.engine.firings),
+            firings=list(firings),
             phase=phase,
             acceptable=acceptable,
             final=None,
@@ -316,14 +332,15 @@ class OtaSession:
         self._judge(result)
         return result
 
-    def phase_at_fault(self, since: int) -> Phase:
-        """Where the first fault landed, from the log lines that arrived before it fired."""
-        fired = [f.t_action_start for f in self.engine.firings]
-        if not fired:
-            # Proxy faults act on the download connection only.
-            hit = any(record.faults for record in self.proxy.records)
-            return Phase.DOWNLOAD if hit else Phase.NO_FAULT
-        t_fault = min(fired)
+    def phase_at_fault(self, since: int, firings: list[Firing], proxy_hit: bool) -> Phase:
+        """Where this run's first fault landed, from the log lines that arrived before it."""
+        lines = [line.text for line in self.board.console.lines(since)]
+        if not firings:
+            if not proxy_hit:
+                return Phase.NO_FAULT
+            # Proxy faults act on the download only: did the download survive it?
+            return Phase.RECOVERED if any(COMPLETE in text for text in lines) else Phase.DOWNLOAD
+        t_fault = min(f.t_action_start for f in firings)
         before = [line.text for line in self.board.console.lines(since) if line.t <= t_fault]
         if any(CONFIRMED in text for text in before):
             return Phase.CONFIRMED
@@ -332,6 +349,19 @@ class OtaSession:
         after_complete = before[max(i for i, text in enumerate(before) if COMPLETE in text) :]
         booted_new = any("boot: Loaded app from partition" in text for text in after_complete)
         return Phase.FIRST_BOOT if booted_new else Phase.SWITCHED
+
+    def _gave_up(self, mark: int) -> Ready | None:
+        """The agent ended the OTA without a switch: the old app is still up, unless a
+        power action is still pending or a reset follows at once."""
+        if self._timers_pending() or self.board.console.wait_for(ROM_RESET, 0.3, mark) is not None:
+            return None
+        status = self.board.status()
+        return Ready(
+            status.get("version", "?"),
+            status.get("running", "?"),
+            status.get("state", "?"),
+            self.board.console.mark() - 1,
+        )
 
     def _judge(self, result: OtaResult) -> None:
         ready = result.final_ready
