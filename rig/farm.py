@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from rig.errors import InputError
+from rig.power import driver_names
 
 SERIAL_URL = re.compile(r"^(rfc2217://|socket://|/dev/|COM\d+$|loop://)")
 CHIPS = ("esp32",)
@@ -148,7 +149,7 @@ class _Reader:
         return text
 
     def opt_text(self, key: str) -> str | None:
-        return None if self.data.get(key) is None else self.text(key)
+        return None if self._get(key) is None else self.text(key)
 
     def integer(self, key: str, default: int) -> int:
         value = self._get(key)
@@ -201,8 +202,12 @@ def _board(data: object, where: str, instruments: Mapping[str, Any]) -> BoardSpe
             raise InputError(f"{where}.power: needs 'driver' or 'instrument'")
         if "driver" not in power:
             power["driver"] = instruments[str(instrument)].get("kind")
+        _check_driver(power["driver"], f"{where}.power.driver")
     net = r.mapping("network")
     wifi = net.mapping("wifi")
+    wifi_ssid, wifi_password = wifi.opt_text("ssid"), wifi.opt_text("password")
+    wifi.reject_unknown()
+    net.reject_unknown()
     fw = r.mapping("firmware")
     traits = FirmwareTraits(
         rollback=fw.flag("rollback", True),
@@ -222,13 +227,19 @@ def _board(data: object, where: str, instruments: Mapping[str, Any]) -> BoardSpe
         flash_size=parse_size(r.text("flash_size", "4MB"), f"{where}.flash_size"),
         partition_table=r.opt_text("partition_table"),
         power=power,
-        wifi_ssid=wifi.opt_text("ssid"),
-        wifi_password=wifi.opt_text("password"),
+        wifi_ssid=wifi_ssid,
+        wifi_password=wifi_password,
         firmware=traits,
         tags=tuple(str(t) for t in tags),
     )
     r.reject_unknown()
     return spec
+
+
+def _check_driver(name: object, where: str) -> None:
+    """A typo in a driver name is caught here, naming the key, not when power is first cut."""
+    if name not in driver_names():
+        raise InputError(f"{where}: {name!r} is not a power driver (one of: {', '.join(driver_names())})")
 
 
 def parse_farm(data: object, path: Path | None = None) -> Farm:
@@ -239,7 +250,7 @@ def parse_farm(data: object, path: Path | None = None) -> Farm:
     instruments: dict[str, Mapping[str, Any]] = {}
     for inst_name, inst in instruments_raw.data.items():
         inst_reader = _Reader(inst, f"{where}.instruments.{inst_name}")
-        inst_reader.text("kind")
+        _check_driver(inst_reader.text("kind"), f"{where}.instruments.{inst_name}.kind")
         instruments[str(inst_name)] = dict(inst_reader.data)
     net = root.mapping("network")
     network = NetworkSpec(

@@ -1,0 +1,188 @@
+"""Farm file validation: every mistake is one line that names file:key and what is wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from rig.errors import InputError
+from rig.farm import Farm, load_farm, parse_farm
+
+GOOD: dict[str, Any] = {
+    "name": "bench",
+    "instruments": {
+        "psu1": {"kind": "scpi-psu", "resource": "TCPIP::10.0.0.5::5025::SOCKET", "volts": 3.3},
+    },
+    "boards": [
+        {
+            "name": "b1",
+            "serial": "/dev/ttyUSB0",
+            "power": {"instrument": "psu1", "channel": 2, "volts": 3.0},
+            "tags": ["psu", "signed"],
+        },
+        {"name": "b2", "serial": "rfc2217://127.0.0.1:4000", "tags": ["relay"]},
+        {"name": "b3", "serial": "socket://127.0.0.1:4001", "power": {"driver": "dtr-rts"}},
+    ],
+}
+
+
+def write(tmp_path: Path, document: object) -> Path:
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path
+
+
+def error_of(tmp_path: Path, document: object) -> str:
+    path = write(tmp_path, document)
+    with pytest.raises(InputError) as caught:
+        load_farm(path)
+    message = str(caught.value)
+    assert "\n" not in message, message
+    assert message.startswith(str(path)), message
+    return message[len(str(path)) :]
+
+
+def with_board(**changes: object) -> dict[str, Any]:
+    """GOOD with its first board changed (a value of None deletes the key)."""
+    board = {**GOOD["boards"][0], **changes}
+    return {**GOOD, "boards": [{k: v for k, v in board.items() if v is not None}, *GOOD["boards"][1:]]}
+
+
+@pytest.fixture
+def farm(tmp_path: Path) -> Farm:
+    return load_farm(write(tmp_path, GOOD))
+
+
+def test_a_good_farm_loads_with_defaults(farm: Farm) -> None:
+    b1 = farm.board("b1")
+    assert (b1.chip, b1.baud, b1.flash_baud, b1.reset) == ("esp32", 115200, 460800, "default-reset")
+    assert b1.flash_size == 4 * 1024 * 1024
+    assert b1.firmware.rollback and b1.firmware.signing == "none"
+    assert b1.power_driver == "scpi-psu"  # taken from the instrument's kind
+    assert farm.board("b2").power_driver is None
+    assert farm.network.bind == "127.0.0.1" and not farm.virtual
+
+
+MISTAKES: list[tuple[object, str]] = [
+    ({**GOOD, "boards": []}, ".boards: the farm has no boards"),
+    ({"name": "x"}, ".boards: the farm has no boards"),
+    ({**GOOD, "boards": "b1"}, ".boards: expected a list, got str"),
+    ({**GOOD, "boards": [GOOD["boards"][0], GOOD["boards"][0]]}, ".boards: board name 'b1' is used twice"),
+    ({**GOOD, "colour": "red"}, ": unknown key 'colour'"),
+    ({**GOOD, "network": {"bind": "0.0.0.0", "port": 1}}, ".network: unknown key 'port'"),
+    (with_board(speed=9600), ".boards[0]: unknown key 'speed'"),
+    (with_board(firmware={"rollback": True, "secure": 1}), ".boards[0].firmware: unknown key 'secure'"),
+    (with_board(name=None), ".boards[0].name: missing (required)"),
+    (with_board(serial="ttyUSB0"), ".boards[0].serial: 'ttyUSB0' is not a serial port"),
+    (with_board(serial="http://host:80"), ".boards[0].serial: 'http://host:80' is not a serial port"),
+    (with_board(power={"instrument": "psu9"}), ".boards[0].power.instrument: no instrument named 'psu9'"),
+    (with_board(power={"channel": 1}), ".boards[0].power: needs 'driver' or 'instrument'"),
+    (with_board(flash_size="4 GiB"), ".boards[0].flash_size: '4 GiB' is not a size"),
+    (with_board(chip="esp8266"), ".boards[0].chip: 'esp8266' is not one of esp32"),
+    (with_board(reset="hard"), ".boards[0].reset: 'hard' is not one of default-reset"),
+    (with_board(baud="fast"), ".boards[0].baud: expected a whole number, got 'fast'"),
+    (with_board(baud=True), ".boards[0].baud: expected a whole number, got True"),
+    (with_board(name=["b1"]), ".boards[0].name: expected text, got list"),
+    (with_board(tags="psu"), ".boards[0].tags: expected a list, got str"),
+    (with_board(firmware={"rollback": "yes"}), ".boards[0].firmware.rollback: expected true or false"),
+    (with_board(firmware={"signing": "md5"}), ".boards[0].firmware.signing: 'md5' is not one of none"),
+    (with_board(network={"wifi": ["ssid"]}), ".boards[0].network.wifi: expected a mapping, got list"),
+    ({**GOOD, "instruments": {"psu1": {"resource": "x"}}}, ".instruments.psu1.kind: missing (required)"),
+    ({**GOOD, "virtual": "no"}, ".virtual: expected true or false, got 'no'"),
+    (["boards"], ": expected a mapping, got list"),
+    (None, ": expected a mapping, got NoneType"),
+]
+
+
+@pytest.mark.parametrize("document, expected", MISTAKES, ids=[expected for _, expected in MISTAKES])
+def test_each_mistake_is_one_line_naming_the_key(tmp_path: Path, document: object, expected: str) -> None:
+    assert error_of(tmp_path, document).startswith(expected)
+
+
+@pytest.mark.parametrize(
+    "text, size",
+    [("4MB", 4 << 20), ("8M", 8 << 20), ("4096K", 4 << 20), ("0x400000", 4 << 20), (2097152, 2 << 20)],
+)
+def test_flash_sizes_are_written_as_in_esp_idf(tmp_path: Path, text: object, size: int) -> None:
+    assert load_farm(write(tmp_path, with_board(flash_size=text))).board("b1").flash_size == size
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: x\nboards:\n  - name: b1\n    serial: [unclosed\n", encoding="utf-8")
+    with pytest.raises(InputError) as caught:
+        load_farm(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}:5: ") and "\n" not in message, message
+
+
+def test_missing_file_is_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"nope\.yaml: farm file not found$"):
+        load_farm(tmp_path / "nope.yaml")
+
+
+def test_a_directory_is_not_a_farm_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="cannot read farm file"):
+        load_farm(tmp_path)
+
+
+def test_select_by_names_tags_or_both(farm: Farm) -> None:
+    assert [b.name for b in farm.select()] == ["b1", "b2", "b3"]
+    assert [b.name for b in farm.select(names=["b3", "b1"])] == ["b3", "b1"]
+    assert [b.name for b in farm.select(tags=["relay"])] == ["b2"]
+    assert [b.name for b in farm.select(tags=["psu", "signed"])] == ["b1"]
+    assert [b.name for b in farm.select(names=["b1", "b2"], tags=["psu"])] == ["b1"]
+
+
+def test_select_errors_name_the_farm_and_the_choices(farm: Farm) -> None:
+    with pytest.raises(InputError, match=r"bench\.yaml: no board named 'b9' \(boards: b1, b2, b3\)"):
+        farm.select(names=["b9"])
+    with pytest.raises(InputError, match=r"no board matches names=\['b2'\] tags=\['psu'\]"):
+        farm.select(names=["b2"], tags=["psu"])
+
+
+def test_power_spec_merges_the_instrument_and_lets_the_board_override(farm: Farm) -> None:
+    assert farm.power_spec(farm.board("b1")) == {
+        "driver": "scpi-psu",
+        "resource": "TCPIP::10.0.0.5::5025::SOCKET",
+        "volts": 3.0,
+        "channel": 2,
+    }
+    # the board's own section is left as written
+    assert "resource" not in farm.board("b1").power
+
+
+def test_power_spec_dtr_rts_defaults_to_the_boards_own_port(farm: Farm) -> None:
+    assert farm.power_spec(farm.board("b3")) == {"driver": "dtr-rts", "port": "socket://127.0.0.1:4001"}
+    assert farm.power_spec(farm.board("b2")) == {}
+
+
+def test_parse_farm_without_a_path_says_farm(farm: Farm) -> None:
+    with pytest.raises(InputError, match=r"^<farm>\.boards: the farm has no boards$"):
+        parse_farm({"boards": []})
+
+
+@pytest.mark.parametrize(
+    "document, expected",
+    [
+        (with_board(network={"wifi": {"ssid": "lab", "pasword": "x"}}), ".boards[0].network.wifi: unknown"),
+        (with_board(network={"wlan": {}}), ".boards[0].network: unknown key 'wlan'"),
+        (with_board(power={"driver": "scpi-pus"}), ".boards[0].power.driver: 'scpi-pus' is not"),
+        ({**GOOD, "instruments": {"psu1": {"kind": "psu"}}}, ".instruments.psu1.kind: 'psu' is not a power"),
+    ],
+    ids=["wifi-typo", "network-typo", "driver-typo", "instrument-kind-typo"],
+)
+def test_typos_below_the_board_are_caught_when_the_file_loads(
+    tmp_path: Path, document: object, expected: str
+) -> None:
+    assert error_of(tmp_path, document).startswith(expected)
+
+
+def test_keys_written_empty_are_not_unknown(tmp_path: Path) -> None:
+    document = with_board(partition_table=None, network={"wifi": {"ssid": "lab", "password": None}})
+    document["boards"][0]["partition_table"] = None
+    board = load_farm(write(tmp_path, document)).board("b1")
+    assert (board.partition_table, board.wifi_ssid, board.wifi_password) == (None, "lab", None)
