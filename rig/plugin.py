@@ -4,6 +4,12 @@ Registered through the `pytest11` entry point, so `pytest scenarios/ --farm F` w
 in any checkout that installed ota-rig. One xdist worker per board (`-n <boards>
 --dist loadgroup`), a file lock per board so two runs never share one, and one
 artifact folder per test holding its serial log, server log and otadata dumps.
+
+A rig run (any of --farm, --report-dir, --results-db, --run-id, --resume given) also
+records every test's outcome rows into the results store as each test ends, on the
+controller only (the single writer), and writes the run's report when the session
+ends. The run id and seed are decided once on the controller and handed to the xdist
+workers, so every worker writes artifacts into the same run folder.
 """
 
 from __future__ import annotations
@@ -11,16 +17,21 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shlex
+import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pluggy
 import pytest
 from filelock import FileLock, Timeout
 
+from rig import __version__
 from rig.board import Board
 from rig.errors import InfraError, RigError
 from rig.farm import BoardSpec, Farm, load_farm
@@ -29,6 +40,9 @@ from rig.net.certs import CertBundle, ensure_bundle, ensure_wrong_bundle
 from rig.net.events import EventBus
 from rig.net.fault_proxy import FaultProxy
 from rig.net.ota_server import OtaServer
+from rig.report.build import write_report
+from rig.results.model import BootRow, FaultRow, Outcome, OutcomeClass, RunInfo
+from rig.results.store import ResultsStore, utc_now
 from rig.session import OtaSession
 
 FARM_KEY = pytest.StashKey[Farm | None]()
@@ -42,6 +56,37 @@ MARKERS = {
     "gate": "part of the release gate",
 }
 BOARD_LOCK_WAIT_S = 3600.0
+DEFAULT_REPORT_DIR = "reports"
+# Test families a scenario_group is named after; the first the test carries wins.
+FAMILIES = tuple(name for name in MARKERS if name != "gate")
+ROW_KEY = "ota_result"  # a scenario's outcome row (scenarios/_support.py)
+TEST_KEY = "ota_rig_test"  # what the controller needs to know about the test item
+INFRA_TAG = ("outcome_class", "infrastructure")
+INFRA_PREFIX = "INFRASTRUCTURE: "
+NO_BOARD = "-"  # the board of a test that uses none
+GIT_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What every process of one run must agree on: decided once, on the controller."""
+
+    run_id: str
+    seed: int
+    done: frozenset[tuple[str, str]]  # (scenario, board) keys a resume must not run again
+
+    def to_wire(self) -> dict[str, Any]:
+        """Plain values for xdist's `workerinput` (execnet only carries builtins)."""
+        return {"run_id": self.run_id, "seed": self.seed, "done": [list(key) for key in sorted(self.done)]}
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any]) -> RunSettings:
+        done = frozenset((str(scenario), str(board)) for scenario, board in wire["done"])
+        return cls(str(wire["run_id"]), int(wire["seed"]), done)
+
+
+RUN_KEY = pytest.StashKey[RunSettings]()
+WIRE_KEY = "ota_rig_run"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -50,10 +95,31 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--boards", default="", help="comma-separated board names (default: all)")
     group.addoption("--board-tags", default="", help="comma-separated tags a board must have")
     group.addoption("--seed", type=int, default=None, help="seed for random cut points (default: random)")
-    group.addoption("--report-dir", default="reports", help="where run folders are written")
+    group.addoption(
+        "--report-dir", default=None, help=f"where run folders are written (default: {DEFAULT_REPORT_DIR})"
+    )
     group.addoption("--run-id", default=None, help="run identifier (default: UTC timestamp)")
+    group.addoption("--results-db", default=None, help="results database (default: <report-dir>/results.db)")
+    group.addoption(
+        "--resume", default=None, metavar="RUN_ID", help="continue RUN_ID: run only what it has not recorded"
+    )
     group.addoption("--base-image", default=None, help="the firmware build to derive the image set from")
     group.addoption("--signing-key", default=None, help="PEM key that signed the base image")
+
+
+def report_dir(config: pytest.Config) -> Path:
+    return Path(config.getoption("--report-dir") or DEFAULT_REPORT_DIR)
+
+
+def results_db(config: pytest.Config) -> Path:
+    given = config.getoption("--results-db")
+    return Path(given) if given else report_dir(config) / "results.db"
+
+
+def _is_rig_run(config: pytest.Config) -> bool:
+    """Only rig runs keep results: the rig's own test suite loads this plugin too."""
+    options = ("--farm", "--report-dir", "--results-db", "--run-id", "--resume")
+    return any(config.getoption(name) for name in options)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -61,11 +127,47 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {text}")
     farm_path = config.getoption("--farm")
     config.stash[FARM_KEY] = load_farm(Path(farm_path)) if farm_path else None
-    if config.getoption("--run-id") is None:
-        # xdist workers inherit the controller's option values, so all share one id.
-        config.option.run_id = os.environ.get("RIG_RUN_ID") or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    if config.getoption("--seed") is None:
-        config.option.seed = int(os.environ.get("RIG_SEED", secrets.randbelow(2**31)))
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        settings = RunSettings.from_wire(workerinput[WIRE_KEY])
+    else:
+        store = ResultsStore(results_db(config)) if _is_rig_run(config) else None
+        settings = _decide(config, store)
+        if store is not None:
+            config.pluginmanager.register(Recorder(config, store, settings), "ota_rig_recorder")
+    config.stash[RUN_KEY] = settings
+    # Fixtures and the header read the options; give them the decided values.
+    config.option.run_id = settings.run_id
+    config.option.seed = settings.seed
+
+
+def _decide(config: pytest.Config, store: ResultsStore | None) -> RunSettings:
+    """Run id and seed from the options, the environment, the resumed run, or fresh."""
+    resume = config.getoption("--resume")
+    run_id = config.getoption("--run-id")
+    if resume and run_id and resume != run_id:
+        raise pytest.UsageError(f"--resume {resume} continues that run; it cannot be given --run-id {run_id}")
+    seed = config.getoption("--seed")
+    if seed is None and "RIG_SEED" in os.environ:
+        seed = int(os.environ["RIG_SEED"])
+    done: frozenset[tuple[str, str]] = frozenset()
+    if resume:
+        assert store is not None  # --resume makes this a rig run
+        try:
+            done = frozenset(store.done_keys(resume))
+            resumed_seed = store.run(resume).seed
+        except RigError as error:
+            raise pytest.UsageError(str(error)) from None
+        seed = resumed_seed if seed is None else seed
+    fresh_id = os.environ.get("RIG_RUN_ID") or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    run_id = resume or run_id or fresh_id
+    return RunSettings(run_id, secrets.randbelow(2**31) if seed is None else seed, done)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist: hand the controller's run id, seed and resume keys to a worker."""
+    node.workerinput[WIRE_KEY] = node.config.stash[RUN_KEY].to_wire()
 
 
 def _selected(config: pytest.Config) -> tuple[BoardSpec, ...]:
@@ -83,12 +185,49 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("board_spec", specs, ids=[s.name for s in specs], scope="function")
 
 
+def _board_spec(item: pytest.Item) -> BoardSpec | None:
+    callspec = getattr(item, "callspec", None)
+    spec = callspec.params.get("board_spec") if callspec is not None else None
+    return spec if isinstance(spec, BoardSpec) else None
+
+
+def board_of(item: pytest.Item) -> str:
+    spec = _board_spec(item)
+    return spec.name if spec is not None else NO_BOARD
+
+
+def scenario_of(item: pytest.Item) -> str:
+    """The test's name with its parametrisation but without the board: one matrix row per scenario."""
+    spec = _board_spec(item)
+    if spec is None or not isinstance(item, pytest.Function):
+        return item.name
+    params = item.callspec.id
+    for board_free in (params.removeprefix(f"{spec.name}-"), params.removesuffix(f"-{spec.name}")):
+        if board_free != params:
+            return f"{item.originalname}[{board_free}]"
+    return item.originalname
+
+
+def group_of(item: pytest.Item) -> str:
+    """The first family marker the test carries, else its module's name without `test_`."""
+    for mark in item.iter_markers():
+        if mark.name in FAMILIES:
+            return mark.name
+    return item.path.stem.removeprefix("test_")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    done = config.stash[RUN_KEY].done
+    kept: list[pytest.Item] = []
+    deselected: list[pytest.Item] = []
     for item in items:
-        callspec = getattr(item, "callspec", None)
-        spec = callspec.params.get("board_spec") if callspec is not None else None
-        if isinstance(spec, BoardSpec):
+        spec = _board_spec(item)
+        if spec is not None:
             item.add_marker(pytest.mark.xdist_group(name=spec.name))
+        (deselected if (scenario_of(item), board_of(item)) in done else kept).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -104,14 +243,218 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """Tag infrastructure failures so reports never count them as firmware failures."""
+    """Tag infrastructure failures so reports never count them as firmware failures, and
+    carry what the controller's recorder needs to know about the item on the report."""
     outcome = yield
     report = cast("pluggy.Result[pytest.TestReport]", outcome).get_result()
     if call.excinfo is not None and isinstance(call.excinfo.value, InfraError):
-        report.user_properties.append(("outcome_class", "infrastructure"))
-        report.longrepr = f"INFRASTRUCTURE: {call.excinfo.value}"
+        report.user_properties.append(INFRA_TAG)
+        report.longrepr = f"{INFRA_PREFIX}{call.excinfo.value}"
     elif call.excinfo is not None and isinstance(call.excinfo.value, RigError):
         report.longrepr = f"{type(call.excinfo.value).__name__}: {call.excinfo.value}"
+    if _is_rig_run(item.config):
+        report.user_properties.append((TEST_KEY, _test_facts(item)))
+
+
+def _artifact_folder(nodeid: str) -> str:
+    return "artifacts/" + re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid)
+
+
+def _test_facts(item: pytest.Item) -> dict[str, str]:
+    run_dir = report_dir(item.config) / item.config.stash[RUN_KEY].run_id
+    artifacts = _artifact_folder(item.nodeid)
+    return {
+        "scenario": scenario_of(item),
+        "group": group_of(item),
+        "board": board_of(item),
+        "artifacts": artifacts if (run_dir / artifacts).is_dir() else "",
+    }
+
+
+# -- results: one committed outcome per row, as each test ends ---------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How a test ended, as the results store classes it, and the one line saying why."""
+
+    outcome: OutcomeClass
+    message: str
+
+
+def verdict_of(report: pytest.TestReport) -> Verdict:
+    """Skip → SKIP, InfraError or a failed set-up → INFRA, failed test → FAIL, else PASS.
+
+    A set-up that failed never reached the firmware, so it cannot be a firmware failure.
+    """
+    if report.skipped:
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        return Verdict(OutcomeClass.SKIP, reason.removeprefix("Skipped: "))
+    if not report.failed:
+        return Verdict(OutcomeClass.PASS, "")
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = str(crash.message) if crash is not None else str(report.longrepr)
+    line = next((part for part in text.splitlines() if part.strip()), "failed")
+    if INFRA_TAG in report.user_properties:
+        return Verdict(OutcomeClass.INFRA, line.removeprefix(INFRA_PREFIX))
+    if report.when == "setup":
+        return Verdict(OutcomeClass.INFRA, f"set-up failed: {line}")
+    return Verdict(OutcomeClass.FAIL, line)
+
+
+def outcomes_of(report: pytest.TestReport, run_id: str) -> list[Outcome]:
+    """The outcomes one test report records: one per attached row, or one for the test.
+
+    The rows' own classes stand, except: an infrastructure error turns rows that are not
+    firmware failures into INFRA (the scenario never completed), and a failed test whose
+    rows all passed fails its last row with the test's message (a later check failed).
+    """
+    facts = next(cast("dict[str, str]", value) for key, value in report.user_properties if key == TEST_KEY)
+    rows = [cast("dict[str, Any]", value) for key, value in report.user_properties if key == ROW_KEY]
+    verdict = verdict_of(report)
+    times = (_stamp(report.start), _stamp(report.stop))
+    if not rows:
+        return [_bare_outcome(run_id, facts, verdict, report.duration, times)]
+    outcomes = [_row_outcome(run_id, facts, row, times) for row in rows]
+    if verdict.outcome is OutcomeClass.INFRA:
+        message = f"infrastructure: {verdict.message}"
+        return [
+            o if o.outcome.is_firmware_failure else _replace(o, OutcomeClass.INFRA, message) for o in outcomes
+        ]
+    if verdict.outcome is OutcomeClass.FAIL and not any(o.outcome.is_firmware_failure for o in outcomes):
+        outcomes[-1] = _replace(outcomes[-1], OutcomeClass.FAIL, verdict.message)
+    return outcomes
+
+
+def _stamp(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(epoch))
+
+
+def _replace(outcome: Outcome, cls: OutcomeClass, message: str) -> Outcome:
+    joined = "; ".join(part for part in (message, outcome.message) if part)
+    return Outcome(**{**outcome.__dict__, "outcome": cls, "message": joined})
+
+
+def _bare_outcome(
+    run_id: str, facts: Mapping[str, str], verdict: Verdict, duration: float, times: tuple[str, str]
+) -> Outcome:
+    return Outcome(
+        run_id=run_id, scenario=facts["scenario"], scenario_group=facts["group"], board=facts["board"],
+        firmware_old="", firmware_new="", image="", fault="none", cut_point=None, phase="",
+        outcome=verdict.outcome, expected="", observed="", message=verdict.message,
+        duration_s=round(duration, 3), time_to_recover_s=None, bytes_sent=0, boots=(), faults=(),
+        artifacts=facts["artifacts"], started_at=times[0], finished_at=times[1],
+    )  # fmt: skip
+
+
+def _row_outcome(
+    run_id: str, facts: Mapping[str, str], row: Mapping[str, Any], times: tuple[str, str]
+) -> Outcome:
+    """One OTA's row (scenarios/_support.py `outcome_row`) as a stored outcome."""
+    acceptable: Sequence[str] = row.get("acceptable", ())
+    final = row.get("final")
+    cut_point = row.get("cut_point")
+    return Outcome(
+        run_id=run_id,
+        scenario=facts["scenario"],
+        scenario_group=facts["group"],
+        board=facts["board"],
+        firmware_old=str(row.get("firmware_old", "")),
+        firmware_new=str(row.get("firmware_new", "")),
+        image=str(row.get("image", "")),
+        fault=str(row.get("fault", "none")),
+        cut_point=None if cut_point is None else float(cut_point),
+        phase=str(row.get("phase", "")),
+        outcome=OutcomeClass(str(row["outcome"])),
+        expected=f"ends on {' or '.join(acceptable)} firmware" if acceptable else "",
+        observed=f"ends on {final} firmware" if final else "no app running",
+        message="; ".join(str(p) for p in row.get("problems", ())),
+        duration_s=float(row.get("duration_s", 0.0)),
+        time_to_recover_s=None,
+        bytes_sent=int(row.get("bytes_sent", 0)),
+        boots=tuple(
+            BootRow(int(b["index"]), str(b["reset_reason"]), str(b["slot"]), str(b["version"]), b["outcome"])
+            for b in row.get("boots", ())
+        ),
+        faults=tuple(
+            FaultRow(str(f["name"]), str(f["condition"]), str(f["observed"]), f.get("latency_ms"), 0.0)
+            for f in row.get("faults", ())
+        ),
+        artifacts=facts["artifacts"],
+        started_at=times[0],
+        finished_at=times[1],
+    )
+
+
+def summary_line(store: ResultsStore, run_id: str, index_html: Path) -> str:
+    """`<index.html> — run <id> <status>: N PASS, N FAIL, …`, worst classes first."""
+    counts = Counter(o.outcome for o in store.outcomes(run_id))
+    classes = sorted(OutcomeClass, key=lambda c: -c.severity)
+    listed = ", ".join(f"{counts[c]} {c.value}" for c in classes)
+    return f"ota-rig report: {index_html} — run {run_id} {store.run(run_id).status}: {listed}"
+
+
+def _git_revision(where: Path) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=GIT_TIMEOUT_S
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+class Recorder:
+    """The controller's results writer: starts the run, commits each test's outcomes the
+    moment its report arrives, closes the run and writes its report."""
+
+    def __init__(self, config: pytest.Config, store: ResultsStore, settings: RunSettings) -> None:
+        self.config = config
+        self.store = store
+        self.settings = settings
+        self.line: str | None = None
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        farm = self.config.stash[FARM_KEY]
+        info = RunInfo(
+            run_id=self.settings.run_id,
+            started_at=utc_now(),
+            farm=farm.name if farm is not None else "none",
+            boards=tuple(spec.name for spec in _selected(self.config)),
+            seed=self.settings.seed,
+            rig_version=__version__,
+            git_revision=_git_revision(self.config.rootpath),
+            command=shlex.join(["pytest", *self.config.invocation_params.args]),
+            finished_at=None,
+            status="running",
+        )
+        self.store.start_run(info)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        recordable = report.when == "call" or (report.when == "setup" and not report.passed)
+        if recordable and any(key == TEST_KEY for key, _ in report.user_properties):
+            for outcome in outcomes_of(report, self.settings.run_id):
+                self.store.record(outcome)
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+        self.store.finish_run(self.settings.run_id, "interrupted" if interrupted else "finished")
+        if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and self.settings.done:
+            session.exitstatus = pytest.ExitCode.OK  # a resume of a complete run: nothing left to do
+        try:
+            files = write_report(self.store, self.settings.run_id, report_dir(self.config))
+        except RigError as error:
+            self.line = f"ota-rig report: not written: {error}"
+            return
+        self.line = summary_line(self.store, self.settings.run_id, files.html)
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.line is not None:
+            terminalreporter.write_line(self.line)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.store.close()
 
 
 # -- fixtures ----------------------------------------------------------------------------
@@ -127,19 +470,19 @@ def farm(pytestconfig: pytest.Config) -> Farm:
 
 @pytest.fixture(scope="session")
 def seed(pytestconfig: pytest.Config) -> int:
-    return int(pytestconfig.getoption("--seed"))
+    return pytestconfig.stash[RUN_KEY].seed
 
 
 @pytest.fixture(scope="session")
 def run_dir(pytestconfig: pytest.Config) -> Path:
-    path = Path(pytestconfig.getoption("--report-dir")) / str(pytestconfig.getoption("--run-id"))
+    path = report_dir(pytestconfig) / pytestconfig.stash[RUN_KEY].run_id
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 @pytest.fixture
 def artifacts(run_dir: Path, request: pytest.FixtureRequest) -> Path:
-    folder = run_dir / "artifacts" / re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid)
+    folder = run_dir / _artifact_folder(request.node.nodeid)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
