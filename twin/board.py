@@ -2,21 +2,23 @@
 
 The chip's ROM calls `flash_boot` after its banner; that runs the bootloader and
 hands the chosen app to the firmware model registered for its project name.
-State (flash.bin, efuse.json, nvs.json) lives in one directory and survives both
-power cuts and lab restarts.
+State (flash.bin, efuse.json) lives in one directory and survives both power cuts
+and lab restarts; NVS lives in flash, in the partition table's `nvs` partition.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NoReturn
 
 from twin.bootloader import Bootloader
 from twin.chip import Esp32Chip
 from twin.config import BoardConfig
 from twin.cpu import Cpu
 from twin.firmware import get_model
-from twin.firmware.base import AppRuntime, Nvs
+from twin.firmware.base import AppRuntime
 from twin.net import Net
+from twin.nvs import Nvs, find_nvs_partition
 from twin.ota_ops import OtaOps
 from twin.power import USB_RAIL_VOLTS, PoweredDevice
 from twin.uart import Rfc2217Server
@@ -29,7 +31,6 @@ class TwinBoard:
         self.state_dir = state_dir
         self.config = config or BoardConfig()
         state_dir.mkdir(parents=True, exist_ok=True)
-        self.nvs = Nvs(state_dir / "nvs.json")
         rev = self.config.chip_rev_full
         self.chip = Esp32Chip(
             state_dir,
@@ -37,6 +38,7 @@ class TwinBoard:
             flash_size=self.config.flash_size,
             revision=(rev // 100, rev % 100),
             log_colours=self.config.log_colors,
+            restart_delay_s=self.config.restart_ms / 1000,
         )
         self._server: Rfc2217Server | None = None
 
@@ -49,8 +51,12 @@ class TwinBoard:
         table, app = Bootloader(cpu, self.config).run()
         self.chip.install_brownout_isr(cpu)
         model = get_model(self.config.model_for(app.project_name))()
+        nvs_partition = find_nvs_partition(table)
+        if nvs_partition is None:
+            _nvs_init_abort(cpu)
         ota = OtaOps(cpu, self.config, table, app)
-        model.run(AppRuntime(cpu, self.config, table, app, ota, self.nvs, Net(cpu)))
+        nvs = Nvs(cpu.flash, nvs_partition)
+        model.run(AppRuntime(cpu, self.config, table, app, ota, nvs, Net(cpu, self.config.tcp_window)))
         cpu.halt()
 
     def start(self, *, rfc2217_port: int | None = 0, powered: bool = True) -> None:
@@ -68,3 +74,15 @@ class TwinBoard:
     def stop(self) -> None:
         self.chip.supply_changed(0.0)
         self.chip.close()
+
+
+def _nvs_init_abort(cpu: Cpu) -> NoReturn:
+    """`ESP_ERROR_CHECK(nvs_flash_init())` in app_main without an nvs partition: abort, restart."""
+    lines = [
+        "ESP_ERROR_CHECK failed: esp_err_t 0x105 (ESP_ERR_NOT_FOUND) at 0x400d1fdf",
+        'file: "../main/main.c" line 20', "func: app_main", "expression: nvs_flash_init()", "",
+        "abort() was called at PC 0x40082b6f on core 0", "", "",
+        "Backtrace: 0x40081a0e:0x3ffb4ff0 0x4008a1f1:0x3ffb5010 0x400d1fdf:0x3ffb5030", "", "Rebooting...",
+    ]
+    cpu.uart_write("".join(f"{line}\r\n" for line in lines).encode())
+    cpu.restart()

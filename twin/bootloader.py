@@ -125,6 +125,9 @@ class ImageVerifier:
         if image is not None:
             for line in segment_lines(image, partition.offset, loading=self.loading):
                 log(INFO, IMAGE_TAG, line)
+            if self.loading:
+                # bootloader_utility loads and SHA-checks the image at flash-read speed.
+                self.cpu.sleep(image.image_length / self.config.flash_read_bytes_per_s)
         if check.fault is not None and not (check_signature and check.fault is ImageFault.HASH):
             fault_line = fault_log_line(check)
             if fault_line is not None:
@@ -210,6 +213,8 @@ class Bootloader:
 
     def run(self) -> tuple[PartitionTable, VerifiedApp]:
         """Print the banner, choose and verify an app; never returns without one (resets instead)."""
+        # The ROM's share: clocks, SPI flash setup, loading this bootloader.
+        self.cpu.sleep(self.config.rom_boot_ms / 1000)
         self._banner()
         table = self._load_table()
         start = self._select(table)

@@ -70,6 +70,7 @@ class Esp32Chip:
         mac: bytes = DEFAULT_MAC,
         revision: tuple[int, int] = (3, 0),
         log_colours: bool = False,
+        restart_delay_s: float = 0.0,
     ) -> None:
         self.condition = threading.Condition()
         self.flash = NorFlash(state_dir / "flash.bin", flash_size, power_ok=self._boot_alive)
@@ -78,6 +79,7 @@ class Esp32Chip:
         self.uart = Uart(self.condition)
         self.lines = DevKitAutoReset(self)
         self.log_colours = log_colours
+        self.restart_delay_s = restart_delay_s
         self.activity = Activity.IDLE
         self.generation = 0
         self._flash_boot = flash_boot

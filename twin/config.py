@@ -39,7 +39,14 @@ class KeepAlive:
 
 @dataclass(frozen=True)
 class BoardConfig:
-    """Everything a twin needs to behave like one particular ESP-IDF build."""
+    """Everything a twin needs to behave like one particular ESP-IDF build.
+
+    Timing decides races with the rig (does a cut land before or after a boot?):
+    `rom_boot_ms` is the ROM's share of a boot, before the 2nd-stage banner; the
+    bootloader then reads and SHA-checks the app at `flash_read_bytes_per_s` (DIO
+    40 MHz ≈ 5 MB/s); `restart_ms` is esp_restart's UART flush and shutdown handlers;
+    `tcp_window` is lwIP's receive window (CONFIG_LWIP_TCP_WND_DEFAULT).
+    """
 
     rollback: bool = True
     anti_rollback: bool = False
@@ -53,12 +60,20 @@ class BoardConfig:
     http_timeout_ms: int = 5000
     keepalive: KeepAlive = field(default_factory=KeepAlive)
     task_wdt_timeout_ms: int = 5000
+    rom_boot_ms: float = 30.0
+    flash_read_bytes_per_s: int = 5_000_000
+    restart_ms: float = 5.0
+    tcp_window: int = 5760
     firmware: str = "reference"
     firmware_overrides: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.anti_rollback and not self.rollback:
             raise InputError("anti_rollback needs rollback (CONFIG_BOOTLOADER_APP_ANTI_ROLLBACK)")
+        if self.flash_read_bytes_per_s <= 0 or self.tcp_window <= 0:
+            raise InputError("flash_read_bytes_per_s and tcp_window must be positive")
+        if self.rom_boot_ms < 0 or self.restart_ms < 0:
+            raise InputError("rom_boot_ms and restart_ms must not be negative")
         if self.signed_on_boot and self.signed_updates is not SignedUpdates.ECDSA256_V1:
             raise InputError("signed_on_boot without hardware secure boot exists only for ecdsa256-v1")
 

@@ -157,7 +157,9 @@ class Cpu:
         raise self._chip.stop_exception()
 
     def restart(self) -> NoReturn:
-        """`esp_restart()`: software CPU reset, next banner shows SW_CPU_RESET."""
+        """`esp_restart()`: UART flush and shutdown handlers (a few ms a power cut can
+        still hit), then a software CPU reset; the next banner shows SW_CPU_RESET."""
+        self.sleep(self._chip.restart_delay_s)
         self.reset(ResetReason.SW_CPU_RESET)
 
     def watchdog_reset(self, reason: ResetReason = ResetReason.TG0WDT_SYS_RESET) -> NoReturn:

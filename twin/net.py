@@ -89,9 +89,15 @@ class TlsConnection:
 
 @dataclass
 class Net:
-    """The app's view of the network (Wi-Fi is always up on a twin)."""
+    """The app's view of the network (Wi-Fi is always up on a twin).
+
+    `window` is lwIP's TCP receive window: the socket's receive buffer is sized to it
+    before connecting, so a server can have only that much of an image in flight, as
+    with a real ESP32 (not the megabytes Linux would buffer by default).
+    """
 
     cpu: Cpu
+    window: int = 5760
 
     def connect_tls(
         self, host: str, port: int, *, cadata: bytes, timeout_ms: int, keepalive: KeepAlive
@@ -104,7 +110,7 @@ class Net:
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_verify_locations(cadata=cadata)
         try:
-            raw = socket.create_connection((host, port), timeout=max(timeout_ms / 1000, 0.1))
+            raw = self._connect(host, port, max(timeout_ms / 1000, 0.1))
         except OSError as exc:
             raise ConnectError(str(exc), tls=False) from exc
         try:
@@ -114,6 +120,21 @@ class Net:
             raise ConnectError(str(exc), tls=True) from exc
         sock.setblocking(False)
         return TlsConnection(self.cpu, sock, timeout_ms / 1000, keepalive)
+
+
+    def _connect(self, host: str, port: int, timeout_s: float) -> socket.socket:
+        """TCP connect with the receive buffer set first: the window is agreed at the handshake."""
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            # Linux doubles the request (bookkeeping) and advertises about half of the result.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.window)
+            sock.settimeout(timeout_s)
+            sock.connect(address)
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
 
 @dataclass

@@ -2,18 +2,15 @@
 
 The bootloader hands every app it starts to the model chosen for that image's
 project name. A model sees the chip only through `AppRuntime` — the Cpu (console,
-log, sleep), the ESP-IDF OTA API (`ota`), NVS-like storage, the network and the
+log, sleep), the ESP-IDF OTA API (`ota`), NVS in the flash's nvs partition, the network and the
 board config — so it can be stopped by a power cut or reset at any point, exactly
 like code on silicon. See twin/README.md for a complete one-file example.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 from rig.errors import FormatError
@@ -24,43 +21,12 @@ from twin.bootloader import VerifiedApp
 from twin.config import BoardConfig
 from twin.cpu import Cpu, LogLevel
 from twin.net import Net
+from twin.nvs import Nvs
 from twin.ota_ops import OtaOps
 
 _HEALTHY = BehaviourMarker(Behaviour.HEALTHY, 0)
 # Made-up but plausible register values: the rig matches the panic's shape, not its numbers.
 _PANIC_PC = 0x400D15F5
-
-
-class Nvs:
-    """Key/value storage in a JSON file of the board's state: survives resets and power cuts."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def _load(self) -> dict[str, object]:
-        try:
-            data = json.loads(self.path.read_text())
-        except (FileNotFoundError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    def get(self, key: str) -> object | None:
-        return self._load().get(key)
-
-    def set(self, key: str, value: object) -> None:
-        data = self._load()
-        data[key] = value
-        self._store(data)
-
-    def erase(self, key: str) -> None:
-        data = self._load()
-        if data.pop(key, None) is not None:
-            self._store(data)
-
-    def _store(self, data: dict[str, object]) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, sort_keys=True))
-        os.replace(tmp, self.path)
 
 
 @dataclass
