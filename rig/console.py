@@ -46,13 +46,17 @@ class ConsoleLine:
 
 
 class _QueueWriter:
-    """What pytest-embedded's Dut.write() calls `msg_queue.put()` on: the port itself."""
+    """What pytest-embedded's Dut.write() calls `msg_queue.put()` on: the port itself.
+
+    Ends each write with a newline, as pytest-embedded's SerialDut.write() does, so
+    `dut.write("status")` sends a command line there and here alike.
+    """
 
     def __init__(self, console: Console) -> None:
         self._console = console
 
     def put(self, data: bytes | str, **_: Any) -> None:
-        self._console.write(data if isinstance(data, bytes) else data.encode())
+        self._console.write((data if isinstance(data, bytes) else data.encode()) + b"\n")
 
 
 class Console:
@@ -70,6 +74,7 @@ class Console:
         self._changed = threading.Condition()
         self._listeners: list[LineListener] = []
         self._stop = threading.Event()
+        self._lost = threading.Event()
         self._reader: threading.Thread | None = None
         self._log = open(log_path, "ab")  # noqa: SIM115 - lives as long as the console
         self._pipe_r, self._pipe_w = os.pipe()
@@ -77,7 +82,9 @@ class Console:
         self._pump = threading.Thread(target=self._pump_pipe, name=f"{name}-pexpect", daemon=True)
         self._pump.start()
         self.dut = Dut(
-            pexpect_proc=PexpectProcess(os.fdopen(self._pipe_r, "rb", buffering=0)),
+            # The raw fd: pexpect keeps only the number, so a file object would be
+            # garbage-collected at once and close it under the DUT.
+            pexpect_proc=PexpectProcess(self._pipe_r),
             msg_queue=_QueueWriter(self),
             app=App(app_path=str(log_path.parent), build_dir=None),
             pexpect_logfile=str(log_path),
@@ -106,12 +113,13 @@ class Console:
                 with contextlib.suppress(Exception):
                     self._port.close()
                 self._port = None
+            self._lost.clear()
 
     def shutdown(self) -> None:
         """Close everything, including the log file and the DUT's pipe."""
         self.close()
         with contextlib.suppress(Exception):
-            self.dut.pexpect_proc.terminate()  # a pump blocked on a full pipe now gets EPIPE
+            self.dut.pexpect_proc.close()  # a pump blocked on a full pipe now gets EPIPE
         self._to_pipe.put(None)
         self._pump.join(timeout=2.0)
         self._log.close()
@@ -127,12 +135,16 @@ class Console:
 
     # -- I/O ---------------------------------------------------------------------------
 
+    @property
+    def lost(self) -> bool:
+        """The port vanished and the reader is trying to reopen it (until it is back or closed)."""
+        return self._lost.is_set()
+
     def write(self, data: bytes) -> None:
         with self._port_lock:
-            if self._port is None:
-                raise InfraError(f"{self.name}: console {self.url} is not open")
+            port = self._live_port()
             try:
-                self._port.write(data)
+                port.write(data)
             except (serial.SerialException, OSError) as error:
                 raise InfraError(f"{self.name}: cannot write to {self.url}: {error}") from None
 
@@ -144,15 +156,16 @@ class Console:
 
     def pulse_reset(self, hold_s: float = 0.1) -> None:
         """EN low through RTS, as a DevKitC auto-reset circuit does: a reset, not a power cut."""
-        with self._port_lock:
-            if self._port is None:
-                raise InfraError(f"{self.name}: console {self.url} is not open")
-            self._port.dtr = False
-            self._port.rts = True
-        time.sleep(hold_s)
-        with self._port_lock:
-            if self._port is not None:
-                self._port.rts = False
+        try:
+            with self._port_lock:
+                port = self._live_port()
+                port.dtr = False
+                port.rts = True
+            time.sleep(hold_s)
+            with self._port_lock:
+                self._live_port().rts = False
+        except (serial.SerialException, OSError) as error:
+            raise InfraError(f"{self.name}: cannot reset through {self.url}: {error}") from None
 
     def add_listener(self, listener: LineListener) -> None:
         """Call `listener(line, t)` on the reader thread for every completed line."""
@@ -197,6 +210,14 @@ class Console:
 
     # -- internals ----------------------------------------------------------------------
 
+    def _live_port(self) -> serial.SerialBase:
+        """The open port, or InfraError saying why there is none (call with _port_lock held)."""
+        if self._port is None:
+            raise InfraError(f"{self.name}: console {self.url} is not open")
+        if self._lost.is_set():
+            raise InfraError(f"{self.name}: console {self.url} vanished and has not come back yet")
+        return self._port
+
     def _open_port(self) -> serial.SerialBase:
         try:
             port = serial.serial_for_url(self.url, baudrate=self.baud, timeout=0.05, do_not_open=True)
@@ -223,7 +244,12 @@ class Console:
                 self._ingest(chunk, time.monotonic())
 
     def _reopen_after_loss(self) -> None:
-        """The port vanished (USB re-enumeration); keep trying until it is back or we stop."""
+        """The port vanished (USB re-enumeration); keep trying until it is back or we stop.
+
+        No give-up deadline here: a relay may keep a board off for as long as a scenario
+        wants, and every wait on the console already has its own timeout.
+        """
+        self._lost.set()
         self._note("console lost; reopening")
         while not self._stop.wait(REOPEN_INTERVAL_S):
             try:
@@ -235,6 +261,7 @@ class Console:
                     with contextlib.suppress(Exception):
                         self._port.close()
                 self._port = port
+                self._lost.clear()
             self._note("console reopened")
             return
 
