@@ -12,14 +12,15 @@ import subprocess
 import sys
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 from rich.console import Console as RichConsole
 from rich.table import Table
 
-from rig.errors import InfraError, RigError
-from rig.farm import load_farm
+from rig.errors import InfraError, InputError, RigError
+from rig.farm import BoardSpec, Farm, load_farm
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 LAB_DIR = Path(".lab")
@@ -232,38 +233,65 @@ def farm() -> None:
     """Inspect a farm file and the hardware it names."""
 
 
-@farm.command("check")
-@click.argument("farm_file", required=False)
-def farm_check(farm_file: str | None) -> None:
-    """Reach every board (esptool read-mac) and instrument (*IDN? / relay state)."""
+@dataclass(frozen=True)
+class BoardCheck:
+    """What `rig farm check` found for one board."""
+
+    name: str
+    serial: str
+    mac: str
+    power: str
+    problems: tuple[RigError, ...]
+
+    @property
+    def result(self) -> str:
+        return "\n".join(str(p).removeprefix(f"{self.name}: ") for p in self.problems) or "ok"
+
+
+def _check_board(parsed: Farm, spec: BoardSpec, progress: RichConsole) -> BoardCheck:
+    """esptool read-mac on the board's port, then open its power driver and read its state."""
     from rig.flashing import FlashTarget, read_mac
     from rig.power import create_driver
 
+    mac = power = "-"
+    problems: list[RigError] = []
+    with progress.status(f"{spec.name}: esptool read-mac on {spec.serial}"):
+        try:
+            mac = read_mac(FlashTarget(spec.name, spec.serial, spec.baud, spec.reset, spec.chip))
+        except RigError as error:
+            problems.append(error)
+    with progress.status(f"{spec.name}: asking its power driver"):
+        try:
+            with create_driver(parsed.power_spec(spec) or {"driver": "dtr-rts", "port": spec.serial}) as drv:
+                power = drv.describe()
+                drv.is_on()
+        except RigError as error:
+            problems.append(error)
+    return BoardCheck(spec.name, spec.serial, mac, power, tuple(problems))
+
+
+@farm.command("check")
+@click.argument("farm_file", required=False)
+def farm_check(farm_file: str | None) -> None:
+    """Reach every board (esptool read-mac) and its power driver (*IDN? / relay state).
+
+    The table goes to stdout and progress to stderr. Exit 3 when anything did not answer.
+    """
     with ExitStack() as stack:
         path = _farm_or_lab(stack, farm_file, 2)
         parsed = load_farm(path)
-        table = Table(title=f"farm {parsed.name}")
-        for column in ("board", "serial", "esptool", "power", "result"):
-            table.add_column(column)
-        failures = 0
-        for spec in parsed.boards:
-            target = FlashTarget(spec.name, spec.serial, spec.baud, spec.reset, spec.chip)
-            mac = power = "-"
-            problems = []
-            try:
-                mac = "MAC " + read_mac(target)
-            except RigError as error:
-                problems.append(str(error))
-            try:
-                with create_driver(
-                    parsed.power_spec(spec) or {"driver": "dtr-rts", "port": spec.serial}
-                ) as drv:
-                    power = drv.describe()
-                    drv.is_on()
-            except RigError as error:
-                problems.append(str(error))
-            failures += bool(problems)
-            table.add_row(spec.name, spec.serial, mac, power, "ok" if not problems else "; ".join(problems))
-        RichConsole().print(table)
-    if failures:
-        raise InfraError(f"{failures} of {len(parsed.boards)} boards not reachable (see the table)")
+        progress = RichConsole(stderr=True)
+        checks = [_check_board(parsed, spec, progress) for spec in parsed.boards]
+    table = Table(title=f"farm {parsed.name}")
+    for column in ("board", "serial", "MAC", "power", "result"):
+        table.add_column(column, overflow="fold")
+    for check in checks:
+        table.add_row(check.name, check.serial, check.mac, check.power, check.result)
+    RichConsole().print(table)
+    failed = [check for check in checks if check.problems]
+    if not failed:
+        return
+    summary = f"{len(failed)} of {len(checks)} boards failed the check: {', '.join(c.name for c in failed)}"
+    if any(isinstance(p, InfraError) for check in failed for p in check.problems):
+        raise InfraError(f"{summary} (infrastructure, see the table)")
+    raise InputError(f"{summary} (bad power settings, see the table)")
