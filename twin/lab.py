@@ -49,6 +49,10 @@ PSU_VOLTS = 3.3
 PSU_CURRENT_LIMIT = 0.5
 OFF_SECONDS = 0.3
 _RELAY_SWITCH_TIMEOUT_S = 5.0
+# The boards' CPU threads (TLS, flash, SHA) keep the GIL busy; at CPython's default 5 ms
+# switch interval a PSU or relay thread waits up to that long per hand-over before it
+# can cut power. A real bench answers in well under a millisecond.
+GIL_SWITCH_INTERVAL_S = 0.0005
 
 log = logging.getLogger("twin.lab")
 
@@ -387,6 +391,7 @@ def serve(directory: Path, count: int, config: LabConfig) -> int:
     # Blocked before any thread starts, so every thread inherits the mask and the
     # signal waits in sigwait below, even when it lands during bring-up.
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     directory.mkdir(parents=True, exist_ok=True)
     with _log_to(directory):
         lock = filelock.FileLock(str(directory / LOCK_FILE))

@@ -172,6 +172,10 @@ class VirtualPsu:
         buffer = bytearray()
         try:
             while chunk := conn.recv(4096):
+                # ACK at once, as the instrument's LAN stack does: a client that writes a
+                # command and then its error query (Nagle on) would otherwise wait out
+                # Linux's 40 ms delayed ACK between the two. Linux clears the flag, so renew it.
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
                 buffer += chunk
                 while (end := buffer.find(b"\n")) >= 0:
                     line = bytes(buffer[:end]).decode("ascii", errors="replace").rstrip("\r")
