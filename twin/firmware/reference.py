@@ -230,22 +230,24 @@ class ReferenceFirmware(FirmwareModel):
         )
         agent.url = url
         agent.ota_status = "running"
+        step = "begin"
         try:
             ota = HttpsOta(rt.cpu, rt.net, rt.ota, config)
             agent.ota = ota
             ota.begin()
+            step = "image_desc"
             desc = ota.get_img_desc()
             agent.log(
                 LogLevel.INFO,
-                f"ota image version={desc.version} secure_version={desc.secure_version} "
-                f"project={desc.project_name}",
+                f"ota image version={desc.version} secure_version={desc.secure_version}"
+                f" project={desc.project_name}",
             )
             if not ota.handle and self._rejected(agent, desc):
                 return
             agent.next_progress = ota.received + PROGRESS_EVERY
             agent.next_save = (ota.received // SAVE_EVERY + 1) * SAVE_EVERY
         except EspError as exc:
-            self._failed(agent, exc)
+            self._failed(agent, exc, step)
 
     def _resume_from(self, agent: Agent, url: str) -> int:
         """The byte count saved in NVS for this URL, when resumption is on (PROTOCOL §3)."""
@@ -290,6 +292,7 @@ class ReferenceFirmware(FirmwareModel):
     def _ota_step(self, agent: Agent) -> None:
         ota = agent.ota
         assert ota is not None
+        step = "download"
         try:
             try:
                 if ota.perform():
@@ -302,10 +305,12 @@ class ReferenceFirmware(FirmwareModel):
             if not ota.is_complete_data_received():
                 # advanced_https_ota_example: the perform loop ended short of the image.
                 agent.log(LogLevel.ERROR, "Complete data was not received.", EXAMPLE_TAG)
+                step = "incomplete" if perform_error is None else "download"
                 raise perform_error or EspError(Err.ESP_FAIL)
+            step = "finish"
             self._finish(agent, ota)
         except EspError as exc:
-            self._failed(agent, exc)
+            self._failed(agent, exc, step)
             return
         rt = agent.rt
         rt.nvs.erase("ota_progress")
@@ -334,7 +339,8 @@ class ReferenceFirmware(FirmwareModel):
             if total and done >= total:
                 agent.next_progress = total + 1
 
-    def _failed(self, agent: Agent, exc: EspError) -> None:
+    def _failed(self, agent: Agent, exc: EspError, step: str) -> None:
+        """PROTOCOL §2 `ota failed`: `reason` names the step that failed."""
         if agent.ota is not None:
             agent.ota.abort()
         agent.ota = None
@@ -342,4 +348,4 @@ class ReferenceFirmware(FirmwareModel):
         if exc.err.name == "ESP_ERR_OTA_VALIDATE_FAILED":
             agent.log(LogLevel.ERROR, "Image validation failed, image is corrupted", EXAMPLE_TAG)
         agent.log(LogLevel.ERROR, f"ESP_HTTPS_OTA upgrade failed {exc.hex}", EXAMPLE_TAG)
-        agent.log(LogLevel.ERROR, f"ota failed err={exc.hex} reason={exc.err.name}")
+        agent.log(LogLevel.ERROR, f"ota failed err=0x{exc.err.value & 0xFFFFFFFF:x} reason={step}")

@@ -75,7 +75,7 @@ def test_signature_mutants_boot_an_image_signed_by_a_stranger(
     start_ota(lab, served, "evil.bin")
     c = lab.console
     if model != "ignore-signature":
-        c.expect(r"rig_agent: ota failed err=0x1503 reason=ESP_ERR_OTA_VALIDATE_FAILED$")
+        c.expect(r"rig_agent: ota failed err=0x1503 reason=finish$")
         c.send("restart")
     c.expect(outcome)
 

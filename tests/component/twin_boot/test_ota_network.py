@@ -43,7 +43,7 @@ def test_silent_stall_fails_after_read_timeout_and_keepalive(
     start_ota(lab, served, "next.bin", port=proxy.port)
     c = lab.console
     begin = c.mark
-    c.expect(r"^E \(\d+\) rig_agent: ota failed err=0xffffffff reason=ESP_FAIL$")
+    c.expect(r"^E \(\d+\) rig_agent: ota failed err=0xffffffff reason=(download|incomplete)$")
     lines = c.log_lines(begin)
     first = lines.index("E transport_base: esp_tls_conn_read error, errno=Software caused connection abort")
     assert lines[first : first + 5] == [
@@ -150,7 +150,7 @@ def test_wrong_server_certificate_prints_the_tls_chain_and_writes_nothing(
     c.expect(r"rig_agent: ok cert")
     c.send(f"ota {served.url('next.bin')}")
     begin = c.expect(r"rig_agent: ota begin url=").end()
-    c.expect(r"^E \(\d+\) rig_agent: ota failed err=0x7002 reason=ESP_ERR_HTTP_CONNECT$")
+    c.expect(r"^E \(\d+\) rig_agent: ota failed err=0x7002 reason=begin$")
     lines = c.log_lines(begin)
     assert lines[:7] == [
         "E esp-tls-mbedtls: mbedtls_ssl_handshake returned -0x2700",
