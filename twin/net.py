@@ -110,7 +110,7 @@ class Net:
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_verify_locations(cadata=cadata)
         try:
-            raw = self._connect(host, port, max(timeout_ms / 1000, 0.1))
+            raw = self.connect_tcp(host, port, max(timeout_ms / 1000, 0.1))
         except OSError as exc:
             raise ConnectError(str(exc), tls=False) from exc
         try:
@@ -122,7 +122,7 @@ class Net:
         return TlsConnection(self.cpu, sock, timeout_ms / 1000, keepalive)
 
 
-    def _connect(self, host: str, port: int, timeout_s: float) -> socket.socket:
+    def connect_tcp(self, host: str, port: int, timeout_s: float) -> socket.socket:
         """TCP connect with the receive buffer set first: the window is agreed at the handshake."""
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(family, kind, proto)
