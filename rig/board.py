@@ -123,7 +123,11 @@ class Board:
         return self.reset_and_wait_ready(ready_timeout)
 
     def read_otadata(self) -> OtaData:
-        """Read otadata back with esptool (the board is reset into download mode and back)."""
+        """Read otadata back with esptool.
+
+        The board is left in the ROM's download mode, not reset back into the app: a reset
+        is a boot, and a boot may change otadata (rollback). Call `reset()` to run it again.
+        """
         part = self.table.otadata
         if part is None:
             raise InputError(f"board {self.name}: the partition table has no otadata partition")
@@ -163,8 +167,7 @@ class Board:
         )
         if reply is None:
             raise InfraError(f"board {self.name}: no reply to {word!r} within {timeout:.0f} s")
-        line = self.console.lines(mark)
-        parsed = next((REPLY.search(entry.text) for entry in line if REPLY.search(entry.text)), None)
+        parsed = REPLY.search(reply.string)  # this command's reply, not an earlier one's
         if parsed is None or parsed["verdict"] == "error":
             raise InputError(f"board {self.name}: {word} refused: {reply.string.split(word, 1)[-1].strip()}")
         return parsed["details"] or ""
