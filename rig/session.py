@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rig.board import Board, Ready
 from rig.cutspec import CutKind, CutSpec, NetFault, On
@@ -28,6 +28,7 @@ from rig.net.events import Direction, Event, WireProgress
 from rig.net.fault_proxy import Close, Cut, FaultProxy, Position, Stall, Throttle, Unit
 from rig.net.ota_server import OtaServer
 from rig.triggers import Firing, TriggerEngine
+from rig.verdicts import expect_boot, otadata_consistent
 
 COMPLETE = "rig_agent: ota complete"
 CONFIRMED = "rig_agent: app confirmed valid"
@@ -96,6 +97,7 @@ class OtaResult:
     bytes_sent: int
     duration_s: float
     mark: int
+    readback_mark: int
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -187,6 +189,8 @@ class OtaSession:
 
     def arm(self, cut: CutSpec) -> None:
         """Bind a parsed --cut to what carries it out when its condition is met."""
+        if cut.on is On.RANDOM and "seed=" not in cut.text:
+            cut = replace(cut, seed=self.seed)  # the run's --seed makes random cuts reproducible
         position = _proxy_position(cut)
         if cut.kind is CutKind.NET and position is not None and cut.net_fault is not NetFault.THROTTLE:
             # Exact to the byte: the proxy counts and acts itself, no trigger round trip.
@@ -248,25 +252,27 @@ class OtaSession:
         return mark
 
     def settle(self, since: int, timeout: float, quiet_s: float = 1.0) -> Ready | None:
-        """Wait until the board runs an app and stays up: a `ready` after the last reset,
-        no reset for `quiet_s`, no pending power actions, and no OTA still running."""
+        """The board's `ready` once it stays up: no reset for `quiet_s` after it and no power
+        action still pending. Reboots (rollbacks, crash loops) are waited through; None if
+        no app comes up within `timeout`."""
         console = self.board.console
         deadline = time.monotonic() + timeout
         position = since
-        ready: Ready | None = None
-        while time.monotonic() < deadline:
-            found = self.board.wait_ready(max(0.0, deadline - time.monotonic()), position)
-            if found is None:
-                break
-            ready = found
-            position = found.line_index + 1
+        while True:
+            ready = self.board.wait_ready(max(0.0, deadline - time.monotonic()), position)
+            if ready is None:
+                return None
+            position = ready.line_index + 1
             quiet_until = time.monotonic() + quiet_s
-            while time.monotonic() < min(quiet_until, deadline) or self._timers_pending():
-                if console.wait_for(ROM_RESET, 0.1, position) is not None or time.monotonic() >= deadline:
-                    break
-            if console.wait_for(ROM_RESET, 0.0, position) is None and not self._timers_pending():
+            rebooted = None
+            while (
+                rebooted is None
+                and time.monotonic() < deadline
+                and (time.monotonic() < quiet_until or self._timers_pending())
+            ):
+                rebooted = console.wait_for(ROM_RESET, 0.1, position)
+            if rebooted is None:
                 return ready
-        return ready if ready is not None and console.wait_for(ROM_RESET, 0.0, position) is None else None
 
     def run(
         self,
@@ -328,6 +334,7 @@ class OtaSession:
             bytes_sent=sum(r.body_bytes for r in self.server.records) - sent_before,
             duration_s=time.monotonic() - started,
             mark=mark,
+            readback_mark=after_read,
         )
         self._judge(result)
         return result
@@ -380,17 +387,17 @@ class OtaSession:
             result.problems.append(
                 f"ended on {result.final.value} firmware {ready.version}; ESP-IDF-correct is {allowed}"
             )
-        otadata = result.otadata
-        if otadata is not None:
-            for index, entry in enumerate(otadata.entries):
-                if not entry.is_erased and not entry.crc_ok:
-                    result.problems.append(f"otadata entry {index} is torn (seq {entry.seq:#x}, bad CRC)")
-            slots = self.board.table.ota_slots
-            active = otadata.boot_slot(len(slots))
-            if active is not None and slots[active].name != ready.running:
-                result.problems.append(
-                    f"log says {ready.running} runs, otadata's active entry points to {slots[active].name}"
-                )
+        if result.otadata is not None:
+            # Two sources must agree: the boot after the read-back (log) and the otadata itself.
+            last_boot = fold_boots(parse_text(self.board.console.text(result.readback_mark)), final=True)
+            for verdict in (
+                otadata_consistent(result.otadata),
+                expect_boot(
+                    last_boot, result.otadata, self.board.table, slot=ready.running, version=ready.version
+                ),
+            ):
+                if not verdict.passed:
+                    result.problems.append(verdict.explain())
         if result.phase is Phase.NO_FAULT:
             lines = [line.text for line in self.board.console.lines(result.mark)]
             for pattern in self.images.entry(result.image).proof_patterns():
