@@ -65,22 +65,19 @@ def ensure_bundle(directory: Path, hosts: Sequence[str] = DEFAULT_HOSTS) -> Cert
     The CA is kept whenever present (boards already pin it); the server certificate is
     re-issued if it does not name every host in `hosts` or no longer chains to the CA.
     """
-    wanted = _san_entries(hosts)
-    directory.mkdir(parents=True, exist_ok=True)
-    ca_key, ca_cert = _load_or_create_ca(directory, "ota-rig CA")
-    bundle = CertBundle(directory / _CA_CERT, directory / _SERVER_CERT, directory / _SERVER_KEY)
-    if not _server_cert_is_current(bundle, ca_cert, wanted):
-        _issue_server_cert(bundle, ca_key, ca_cert, wanted)
-    return bundle
+    return _ensure_identity(directory, "ota-rig CA", hosts)
 
 
 def ensure_wrong_bundle(directory: Path, hosts: Sequence[str] = DEFAULT_HOSTS) -> CertBundle:
     """An unrelated identity under `directory/wrong` (own CA) for pinning-failure tests."""
+    return _ensure_identity(directory / WRONG_DIR, "ota-rig WRONG CA", hosts)
+
+
+def _ensure_identity(directory: Path, ca_name: str, hosts: Sequence[str]) -> CertBundle:
     wanted = _san_entries(hosts)
-    wrong = directory / WRONG_DIR
-    wrong.mkdir(parents=True, exist_ok=True)
-    ca_key, ca_cert = _load_or_create_ca(wrong, "ota-rig WRONG CA")
-    bundle = CertBundle(wrong / _CA_CERT, wrong / _SERVER_CERT, wrong / _SERVER_KEY)
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_cert = _load_or_create_ca(directory, ca_name)
+    bundle = CertBundle(directory / _CA_CERT, directory / _SERVER_CERT, directory / _SERVER_KEY)
     if not _server_cert_is_current(bundle, ca_cert, wanted):
         _issue_server_cert(bundle, ca_key, ca_cert, wanted)
     return bundle

@@ -32,6 +32,7 @@ from types import TracebackType
 
 from rig.errors import InfraError, InputError
 from rig.net.events import BodyCheckpoint, Direction, Event, EventBus, WireProgress
+from rig.net.listener import close_listener, listen, peer_name
 
 _BUFFER = 256 * 1024
 _RST_DRAIN_S = 2.0
@@ -124,20 +125,25 @@ class Stall(Fault):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Throttle(Fault):
-    bytes_per_second: int
+class _Continuous(Fault):
+    """A fault on every forwarded chunk rather than at one position, so it defaults to every connection."""
+
     apply: Apply = Apply.EVERY
+
+
+@dataclass(frozen=True, kw_only=True)
+class Throttle(_Continuous):
+    bytes_per_second: int
 
     def spec(self) -> str:
         return f"throttle={self.bytes_per_second}:{self.apply.value}"
 
 
 @dataclass(frozen=True, kw_only=True)
-class Latency(Fault):
+class Latency(_Continuous):
     """Delay every forwarded chunk, both directions."""
 
     seconds: float
-    apply: Apply = Apply.EVERY
 
     def spec(self) -> str:
         return f"latency={_duration(self.seconds)}:{self.apply.value}"
@@ -425,23 +431,13 @@ class FaultProxy:
     # -- accepting ---------------------------------------------------------------------------
 
     def _listen(self) -> socket.socket:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            listener.bind((self._host, self._port))
-        except OSError as error:
-            listener.close()
-            raise InfraError(f"fault proxy cannot listen on {self._host}:{self._port}: {error}") from None
-        listener.listen(128)
-        return listener
+        return listen(self._host, self._port, "fault proxy")
 
     def _close_listener(self) -> None:
         with self._lock:
             listener, self._listener = self._listener, None
         if listener is not None:
-            with contextlib.suppress(OSError):
-                listener.shutdown(socket.SHUT_RDWR)
-            listener.close()
+            close_listener(listener)
 
     def _refusing(self) -> Refuse | None:
         with self._lock:
@@ -488,14 +484,14 @@ class FaultProxy:
         with self._lock:
             self._next_id += 1
             record = ConnectionRecord(
-                self._next_id, _peer(peer), 0, 0, 0, ("refuse",), None, Ending.REFUSED, now, now
+                self._next_id, peer_name(peer), 0, 0, 0, ("refuse",), None, Ending.REFUSED, now, now
             )
             self._closed.append(record)
 
     def _open(self, sock: socket.socket, peer: tuple[str, int]) -> None:
         with self._lock:
             self._next_id += 1
-            conn = _Conn(self._next_id, sock, _peer(peer), time.time())
+            conn = _Conn(self._next_id, sock, peer_name(peer), time.time())
             self._conns[conn.id] = conn
         conn.gate.set()
         try:
@@ -662,14 +658,14 @@ class FaultProxy:
         latency, rate = 0.0, None
         for armed in self._armed:
             fault = armed.fault
-            if not isinstance(fault, Latency | Throttle) or not armed.claim(conn.id):
+            if not isinstance(fault, _Continuous) or not armed.claim(conn.id):
                 continue
             spec = fault.spec()
             if spec not in conn.applied:
                 conn.applied.append(spec)
             if isinstance(fault, Latency):
                 latency += fault.seconds
-            else:
+            elif isinstance(fault, Throttle):
                 rate = fault.bytes_per_second if rate is None else min(rate, fault.bytes_per_second)
         return latency, rate
 
@@ -749,7 +745,3 @@ def _drain(sock: socket.socket) -> None:
         if unacked == 0:
             return
         time.sleep(0.001)
-
-
-def _peer(peer: tuple[str, int]) -> str:
-    return f"{peer[0]}:{peer[1]}"

@@ -24,9 +24,10 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import unquote, urlsplit
 
-from rig.errors import InfraError, InputError
+from rig.errors import InputError
 from rig.net.certs import CertBundle
 from rig.net.events import BodyCheckpoint, BodyProgress, EventBus
+from rig.net.listener import close_listener, listen, peer_name
 
 MAX_RECORD = 16384  # TLS maximum plaintext per record
 _MAX_HEADER = 65536
@@ -247,15 +248,7 @@ class OtaServer:
     def start(self) -> OtaServer:
         if self._listener is not None:
             return self
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            listener.bind((self._host, self._requested_port))
-        except OSError as error:
-            listener.close()
-            where = f"{self._host}:{self._requested_port}"
-            raise InfraError(f"OTA server cannot listen on {where}: {error}") from None
-        listener.listen(128)
+        listener = listen(self._host, self._requested_port, "OTA server")
         self._port = listener.getsockname()[1]
         self._listener = listener
         self._acceptor = threading.Thread(target=self._accept_loop, name="ota-server-accept", daemon=True)
@@ -266,9 +259,7 @@ class OtaServer:
         listener, self._listener = self._listener, None
         if listener is None:
             return
-        with contextlib.suppress(OSError):
-            listener.shutdown(socket.SHUT_RDWR)
-        listener.close()
+        close_listener(listener)
         if self._acceptor is not None:
             self._acceptor.join(timeout=5)
         with self._lock:
@@ -369,7 +360,7 @@ class OtaServer:
         except (OSError, ssl.SSLError) as error:
             self._record(
                 RequestRecord(
-                    connection_id=connection_id, peer=_peer(peer), method="", path="", range_header=None,
+                    connection_id=connection_id, peer=peer_name(peer), method="", path="", range_header=None,
                     status=0, body_bytes=0, started_at=started, duration_s=time.time() - started,
                     ending=_ending_of(error), error=f"TLS handshake: {_describe(error)}",
                 )
@@ -420,7 +411,7 @@ class OtaServer:
             ending, error = _ending_of(failure), _describe(failure)
         self._record(
             RequestRecord(
-                connection_id=connection_id, peer=_peer(peer), method=request.method, path=request.target,
+                connection_id=connection_id, peer=peer_name(peer), method=request.method, path=request.target,
                 range_header=request.headers.get("range"), status=response.status, body_bytes=progress.sent,
                 started_at=started, duration_s=time.time() - started, ending=ending, error=error,
             )
@@ -546,10 +537,6 @@ def _header_block(response: _Response) -> bytes:
     lines = [f"HTTP/1.1 {response.status} {_REASONS[response.status]}", "Server: ota-rig"]
     lines += [f"{key}: {value}" for key, value in response.headers]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-def _peer(peer: tuple[str, int]) -> str:
-    return f"{peer[0]}:{peer[1]}"
 
 
 def _ending_of(error: BaseException) -> Ending:
