@@ -40,7 +40,6 @@ from rig.net.certs import CertBundle, ensure_bundle, ensure_wrong_bundle
 from rig.net.events import EventBus
 from rig.net.fault_proxy import FaultProxy
 from rig.net.ota_server import OtaServer
-from rig.report.build import write_report
 from rig.results.model import BootRow, FaultRow, Outcome, OutcomeClass, RunInfo
 from rig.results.store import ResultsStore, utc_now
 from rig.session import OtaSession
@@ -126,14 +125,17 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     farm_path = config.getoption("--farm")
-    config.stash[FARM_KEY] = load_farm(Path(farm_path)) if farm_path else None
+    try:
+        config.stash[FARM_KEY] = load_farm(Path(farm_path)) if farm_path else None
+    except RigError as error:
+        raise pytest.UsageError(str(error)) from None
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:
         settings = RunSettings.from_wire(workerinput[WIRE_KEY])
     else:
         store = ResultsStore(results_db(config)) if _is_rig_run(config) else None
         settings = _decide(config, store)
-        if store is not None:
+        if store is not None and not config.option.collectonly:
             config.pluginmanager.register(Recorder(config, store, settings), "ota_rig_recorder")
     config.stash[RUN_KEY] = settings
     # Fixtures and the header read the options; give them the decided values.
@@ -442,6 +444,9 @@ class Recorder:
         self.store.finish_run(self.settings.run_id, "interrupted" if interrupted else "finished")
         if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and self.settings.done:
             session.exitstatus = pytest.ExitCode.OK  # a resume of a complete run: nothing left to do
+        # Imported here: pandas and matplotlib would slow every pytest start that loads the plugin.
+        from rig.report.build import write_report
+
         try:
             files = write_report(self.store, self.settings.run_id, report_dir(self.config))
         except RigError as error:

@@ -47,6 +47,7 @@ def _farm_or_lab(stack: ExitStack, farm: str | None, boards: int) -> Path:
 @click.option("--base-image", default=None, help="a real ESP-IDF app build to derive the image set from")
 @click.option("--signing-key", default=None, help="the PEM key that signed --base-image")
 @click.option("-k", "keyword", default=None, help="only scenarios matching this pytest -k expression")
+@click.option("--resume", "resume", default=None, metavar="RUN_ID", help="continue RUN_ID: run what it lacks")
 def run(
     farm: str | None,
     lab_boards: int,
@@ -57,9 +58,13 @@ def run(
     base_image: str | None,
     signing_key: str | None,
     keyword: str | None,
+    resume: str | None,
 ) -> None:
-    """Run the standard OTA resilience suite and write a report."""
-    run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    """Run the standard OTA resilience suite and write a report.
+
+    Exits 0 only when every scenario passed (or a resumed run had nothing left to run).
+    """
+    run_id = resume or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     with ExitStack() as stack:
         farm_path = _farm_or_lab(stack, farm, lab_boards)
         parsed = load_farm(farm_path)
@@ -73,7 +78,7 @@ def run(
             str(SCENARIOS),
             "--farm",
             str(farm_path),
-            "--run-id",
+            "--resume" if resume else "--run-id",
             run_id,
             "--report-dir",
             report_dir,
@@ -104,9 +109,26 @@ def run(
         click.echo(
             f"rig run {run_id}: suite finished in {time.monotonic() - started:.1f} s (pytest exit {code})"
         )
+    _echo_summary(Path(report_dir), run_id)
     if code not in (0, 1):
         raise InfraError(f"the scenario run did not complete (pytest exit {code}); see the output above")
     sys.exit(code)
+
+
+def _echo_summary(reports: Path, run_id: str) -> None:
+    """The report's one-line summary, when the run got as far as the results store."""
+    from rig.plugin import summary_line
+    from rig.results.store import ResultsStore
+
+    db = reports / "results.db"
+    if not db.exists():
+        return
+    store = ResultsStore(db)
+    try:
+        store.run(run_id)
+    except RigError:
+        return
+    click.echo(summary_line(store, run_id, reports / run_id / "index.html"))
 
 
 @click.command()
