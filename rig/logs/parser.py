@@ -67,8 +67,9 @@ def _const(**values: Any) -> Extract:
     return lambda _m: values
 
 
-def _ints(*, base: int = 10) -> Extract:
-    return lambda m: {"values": tuple(int(g, base) for g in m.groups())}
+def _numbers(*convert: Callable[[str], int], **fixed: Any) -> Extract:
+    """`fixed` plus `values`: each group of the match read by its converter (int or _hex)."""
+    return lambda m: {**fixed, "values": tuple(c(g) for c, g in zip(convert, m.groups(), strict=True))}
 
 
 _BOOT_RULES = [
@@ -123,43 +124,43 @@ _IMAGE_RULES = [
     _rule(
         r"^image at 0x([0-9a-fA-F]+) has invalid magic byte",
         ev.ImageError,
-        lambda m: {"reason": _R.INVALID_MAGIC, "values": (_hex(m[1]),)},
+        _numbers(_hex, reason=_R.INVALID_MAGIC),
     ),
     _rule(
         r"^image at 0x([0-9a-fA-F]+) segment count (\d+) exceeds max (\d+)",
         ev.ImageError,
-        lambda m: {"reason": _R.SEGMENT_COUNT, "values": (_hex(m[1]), int(m[2]), int(m[3]))},
+        _numbers(_hex, int, int, reason=_R.SEGMENT_COUNT),
     ),
     _rule(
         r"^invalid segment length 0x([0-9a-fA-F]+)",
         ev.ImageError,
-        lambda m: {"reason": _R.SEGMENT_LENGTH, "values": (_hex(m[1]),)},
+        _numbers(_hex, reason=_R.SEGMENT_LENGTH),
     ),
     _rule(
         r"^Segment (\d+) 0x([0-9a-fA-F]+)-0x([0-9a-fA-F]+) invalid",
         ev.ImageError,
-        lambda m: {"reason": _R.SEGMENT_INVALID, "values": (int(m[1]), _hex(m[2]), _hex(m[3]))},
+        _numbers(int, _hex, _hex, reason=_R.SEGMENT_INVALID),
     ),
     _rule(
         r"^Segment (\d+) load address 0x([0-9a-fA-F]+), doesn't match data 0x([0-9a-fA-F]+)",
         ev.ImageError,
-        lambda m: {"reason": _R.SEGMENT_ADDRESS, "values": (int(m[1]), _hex(m[2]), _hex(m[3]))},
+        _numbers(int, _hex, _hex, reason=_R.SEGMENT_ADDRESS),
     ),
     _rule(
         r"^partition size 0x([0-9a-fA-F]+) invalid, larger than 16MB",
         ev.ImageError,
-        lambda m: {"reason": _R.PARTITION_TOO_LARGE, "values": (_hex(m[1]),)},
+        _numbers(_hex, reason=_R.PARTITION_TOO_LARGE),
     ),
     _rule(
         r"^Checksum failed\. Calculated 0x([0-9a-fA-F]+) read 0x([0-9a-fA-F]+)",
         ev.ImageError,
-        lambda m: {"reason": _R.CHECKSUM, "values": (_hex(m[1]), _hex(m[2]))},
+        _numbers(_hex, _hex, reason=_R.CHECKSUM),
     ),
     _rule(r"^Image hash failed - image is corrupt", ev.ImageError, _const(reason=_R.HASH)),
     _rule(
         r"^Image length (\d+) doesn't fit in partition length (\d+)",
         ev.ImageError,
-        lambda m: {"reason": _R.LENGTH, "values": (int(m[1]), int(m[2]))},
+        _numbers(int, int, reason=_R.LENGTH),
     ),
 ]
 
@@ -225,7 +226,7 @@ _HTTPS_OTA_RULES = [
     _rule(
         r"^Mismatch chip id, expected (\d+), found (\d+)",
         ev.HttpsOtaEvent,
-        lambda m: {"step": _H.CHIP_ID_MISMATCH, "values": (int(m[1]), int(m[2]))},
+        _numbers(int, int, step=_H.CHIP_ID_MISMATCH),
     ),
     _rule(r"^Incorrect app descriptor magic", ev.HttpsOtaEvent, _const(step=_H.BAD_DESCRIPTOR_MAGIC)),
     _rule(r"^Complete headers were not received", ev.HttpsOtaEvent, _const(step=_H.HEADERS_INCOMPLETE)),
@@ -237,7 +238,7 @@ _HTTPS_OTA_RULES = [
     _rule(
         r"^data read (-?\d+), errno (-?\d+)",
         ev.HttpsOtaEvent,
-        lambda m: {"step": _H.DATA_READ_ERROR, "values": (int(m[1]), int(m[2]))},
+        _numbers(int, int, step=_H.DATA_READ_ERROR),
     ),
     _rule(
         r"^Failed to open HTTP connection: ?(.*)$",
@@ -248,17 +249,17 @@ _HTTPS_OTA_RULES = [
     _rule(
         r"^File not found\((\d+)\)",
         ev.HttpsOtaEvent,
-        lambda m: {"step": _H.FILE_NOT_FOUND, "values": (int(m[1]),)},
+        _numbers(int, step=_H.FILE_NOT_FOUND),
     ),
     _rule(
         r"^Client error \((\d+)\)",
         ev.HttpsOtaEvent,
-        lambda m: {"step": _H.CLIENT_ERROR, "values": (int(m[1]),)},
+        _numbers(int, step=_H.CLIENT_ERROR),
     ),
     _rule(
         r"^Server error \((\d+)\)",
         ev.HttpsOtaEvent,
-        lambda m: {"step": _H.SERVER_ERROR, "values": (int(m[1]),)},
+        _numbers(int, step=_H.SERVER_ERROR),
     ),
     _rule(
         r"^esp_ota_begin failed \((.*)\)",
@@ -268,12 +269,12 @@ _HTTPS_OTA_RULES = [
     _rule(
         r"^Error: esp_ota_write failed! err=0x([0-9a-fA-F]+)",
         ev.HttpsOtaEvent,
-        lambda m: {"step": _H.WRITE_FAILED, "values": (_hex(m[1]),)},
+        _numbers(_hex, step=_H.WRITE_FAILED),
     ),
     _rule(
         r"^esp_ota_set_boot_partition failed! err=0x([0-9a-fA-F]+)",
         ev.HttpsOtaEvent,
-        lambda m: {"step": _H.SET_BOOT_FAILED, "values": (_hex(m[1]),)},
+        _numbers(_hex, step=_H.SET_BOOT_FAILED),
     ),
     _rule(
         r"^No option for server verification is enabled",
@@ -405,7 +406,7 @@ _TAG_RULES: dict[str, list[_Rule]] = {
         _rule(
             r"^mismatch chip ID, expected (\d+), found (\d+)",
             ev.ImageError,
-            lambda m: {"reason": _R.CHIP_ID, "values": (int(m[1]), int(m[2]))},
+            _numbers(int, int, reason=_R.CHIP_ID),
         ),
         _rule(
             r"^chip revision check failed\. Required ([<>]=) v(\d+)\.(\d+), found v(\d+)\.(\d+)",
