@@ -28,11 +28,11 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import Enum
-from types import TracebackType
+from typing import Self
 
 from rig.errors import InfraError, InputError
 from rig.net.events import BodyCheckpoint, Direction, Event, EventBus, WireProgress
-from rig.net.listener import close_listener, listen, peer_name
+from rig.net.listener import Service, close_listener, listen, peer_name
 
 _BUFFER = 256 * 1024
 _RST_DRAIN_S = 2.0
@@ -310,7 +310,7 @@ class _Closed(Exception):
     """The connection is being torn down; the pump stops."""
 
 
-class FaultProxy:
+class FaultProxy(Service):
     """TCP proxy 127.0.0.1:port -> upstream, two pump threads per connection."""
 
     def __init__(
@@ -342,7 +342,7 @@ class FaultProxy:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> FaultProxy:
+    def start(self) -> Self:
         if self._acceptor is not None:
             return self
         self._listener = self._listen()
@@ -367,14 +367,6 @@ class FaultProxy:
             self._abort(conn, Ending.STOPPED)
         for thread in threads:
             thread.join(timeout=5)
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     @property
     def port(self) -> int:
@@ -509,10 +501,9 @@ class FaultProxy:
         conn.upstream_port = upstream.getsockname()[1]
         with self._lock:
             self._checkpoints[(conn.upstream_port, self._upstream[1])] = []
-        for target, name in ((self._pump_down, "down"), (self._pump_up, "up")):
-            thread = threading.Thread(
-                target=target, args=(conn,), name=f"fault-proxy-{conn.id}-{name}", daemon=True
-            )
+        for direction in Direction:
+            name = f"fault-proxy-{conn.id}-{direction.name.lower()}"
+            thread = threading.Thread(target=self._pump, args=(conn, direction), name=name, daemon=True)
             with self._lock:
                 self._threads.add(thread)
             thread.start()
@@ -526,22 +517,27 @@ class FaultProxy:
 
     # -- pumps -------------------------------------------------------------------------------
 
-    def _pump_down(self, conn: _Conn) -> None:
+    def _pump(self, conn: _Conn, direction: Direction) -> None:
+        """Copy one direction until EOF, a reset or a cut; the last pump to end closes the sockets."""
         assert conn.upstream is not None
+        down = direction is Direction.DOWN
+        source, sink = (conn.upstream, conn.client) if down else (conn.client, conn.upstream)
         buffer = bytearray(_BUFFER)
         view = memoryview(buffer)
         try:
             while True:
                 try:
-                    size = conn.upstream.recv_into(buffer)
+                    size = source.recv_into(buffer)
                 except OSError:
-                    self._abort(conn, Ending.UPSTREAM_RESET)
+                    self._abort(conn, Ending.UPSTREAM_RESET if down else Ending.CLIENT_RESET)
                     return
                 if size == 0:
                     with contextlib.suppress(OSError):
-                        conn.client.shutdown(socket.SHUT_WR)
+                        sink.shutdown(socket.SHUT_WR)
                     return
-                if not self._deliver(conn, view[:size]):
+                if not down:
+                    self._forward(conn, direction, view[:size])
+                elif not self._deliver(conn, view[:size]):
                     return
         except _Closed:
             return
@@ -600,27 +596,6 @@ class FaultProxy:
             if checkpoint.image_start < target <= checkpoint.image_end:
                 return checkpoint.wire_end
         return None
-
-    def _pump_up(self, conn: _Conn) -> None:
-        assert conn.upstream is not None
-        buffer = bytearray(_BUFFER)
-        view = memoryview(buffer)
-        try:
-            while True:
-                try:
-                    size = conn.client.recv_into(buffer)
-                except OSError:
-                    self._abort(conn, Ending.CLIENT_RESET)
-                    return
-                if size == 0:
-                    with contextlib.suppress(OSError):
-                        conn.upstream.shutdown(socket.SHUT_WR)
-                    return
-                self._forward(conn, Direction.UP, view[:size])
-        except _Closed:
-            return
-        finally:
-            self._pump_done(conn)
 
     def _forward(self, conn: _Conn, direction: Direction, data: memoryview) -> None:
         """Send `data` on, honouring stalls, latency and throttling; counts what was sent."""

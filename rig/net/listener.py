@@ -4,8 +4,29 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from abc import ABC, abstractmethod
+from types import TracebackType
+from typing import Self
 
 from rig.errors import InfraError
+
+
+class Service(ABC):
+    """A server running in background threads: `with` starts it and always stops it."""
+
+    @abstractmethod
+    def start(self) -> Self: ...
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
 
 
 def listen(host: str, port: int, owner: str) -> socket.socket:

@@ -21,13 +21,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 from urllib.parse import unquote, urlsplit
 
 from rig.errors import InputError
 from rig.net.certs import CertBundle
 from rig.net.events import BodyCheckpoint, BodyProgress, EventBus
-from rig.net.listener import close_listener, listen, peer_name
+from rig.net.listener import Service, close_listener, listen, peer_name
 
 MAX_RECORD = 16384  # TLS maximum plaintext per record
 _MAX_HEADER = 65536
@@ -211,7 +211,7 @@ class _TlsStream:
         return True
 
 
-class OtaServer:
+class OtaServer(Service):
     """HTTPS image server in a background thread; one thread per client connection."""
 
     def __init__(
@@ -245,7 +245,7 @@ class OtaServer:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> OtaServer:
+    def start(self) -> Self:
         if self._listener is not None:
             return self
         listener = listen(self._host, self._requested_port, "OTA server")
@@ -269,14 +269,6 @@ class OtaServer:
                 sock.shutdown(socket.SHUT_RDWR)
         for thread in threads:
             thread.join(timeout=5)
-
-    def __enter__(self) -> OtaServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # -- public state ----------------------------------------------------------------------
 
