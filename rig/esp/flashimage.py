@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from typing import TypedDict, Unpack
 
 from esptool.bin_image import ELFSection, ESP32FirmwareImage
 from esptool.cmds import merge_bin
@@ -126,26 +127,20 @@ def flash_regions(
     return regions
 
 
+class Placement(TypedDict, total=False):
+    """flash_regions' optional parts and offsets, passed through by build_flash_image."""
+
+    bootloader: bytes | None
+    otadata: OtaData | None
+    table_offset: int
+    bootloader_offset: int
+
+
 def build_flash_image(
-    table: PartitionTable,
-    *,
-    app: bytes,
-    bootloader: bytes | None = None,
-    otadata: OtaData | None = None,
-    flash_size: int = DEFAULT_FLASH_SIZE,
-    table_offset: int = DEFAULT_TABLE_OFFSET,
-    bootloader_offset: int = ESP32_BOOTLOADER_OFFSET,
+    table: PartitionTable, *, app: bytes, flash_size: int = DEFAULT_FLASH_SIZE, **placement: Unpack[Placement]
 ) -> bytes:
     """The whole flash (flash_size bytes, 0xFF where nothing is written), via esptool merge-bin."""
-    regions = flash_regions(
-        table,
-        app=app,
-        bootloader=bootloader,
-        otadata=otadata,
-        flash_size=flash_size,
-        table_offset=table_offset,
-        bootloader_offset=bootloader_offset,
-    )
+    regions = flash_regions(table, app=app, flash_size=flash_size, **placement)
     chatter = io.StringIO()
     try:
         with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):

@@ -85,10 +85,9 @@ class Segment:
 
 
 @dataclass(frozen=True)
-class AppImage:
-    """A parsed image. `image_length` runs through the SHA-256 (or the checksum block)."""
+class ImageHeader:
+    """The fields of esp_image_header_t the rig reads (the magic byte is checked, not kept)."""
 
-    raw: bytes
     segment_count: int
     spi_mode: int
     spi_speed: int
@@ -99,6 +98,13 @@ class AppImage:
     min_chip_rev_full: int
     max_chip_rev_full: int
     hash_appended: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppImage(ImageHeader):
+    """A parsed image. `image_length` runs through the SHA-256 (or the checksum block)."""
+
+    raw: bytes
     segments: tuple[Segment, ...]
     checksum_stored: int
     checksum_calculated: int
@@ -142,22 +148,7 @@ class _Fault(Exception):
         self.detail = detail
 
 
-@dataclass(frozen=True)
-class _Header:
-    magic: int
-    segment_count: int
-    spi_mode: int
-    spi_speed: int
-    spi_size: int
-    entry_addr: int
-    wp_pin: int
-    chip_id: int
-    min_chip_rev_full: int
-    max_chip_rev_full: int
-    hash_appended: bool
-
-
-def _header(data: bytes) -> _Header:
+def _header(data: bytes) -> ImageHeader:
     if not data or data[0] != IMAGE_MAGIC:
         magic = data[0] if data else 0xFF
         raise _Fault(
@@ -171,14 +162,14 @@ def _header(data: bytes) -> _Header:
             length=len(data), needed=HEADER_SIZE,
         )
     f = _HEADER.unpack_from(data)
-    return _Header(
-        magic=f[0], segment_count=f[1], spi_mode=f[2], spi_speed=f[3] & 0x0F, spi_size=f[3] >> 4,
+    return ImageHeader(
+        segment_count=f[1], spi_mode=f[2], spi_speed=f[3] & 0x0F, spi_size=f[3] >> 4,
         entry_addr=f[4], wp_pin=f[5], chip_id=f[7], min_chip_rev_full=f[9], max_chip_rev_full=f[10],
         hash_appended=f[12] == 1,
     )
 
 
-def _segments_count_ok(header: _Header) -> None:
+def _segments_count_ok(header: ImageHeader) -> None:
     if header.segment_count > MAX_SEGMENTS:
         raise _Fault(
             ImageFault.TOO_MANY_SEGMENTS,
@@ -187,7 +178,7 @@ def _segments_count_ok(header: _Header) -> None:
         )
 
 
-def _segments(data: bytes, header: _Header) -> tuple[Segment, ...]:
+def _segments(data: bytes, header: ImageHeader) -> tuple[Segment, ...]:
     segments = []
     offset = HEADER_SIZE
     for index in range(header.segment_count):
@@ -234,7 +225,7 @@ def _checksum_offset(segments: tuple[Segment, ...]) -> int:
 
 @dataclass(frozen=True)
 class _Layout:
-    header: _Header
+    header: ImageHeader
     segments: tuple[Segment, ...]
     checksum_offset: int
     image_length: int
@@ -270,10 +261,7 @@ def _parse(data: bytes) -> AppImage:
     hash_stored = data[end_of_checksum : end_of_checksum + 32] if h.hash_appended else None
     hash_calculated = hashlib.sha256(data[:end_of_checksum]).digest() if h.hash_appended else None
     return AppImage(
-        raw=data, segment_count=h.segment_count, spi_mode=h.spi_mode, spi_speed=h.spi_speed,
-        spi_size=h.spi_size, entry_addr=h.entry_addr, wp_pin=h.wp_pin, chip_id=h.chip_id,
-        min_chip_rev_full=h.min_chip_rev_full, max_chip_rev_full=h.max_chip_rev_full,
-        hash_appended=h.hash_appended, segments=layout.segments,
+        **vars(h), raw=data, segments=layout.segments,
         checksum_stored=data[layout.checksum_offset],
         checksum_calculated=_xor_fold([s.data for s in layout.segments]),
         checksum_offset=layout.checksum_offset, hash_stored=hash_stored, hash_calculated=hash_calculated,
@@ -297,7 +285,7 @@ def _rev(full: int) -> tuple[int, int]:
     return full // 100, full % 100
 
 
-def _chip_checks(header: _Header, chip_id: int, chip_rev_full: int) -> None:
+def _chip_checks(header: ImageHeader, chip_id: int, chip_rev_full: int) -> None:
     if header.chip_id != chip_id:
         raise _Fault(
             ImageFault.CHIP_ID_MISMATCH, f"mismatch chip ID, expected {chip_id}, found {header.chip_id}",
