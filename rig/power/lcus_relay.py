@@ -3,8 +3,7 @@
 Frames are ``A0 <channel> <0|1> <(A0 + channel + state) & 0xFF>`` at 9600 8N1; the
 board never acknowledges. Some multi-channel boards answer a lone ``FF`` byte with
 lines like ``CH1:ON``; single-channel boards do not, so readback is opt-in
-(`status_query`) and is_on() is None otherwise. The port is opened with pyserial's
-serial_for_url, so a device path, a by-path link, a pty or rfc2217:// all work.
+(`status_query`) and is_on() is None otherwise.
 """
 
 from __future__ import annotations
@@ -13,7 +12,8 @@ import serial
 
 from rig.errors import InfraError, InputError
 from rig.power import register
-from rig.power.base import DEFAULT_OFF_SECONDS, PowerDriver
+from rig.power.base import DEFAULT_OFF_SECONDS
+from rig.power.serial_relay import SerialRelayDriver
 
 FRAME_START = 0xA0
 STATUS_QUERY = b"\xff"
@@ -26,8 +26,8 @@ def lcus_frame(channel: int, on: bool) -> bytes:
 
 
 @register("lcus-relay")
-class LcusRelayDriver(PowerDriver):
-    """One contact of an LCUS board; normally open, so closed = board powered."""
+class LcusRelayDriver(SerialRelayDriver):
+    """One contact of an LCUS board."""
 
     def __init__(
         self,
@@ -39,17 +39,11 @@ class LcusRelayDriver(PowerDriver):
         timeout_s: float = 1.0,
         off_seconds: float = DEFAULT_OFF_SECONDS,
     ) -> None:
-        super().__init__(off_seconds)
         if not 1 <= channel <= 0xFE:
             raise InputError(f"power driver lcus-relay: channel must be 1..254, not {channel}")
-        self.port = port
+        super().__init__(port=port, baudrate=baudrate, timeout_s=timeout_s, off_seconds=off_seconds)
         self.channel = channel
         self.status_query = status_query
-        self.timeout_s = timeout_s
-        try:
-            self._serial = serial.serial_for_url(port, baudrate=baudrate, timeout=timeout_s)
-        except (serial.SerialException, OSError, ValueError) as error:
-            raise InfraError(f"relay port {port} cannot be opened: {error}") from None
 
     def on(self) -> None:
         self._write(lcus_frame(self.channel, True))
@@ -78,9 +72,6 @@ class LcusRelayDriver(PowerDriver):
 
     def describe(self) -> str:
         return f"lcus-relay channel {self.channel} at {self.port}: cuts power"
-
-    def close(self) -> None:
-        self._serial.close()
 
     def _write(self, frame: bytes) -> None:
         try:

@@ -12,15 +12,16 @@ import serial
 
 from rig.errors import InfraError, InputError
 from rig.power import register
-from rig.power.base import DEFAULT_OFF_SECONDS, PowerDriver
+from rig.power.base import DEFAULT_OFF_SECONDS
+from rig.power.serial_relay import SerialRelayDriver
 
 RELAY_INDEX = "0123456789ABCDEFGHIJKLMNOPQRSTUV"
 PROMPT = b">"
 
 
 @register("numato-relay")
-class NumatoRelayDriver(PowerDriver):
-    """One relay of a Numato module; normally open, so on = board powered."""
+class NumatoRelayDriver(SerialRelayDriver):
+    """One relay of a Numato module."""
 
     def __init__(
         self,
@@ -31,17 +32,11 @@ class NumatoRelayDriver(PowerDriver):
         timeout_s: float = 1.0,
         off_seconds: float = DEFAULT_OFF_SECONDS,
     ) -> None:
-        super().__init__(off_seconds)
         if not 0 <= relay < len(RELAY_INDEX):
             highest = len(RELAY_INDEX) - 1
             raise InputError(f"power driver numato-relay: relay must be 0..{highest}, not {relay}")
-        self.port = port
+        super().__init__(port=port, baudrate=baudrate, timeout_s=timeout_s, off_seconds=off_seconds)
         self.relay = relay
-        self.timeout_s = timeout_s
-        try:
-            self._serial = serial.serial_for_url(port, baudrate=baudrate, timeout=timeout_s)
-        except (serial.SerialException, OSError, ValueError) as error:
-            raise InfraError(f"relay port {port} cannot be opened: {error}") from None
 
     def on(self) -> None:
         self._command("on")
@@ -58,9 +53,6 @@ class NumatoRelayDriver(PowerDriver):
 
     def describe(self) -> str:
         return f"numato-relay relay {self.relay} at {self.port}: cuts power"
-
-    def close(self) -> None:
-        self._serial.close()
 
     def _command(self, verb: str) -> list[str]:
         """Send `relay <verb> <n>`; return the reply lines with the echo removed."""
