@@ -186,24 +186,8 @@ class ResultsStore:
         self.run(run_id)
         with self._reader() as db:
             rows = db.execute("SELECT * FROM outcomes WHERE run_id = ? ORDER BY id", (run_id,)).fetchall()
-            boots: dict[int, list[BootRow]] = {}
-            for b in db.execute(
-                "SELECT b.* FROM boots b JOIN outcomes o ON o.id = b.outcome_id WHERE o.run_id = ?"
-                " ORDER BY b.outcome_id, b.idx",
-                (run_id,),
-            ):
-                boots.setdefault(b["outcome_id"], []).append(
-                    BootRow(b["idx"], b["reset_reason"], b["slot"], b["version"], b["outcome"])
-                )
-            faults: dict[int, list[FaultRow]] = {}
-            for f in db.execute(
-                "SELECT f.* FROM faults f JOIN outcomes o ON o.id = f.outcome_id WHERE o.run_id = ?"
-                " ORDER BY f.outcome_id, f.seq",
-                (run_id,),
-            ):
-                faults.setdefault(f["outcome_id"], []).append(
-                    FaultRow(f["name"], f["condition"], f["observed"], f["latency_ms"], f["t_offset_s"])
-                )
+            boots = _by_outcome(db, "boots", "idx", run_id, _boot_row)
+            faults = _by_outcome(db, "faults", "seq", run_id, _fault_row)
         return [
             Outcome(
                 **{name: row[name] for name in _OUTCOME_COLUMNS if name != "outcome"},
@@ -342,6 +326,28 @@ class ResultsStore:
         if isinstance(error, sqlite3.DatabaseError) and not isinstance(error, sqlite3.OperationalError):
             return InputError(f"{self.path} is not a readable results database ({text}); left untouched")
         return InfraError(f"{self.path}: {text}")
+
+
+def _by_outcome(
+    db: sqlite3.Connection, table: str, order: str, run_id: str, make: Callable[[sqlite3.Row], _T]
+) -> dict[int, list[_T]]:
+    """A run's rows of a per-outcome child table (boots, faults), grouped by outcome id, in `order`."""
+    grouped: dict[int, list[_T]] = {}
+    for row in db.execute(
+        f"SELECT c.* FROM {table} c JOIN outcomes o ON o.id = c.outcome_id WHERE o.run_id = ?"
+        f" ORDER BY c.outcome_id, c.{order}",
+        (run_id,),
+    ):
+        grouped.setdefault(row["outcome_id"], []).append(make(row))
+    return grouped
+
+
+def _boot_row(row: sqlite3.Row) -> BootRow:
+    return BootRow(row["idx"], row["reset_reason"], row["slot"], row["version"], row["outcome"])
+
+
+def _fault_row(row: sqlite3.Row) -> FaultRow:
+    return FaultRow(row["name"], row["condition"], row["observed"], row["latency_ms"], row["t_offset_s"])
 
 
 def _check_status(status: str) -> None:
