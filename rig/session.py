@@ -34,6 +34,8 @@ COMPLETE = "rig_agent: ota complete"
 CONFIRMED = "rig_agent: app confirmed valid"
 ENDED = r"rig_agent: ota (failed|rejected|complete)"
 ROM_RESET = r"^rst:0x[0-9a-f]+ \("
+# How long an app must stay up after `ready` to count as settled (no crash, no reset).
+QUIET_S = 1.0
 GAVE_UP = re.compile(r"rig_agent: ota (failed|rejected)")
 DEVICE_BYTES = re.compile(r"rig_agent: ota (?:saved|progress) bytes=(\d+)")
 
@@ -139,6 +141,8 @@ class OtaSession:
         self.engine = TriggerEngine()
         self._timers: list[threading.Timer] = []
         self._image_size: int | None = None
+        # A twin boots in milliseconds: a virtual farm's scenarios may shorten this.
+        self.quiet_s = QUIET_S
         board.console.add_listener(self._on_line)
         server.bus.subscribe(self._on_bus_event)
 
@@ -216,7 +220,8 @@ class OtaSession:
 
             def power_cut() -> None:
                 power.off()
-                self._later(off_s, power.on)
+                self.engine.on_event("power_off")
+                self._later(off_s, self._power_on)
 
             return power_cut
         if cut.kind is CutKind.BROWNOUT:
@@ -230,6 +235,10 @@ class OtaSession:
 
             return brownout
         return lambda: self._arm_proxy_now(cut)
+
+    def _power_on(self) -> None:
+        self.board.power.on()
+        self.engine.on_event("power_on")
 
     def _arm_proxy_now(self, cut: CutSpec) -> None:
         self.proxy.arm(self._net_fault(cut, None))
@@ -249,12 +258,14 @@ class OtaSession:
         """Send `ota <url>`; returns the console mark the OTA's lines come after."""
         mark = self.board.console.mark()
         self.board.command(f"ota {self.url(image, via_proxy=via_proxy, redirects=redirects)}")
+        self.engine.on_event("ota_started")  # `After`/`OnEvent` cuts can count from here
         return mark
 
-    def settle(self, since: int, timeout: float, quiet_s: float = 1.0) -> Ready | None:
-        """The board's `ready` once it stays up: no reset for `quiet_s` after it and no power
-        action still pending. Reboots (rollbacks, crash loops) are waited through; None if
-        no app comes up within `timeout`."""
+    def settle(self, since: int, timeout: float, quiet_s: float | None = None) -> Ready | None:
+        """The board's `ready` once it stays up: no reset for `quiet_s` (default
+        `self.quiet_s`) after it and no power action still pending. Reboots (rollbacks,
+        crash loops) are waited through; None if no app comes up within `timeout`."""
+        quiet = self.quiet_s if quiet_s is None else quiet_s
         console = self.board.console
         deadline = time.monotonic() + timeout
         position = since
@@ -263,7 +274,7 @@ class OtaSession:
             if ready is None:
                 return None
             position = ready.line_index + 1
-            quiet_until = time.monotonic() + quiet_s
+            quiet_until = time.monotonic() + quiet
             rebooted = None
             while (
                 rebooted is None
