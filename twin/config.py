@@ -45,7 +45,10 @@ class BoardConfig:
     `rom_boot_ms` is the ROM's share of a boot, before the 2nd-stage banner; the
     bootloader then reads and SHA-checks the app at `flash_read_bytes_per_s` (DIO
     40 MHz ≈ 5 MB/s); `restart_ms` is esp_restart's UART flush and shutdown handlers;
-    `tcp_window` is lwIP's receive window (CONFIG_LWIP_TCP_WND_DEFAULT).
+    `tcp_window` is lwIP's receive window (CONFIG_LWIP_TCP_WND_DEFAULT);
+    `sector_erase_ms` is what esp_ota_write waits per 4 KiB sector it erases (real NOR
+    takes ~45 ms; 4 ms keeps a lab OTA of 1 MiB near a second while a log-triggered
+    cut still lands within a few sectors of its line, not after the whole image).
     """
 
     rollback: bool = True
@@ -63,6 +66,7 @@ class BoardConfig:
     rom_boot_ms: float = 30.0
     flash_read_bytes_per_s: int = 5_000_000
     restart_ms: float = 5.0
+    sector_erase_ms: float = 4.0
     tcp_window: int = 5760
     firmware: str = "reference"
     firmware_overrides: Mapping[str, str] = field(default_factory=dict)
@@ -72,8 +76,8 @@ class BoardConfig:
             raise InputError("anti_rollback needs rollback (CONFIG_BOOTLOADER_APP_ANTI_ROLLBACK)")
         if self.flash_read_bytes_per_s <= 0 or self.tcp_window <= 0:
             raise InputError("flash_read_bytes_per_s and tcp_window must be positive")
-        if self.rom_boot_ms < 0 or self.restart_ms < 0:
-            raise InputError("rom_boot_ms and restart_ms must not be negative")
+        if min(self.rom_boot_ms, self.restart_ms, self.sector_erase_ms) < 0:
+            raise InputError("rom_boot_ms, restart_ms and sector_erase_ms must not be negative")
         if self.signed_on_boot and self.signed_updates is not SignedUpdates.ECDSA256_V1:
             raise InputError("signed_on_boot without hardware secure boot exists only for ecdsa256-v1")
 

@@ -185,6 +185,7 @@ class OtaOps:
             raise EspError(Err.ESP_ERR_INVALID_SIZE)
         self.cpu.set_activity(Activity.FLASH_WRITE)
         while handle.erased_end < end:
+            self.cpu.sleep(self.config.sector_erase_ms / 1000)
             self.cpu.flash.erase(part.offset + handle.erased_end, SECTOR_SIZE)
             handle.erased_end += SECTOR_SIZE
         self.cpu.flash.program(part.offset + handle.written, data)

@@ -36,7 +36,7 @@ class Restarted(Exception):
 
 @dataclass
 class FakeCpu:
-    """What esp_ota_ops touches: flash, eFuses, the log, activity, esp_restart()."""
+    """What esp_ota_ops touches: flash, eFuses, the log, activity, delays, esp_restart()."""
 
     flash: NorFlash
     efuse: Efuse
@@ -46,6 +46,9 @@ class FakeCpu:
         self.lines.append(f"{level.value} {tag}: {message}")
 
     def set_activity(self, activity: Activity) -> None:
+        pass
+
+    def sleep(self, seconds: float) -> None:
         pass
 
     def restart(self) -> NoReturn:
