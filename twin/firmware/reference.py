@@ -155,6 +155,7 @@ class ReferenceFirmware(FirmwareModel):
             f"state={state_name(rt)} behaviour={Behaviour(rt.marker.behaviour).label} "
             f"ota={agent.ota_status}",
         )
+        agent.ok("status")  # PROTOCOL §1: every command gets exactly one result line
 
     def _cert(self, agent: Agent, arg: str) -> None:
         try:
