@@ -379,6 +379,7 @@ def _row_outcome(
             BootRow(int(b["index"]), str(b["reset_reason"]), str(b["slot"]), str(b["version"]), b["outcome"])
             for b in row.get("boots", ())
         ),
+        # Rows carry no fault time offset (nor a recovery time, above): 0.0 and None say "not measured".
         faults=tuple(
             FaultRow(str(f["name"]), str(f["condition"]), str(f["observed"]), f.get("latency_ms"), 0.0)
             for f in row.get("faults", ())
