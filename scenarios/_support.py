@@ -1,46 +1,37 @@
-"""What every scenario shares: one OTA per fresh session, its outcome row, and the skips.
+"""What every scenario shares: the known state, one judged OTA with its outcome row, and the skips.
 
-Each OTA runs in its own `OtaSession` with its own fault proxy, so a fault armed
-for one attempt (and the firings and proxy records it leaves) never colours the
-judgement of the retry that follows it in the same test. Every OTA attaches one
-outcome row to the test item (`user_properties`, key `ota_result`); rows are
-plain dicts so they cross xdist's wire unchanged, and the plugin feeds them to
-the results store.
+`OtaSession.run` judges each OTA by its own fault firings and proxy records, settles at
+once when the agent gives up, and cuts power at the device's own written-bytes markers,
+so a scenario runs all its OTAs (fault, then retry) in the one session the plugin gives
+it. Every OTA attaches one outcome row to the test item (`user_properties`, key
+`ota_result`); rows are plain dicts so they cross xdist's wire unchanged, and the plugin
+feeds them to the results store.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import re
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from rig.board import Ready
 from rig.cutspec import CutSpec, On, parse_cut
 from rig.esp.image import patch_image
 from rig.esp.marker import Behaviour
 from rig.esp.otadata import OtaData, OtaState, slot_for_seq
 from rig.imageset import ImageSet
-from rig.net.fault_proxy import FaultProxy
 from rig.power.base import Capability
-from rig.session import ROM_RESET, Final, OtaResult, OtaSession
+from rig.session import Final, OtaResult, OtaSession
 
 ROW_KEY = "ota_result"
 # A lab board answers in milliseconds; a dead link should be noticed in about a second.
 LAB_AGENT = {"timeout_ms": "1200"}
-_ENDED_IN_APP = re.compile(r"rig_agent: ota (failed|rejected)")
-SAVE_STEP = 4096
-_SAVED = re.compile(r"ota saved bytes=(\d+)")
-# OtaSession._judge's problems that hold whatever the image was meant to do.
-_STRUCTURAL = ("BRICK", "running version", "otadata entry", "log says")
-# How long an app must stay up after `ready` to count as settled (no crash, no reset).
-LAB_QUIET_S = 0.4
-FARM_QUIET_S = 1.0
+# How long an app must stay up after `ready` to count as settled: a twin boots in ~60 ms.
+LAB_QUIET_S = 0.3
+# The session's problems that only say "not the manifest's end state" (see `run_ota`'s expect).
+_MANIFEST_ONLY = ("ended on ", "expected log line not seen")
 # The first-boot self-test window a "cut during the first boot" lands in (PROTOCOL §5).
 SLOW_SELFTEST_MS = 800
 SLOW_SELFTEST = "slow_selftest"
@@ -58,60 +49,29 @@ def agent_config(ota: OtaSession) -> dict[str, str]:
 
 def prepare(ota: OtaSession, image: str = "base", **settings: str) -> None:
     """Flash `image` into the known state and apply the suite's agent settings."""
+    if ota.board.farm.virtual:
+        ota.quiet_s = LAB_QUIET_S
     ota.prepare(image, **{**agent_settings(ota), **settings})
 
 
-class _Session(OtaSession):
-    """An OtaSession whose "stays up" window suits the farm: a twin boots in milliseconds."""
-
-    def __init__(self, ota: OtaSession, proxy: FaultProxy) -> None:
-        super().__init__(ota.board, ota.server, proxy, ota.certs, ota.images, ota.network, seed=ota.seed)
-        self.quiet_s = LAB_QUIET_S if ota.board.farm.virtual else FARM_QUIET_S
-
-    def settle(self, since: int, timeout: float, quiet_s: float | None = None) -> Ready | None:
-        """As OtaSession.settle, but an OTA that failed or was refused without a reset
-        settles at once: the app that ran keeps running and prints no new `ready`."""
-        quiet = self.quiet_s if quiet_s is None else quiet_s
-        console = self.board.console
-        ended = console.wait_for(_ENDED_IN_APP, 0.0, since)
-        if ended is not None and console.wait_for(ROM_RESET, quiet, since) is None:
-            status = self.board.status()
-            index = next((line.index for line in console.lines(since) if line.text == ended.string), since)
-            get = status.get
-            return Ready(get("version", "?"), get("running", "?"), get("state", "?"), index)
-        return super().settle(since, timeout, quiet)
-
-
-@contextlib.contextmanager
-def _fresh(ota: OtaSession) -> Iterator[OtaSession]:
-    proxy = FaultProxy((ota.server.host, ota.server.port), host=ota.network.bind, bus=ota.server.bus)
-    with proxy:
-        session = _Session(ota, proxy)
-        try:
-            yield session
-        finally:
-            session.close()
-
-
 def run_ota(request: pytest.FixtureRequest, ota: OtaSession, image: str, cut: str | None = None,
-            *, expect: Final | None = None, timeout: float = 60.0, via_proxy: bool = True) -> OtaResult:
+            *, expect: Final | None = None, timeout: float = 60.0) -> OtaResult:
     """One judged OTA of `image` (optionally with the fault `cut`), recorded on the test item.
 
     `expect` overrides the manifest's end state where the scenario changed the device's
-    starting point (wrong pinned certificate, eFuse already burnt): the session's
-    structural checks (brick, torn otadata, log vs otadata) still apply.
+    starting point (wrong pinned certificate, eFuse already burnt): every other check of
+    the session (brick, torn otadata, log vs otadata) still applies.
     """
     spec = parse_cut(cut) if cut is not None else None
-    with _fresh(ota) as session:
-        result = session.run(image, spec, timeout=timeout, via_proxy=via_proxy)
+    result = ota.run(image, spec, timeout=timeout)
     if expect is not None:
-        _rejudge(result, expect)
-    record(request, result, spec, ota.images.entry(image).path.stat().st_size)
+        _expect(result, expect)
+    record(request, result, spec)
     return result
 
 
-def _rejudge(result: OtaResult, expect: Final) -> None:
-    kept = [p for p in result.problems if p.startswith(_STRUCTURAL)]
+def _expect(result: OtaResult, expect: Final) -> None:
+    kept = [p for p in result.problems if not p.startswith(_MANIFEST_ONLY)]
     if result.final is not None and result.final is not expect:
         kept.append(f"ended on {result.final.value} firmware; this scenario's correct end is {expect.value}")
     result.acceptable = frozenset({expect})
@@ -119,22 +79,21 @@ def _rejudge(result: OtaResult, expect: Final) -> None:
 
 
 def ok(request: pytest.FixtureRequest, ota: OtaSession, image: str, cut: str | None = None,
-       *, expect: Final | None = None, timeout: float = 60.0, via_proxy: bool = True) -> OtaResult:
+       *, expect: Final | None = None, timeout: float = 60.0) -> OtaResult:
     """`run_ota` that fails the test unless the device did the correct thing."""
-    result = run_ota(request, ota, image, cut, expect=expect, timeout=timeout, via_proxy=via_proxy)
+    result = run_ota(request, ota, image, cut, expect=expect, timeout=timeout)
     assert result.passed, result.summary()
     return result
 
 
-def record(request: pytest.FixtureRequest, result: OtaResult, cut: CutSpec | None,
-           image_size: int) -> dict[str, Any]:
+def record(request: pytest.FixtureRequest, result: OtaResult, cut: CutSpec | None) -> dict[str, Any]:
     """Attach `result` to the test item as one outcome row and return the row."""
-    row = outcome_row(request.node.originalname or request.node.name, result, cut, image_size)
+    row = outcome_row(request.node.originalname or request.node.name, result, cut)
     request.node.user_properties.append((ROW_KEY, row))
     return row
 
 
-def outcome_row(scenario: str, result: OtaResult, cut: CutSpec | None, image_size: int) -> dict[str, Any]:
+def outcome_row(scenario: str, result: OtaResult, cut: CutSpec | None) -> dict[str, Any]:
     """The results store's fields for one OTA, as JSON-able values."""
     if result.problems and result.final is None and result.final_ready is None:
         outcome = "BRICK"
@@ -149,7 +108,7 @@ def outcome_row(scenario: str, result: OtaResult, cut: CutSpec | None, image_siz
         "firmware_new": result.new_version,
         "fault": cut.kind.value if cut else "none",
         "cut": result.cut,
-        "cut_point": _cut_point(cut, image_size),
+        "cut_point": cut.at if cut is not None and cut.on is On.FRACTION else None,
         "phase": result.phase.name,
         "outcome": outcome,
         "final": result.final.value if result.final else None,
@@ -168,32 +127,6 @@ def outcome_row(scenario: str, result: OtaResult, cut: CutSpec | None, image_siz
             for f in result.firings
         ],
     }
-
-
-def saved_marker(ota: OtaSession, image: str, fraction: float) -> str:
-    """A --cut log condition for the moment the device has written about `fraction` of `image`.
-
-    The agent's `ota saved bytes=<n>` marker (PROTOCOL §2, every 4 KiB) is the device's own
-    count; the server's byte count runs ahead of it by whatever the socket buffers hold.
-    """
-    size = ota.images.entry(image).path.stat().st_size
-    saved = max(SAVE_STEP, min(size // SAVE_STEP, round(size * fraction / SAVE_STEP)) * SAVE_STEP)
-    return f"/rig_agent: ota saved bytes={saved}$/"
-
-
-def cut_at_bytes(ota: OtaSession, image: str, fraction: float) -> str:
-    """A power cut once the device has written about `fraction` of `image`."""
-    return f"power@log={saved_marker(ota, image, fraction)}"
-
-
-def _cut_point(cut: CutSpec | None, image_size: int) -> float | None:
-    """Where in the image the cut was aimed, as a fraction, when the spec says so."""
-    if cut is not None and cut.on is On.FRACTION and isinstance(cut.at, float):
-        return cut.at
-    if cut is not None and cut.on is On.LOG and isinstance(cut.at, re.Pattern):
-        saved = _SAVED.search(cut.at.pattern)
-        return round(int(saved[1]) / image_size, 4) if saved and image_size else None
-    return None
 
 
 # -- reading the two sources -------------------------------------------------------------

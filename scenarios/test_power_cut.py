@@ -7,7 +7,6 @@ import pytest
 from rig.session import Final, OtaSession, Phase
 from scenarios._support import (
     add_slow_selftest,
-    cut_at_bytes,
     ended_on,
     need_power_cut,
     need_rollback,
@@ -23,20 +22,20 @@ pytestmark = [pytest.mark.power_cut, pytest.mark.gate]
 def test_cut_during_download(request: pytest.FixtureRequest, ota: OtaSession) -> None:
     """Field failure: a device unplugged while it downloads an update.
 
-    Fault: power cut once 10 %, 50 % and 90 % of the image bytes are written, triggered on
-    the agent's `ota saved bytes=<n>` marker (the device's own byte count: the server's
-    count runs ahead of the device by whatever the socket buffers hold). Each attempt
-    uses a fresh proxy URL, so it starts from byte 0. Correct outcome (ESP-IDF): otadata is
+    Fault: power cut once 10 %, 50 % and 90 % of the image bytes are written (the session
+    counts the device's own `ota saved|progress bytes=<n>` markers: the server's count runs
+    ahead of the device by whatever the socket buffers hold). Resumption is off, so each
+    attempt starts from byte 0 (resuming has its own scenario). Correct outcome (ESP-IDF): otadata is
     only written by `esp_ota_set_boot_partition` after the whole image verified, so the
     old app boots (`boot: Loaded app from partition at offset 0x20000`, `ready
     version=<old>`); a retry then completes (`rig_agent: ota complete`) and the new app
     confirms itself.
     """
     need_power_cut(ota)
-    prepare(ota)
+    prepare(ota, resume="off")
     old = ota.images.base_version
     for fraction in (0.1, 0.5, 0.9):
-        result = ok(request, ota, "next", cut_at_bytes(ota, "next", fraction))
+        result = ok(request, ota, "next", f"power@fraction={fraction}")
         assert result.phase is Phase.DOWNLOAD, result.summary()
         ended_on(result, old)
     ended_on(ok(request, ota, "next"), ota.images.entry("next").version)

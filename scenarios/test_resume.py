@@ -9,7 +9,7 @@ import pytest
 
 from rig.net.ota_server import ServeMode
 from rig.session import OtaSession
-from scenarios._support import assert_log, cut_at_bytes, ended_on, ok, prepare
+from scenarios._support import assert_log, ended_on, ok, prepare
 
 pytestmark = [pytest.mark.network, pytest.mark.gate]
 RESUMED = re.compile(r"rig_agent: ota begin url=\S+ resume_from=(\d+)")
@@ -43,10 +43,9 @@ def test_resume_after_reset(request: pytest.FixtureRequest, ota: OtaSession) -> 
     """
     prepare(ota, resume="on")
     size = ota.images.entry("next").path.stat().st_size
-    # Straight to the server: resumption needs the same URL, and each proxy has its own port.
-    cut = ok(request, ota, "next", cut_at_bytes(ota, "next", 0.6), via_proxy=False)
+    cut = ok(request, ota, "next", "power@fraction=0.6")
     ended_on(cut, ota.images.base_version)
-    result = ok(request, ota, "next", via_proxy=False)
+    result = ok(request, ota, "next")
     saved = _resumed_from(ota, result.mark)
     assert saved > 0 and saved % 1024 == 0, f"resume_from={saved}"
     ranged = [r for r in ota.server.records if r.range_header == f"bytes={saved}-"]
@@ -65,9 +64,9 @@ def test_fallback_without_range(request: pytest.FixtureRequest, ota: OtaSession,
     """
     prepare(ota, resume="on")
     size = ota.images.entry("next").path.stat().st_size
-    cut = ok(request, ota, "next", cut_at_bytes(ota, "next", 0.6), via_proxy=False)
+    cut = ok(request, ota, "next", "power@fraction=0.6")
     ended_on(cut, ota.images.base_version)
-    result = ok(request, ota, "next", via_proxy=False)
+    result = ok(request, ota, "next")
     assert _resumed_from(ota, result.mark) > 0
     assert_log(ota, result, "Server ignored the requested Range header",
                "Falling back to OTA without resumption and restarting download from beginning")
