@@ -370,8 +370,8 @@ class OtaSession:
 
     def _gave_up(self, mark: int) -> Ready | None:
         """The agent ended the OTA without a switch: the old app is still up, unless a
-        power action is still pending or a reset follows at once."""
-        if self._timers_pending() or self.board.console.wait_for(ROM_RESET, 0.3, mark) is not None:
+        power action is still pending or a reset follows within the quiet window."""
+        if self._timers_pending() or self.board.console.wait_for(ROM_RESET, self.quiet_s, mark) is not None:
             return None
         status = self.board.status()
         return Ready(

@@ -29,7 +29,7 @@ ROW_KEY = "ota_result"
 # A lab board answers in milliseconds; a dead link should be noticed in about a second.
 LAB_AGENT = {"timeout_ms": "1200"}
 # How long an app must stay up after `ready` to count as settled: a twin boots in ~60 ms.
-LAB_QUIET_S = 0.3
+LAB_QUIET_S = 0.15
 # The session's problems that only say "not the manifest's end state" (see `run_ota`'s expect).
 _MANIFEST_ONLY = ("ended on ", "expected log line not seen")
 # The first-boot self-test window a "cut during the first boot" lands in (PROTOCOL §5).
