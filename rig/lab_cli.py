@@ -397,7 +397,8 @@ def lab() -> None:
 def up(boards: int | None, directory: Path, out: Path | None, config: Path | None) -> None:
     """Start the lab (or report the one already running) and print its boards."""
     farm, started = _start(directory, boards, config, START_TIMEOUT_S)
-    if out is not None:
+    # --out may name the lab's own farm file: copying a file onto itself fails.
+    if out is not None and not (out.exists() and out.samefile(farm)):
         shutil.copyfile(farm, out)
     status = lab_status(directory.resolve())
     if not started:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import enum
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +38,7 @@ ROM_RESET = r"^rst:0x[0-9a-f]+ \("
 # How long an app must stay up after `ready` to count as settled (no crash, no reset).
 QUIET_S = 1.0
 GAVE_UP = re.compile(r"rig_agent: ota (failed|rejected)")
+CUT_SWITCH_INTERVAL_S = 0.0005
 DEVICE_BYTES = re.compile(r"rig_agent: ota (?:saved|progress) bytes=(\d+)")
 
 
@@ -139,6 +141,9 @@ class OtaSession:
         self.network = network
         self.seed = seed
         self.engine = TriggerEngine()
+        # The rig process runs the TLS server, proxy pumps and console readers at once; with
+        # CPython's default 5 ms GIL slice a log-triggered power cut waits behind them.
+        sys.setswitchinterval(min(sys.getswitchinterval(), CUT_SWITCH_INTERVAL_S))
         self._timers: list[threading.Timer] = []
         self._image_size: int | None = None
         # A twin boots in milliseconds: a virtual farm's scenarios may shorten this.
