@@ -111,7 +111,10 @@ static void ota_task(void *arg)
     esp_https_ota_handle_t handle = NULL;
     esp_err_t err = esp_https_ota_begin(&config, &handle);
     if (err != ESP_OK) {
-        fail(err, RIG_FAIL_BEGIN);
+        /* 416 to `Range: bytes=<saved>-`: the power died after the last byte was saved but
+           before esp_https_ota_finish. Keeping that progress would make every retry fail. */
+        bool stale = err == ESP_ERR_HTTP_RANGE_NOT_SATISFIABLE && start.offset > 0;
+        fail(err, stale ? RIG_FAIL_STALE_RESUME : RIG_FAIL_BEGIN);
         return;
     }
     if (rig_progress_begun(&progress, (uint32_t)esp_https_ota_get_image_len_read(handle))) {

@@ -109,6 +109,10 @@ class HttpsOta:
     def _check_status(self, status: int) -> None:
         if status in (200, 206):
             return
+        if status == 416:
+            self._log(LogLevel.INFO, f"Requested range is incorrect (status code: {status})")
+            self._log(LogLevel.ERROR, "Failed to establish HTTP connection")
+            raise EspError(Err.ESP_ERR_HTTP_RANGE_NOT_SATISFIABLE)
         if status in (403, 404):
             self._log(LogLevel.ERROR, f"File not found({status})")
         elif 400 <= status < 500:

@@ -26,6 +26,8 @@ from twin.ota_ops import Err, EspError
 
 TAG = "rig_agent"
 EXAMPLE_TAG = "advanced_https_ota_example"
+# `ota failed` steps after which a retry must start from byte 0 (PROTOCOL §3).
+FORGETS_PROGRESS = ("finish", "stale_resume")
 MAX_LINE = 2048
 PROGRESS_EVERY = 64 * 1024
 SAVE_EVERY = 4096
@@ -248,6 +250,8 @@ class ReferenceFirmware(FirmwareModel):
             agent.next_progress = ota.received + PROGRESS_EVERY
             agent.next_save = (ota.received // SAVE_EVERY + 1) * SAVE_EVERY
         except EspError as exc:
+            if exc.err is Err.ESP_ERR_HTTP_RANGE_NOT_SATISFIABLE and resume_from:
+                step = "stale_resume"  # saved progress at or past the image's end
             self._failed(agent, exc, step)
 
     def _resume_from(self, agent: Agent, url: str) -> int:
@@ -341,7 +345,10 @@ class ReferenceFirmware(FirmwareModel):
                 agent.next_progress = total + 1
 
     def _failed(self, agent: Agent, exc: EspError, step: str) -> None:
-        """PROTOCOL §2 `ota failed`: `reason` names the step that failed."""
+        """PROTOCOL §2 `ota failed`: `reason` names the step that failed. Progress is kept
+        for a retry unless the image itself failed or the saved progress is stale (§3)."""
+        if step in FORGETS_PROGRESS:
+            agent.rt.nvs.erase("ota_progress")
         if agent.ota is not None:
             agent.ota.abort()
         agent.ota = None

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from rig.esp.otadata import OtaState
 from rig.esp.testimage import make_test_app
-from twin.nvs import find_nvs_partition
+from twin.nvs import Nvs, find_nvs_partition
 
 from .conftest import Lab, Served, lab_config, start_ota
 
@@ -57,3 +57,25 @@ def test_a_cut_while_the_bootloader_loads_the_app_stops_the_boot(make_lab: MakeL
     c.expect(r"^rst:0x1 \(POWERON_RESET\)")
     assert "boot: Loaded app" not in c.since(before)
     assert "main_task: Calling app_main()" not in c.since(before)
+
+
+def test_progress_saved_past_the_image_end_is_forgotten_after_the_416(
+    make_lab: MakeLab, served: Served
+) -> None:
+    """Power lost after the last byte was saved but before esp_https_ota_finish: the resumed
+    request gets a 416. The agent must forget that progress, or every retry fails forever."""
+    image = make_test_app(version="1.0.1")
+    served.images["next.bin"] = image
+    lab = make_lab()
+    c = lab.console
+    c.expect(r"rig_agent: ready version=\S+ running=ota_0")
+    lab.board.power.supply_changed(0.0)
+    nvs = find_nvs_partition(lab.table)
+    assert nvs is not None
+    Nvs(lab.board.chip.flash, nvs).set("ota_progress", {"url": served.url("next.bin"), "bytes": len(image)})
+    lab.board.power.supply_changed(5.0)
+    assert start_ota(lab, served, "next.bin", resume_from=len(image)) == len(image)
+    c.expect(r"esp_https_ota: Requested range is incorrect \(status code: 416\)$")
+    c.expect(r"rig_agent: ota failed err=0x700a reason=stale_resume$")
+    assert start_ota(lab, served, "next.bin", wait_ready=False) == 0
+    c.expect(r"rig_agent: ready version=1\.0\.1 running=ota_1 state=VALID$")
