@@ -203,26 +203,3 @@ def plan_set_boot(otadata: OtaData, target_slot: int, num_slots: int, rollback: 
     seq = next_seq(None if active is None else active.seq, target_slot, num_slots)
     state = OtaState.NEW if rollback else OtaState.UNDEFINED
     return sector, OtaEntry.make(seq, state, label=otadata.entries[sector].label)
-
-
-def plan_bootloader_rewrites(otadata: OtaData, rollback: bool) -> list[tuple[int, OtaEntry]]:
-    """The bootloader's otadata writes before it picks a slot, in order, as (sector, record).
-
-    With rollback enabled: every PENDING_VERIFY record becomes ABORTED (its one boot attempt was
-    used up), then an active NEW record becomes PENDING_VERIFY in its own sector. Without
-    rollback the bootloader writes nothing here.
-    """
-    if not rollback:
-        return []
-    writes = [
-        (index, entry.with_state(OtaState.ABORTED))
-        for index, entry in enumerate(otadata.entries)
-        if entry.state == OtaState.PENDING_VERIFY
-    ]
-    after = otadata
-    for index, entry in writes:
-        after = after.with_entry(index, entry)
-    active = after.active_index()
-    if active is not None and after.entries[active].state == OtaState.NEW:
-        writes.append((active, after.entries[active].with_state(OtaState.PENDING_VERIFY)))
-    return writes

@@ -17,7 +17,6 @@ from rig.esp.otadata import (
     OtaState,
     next_seq,
     ota_seq_crc,
-    plan_bootloader_rewrites,
     plan_set_boot,
     slot_for_seq,
 )
@@ -206,18 +205,3 @@ def test_next_seq_lands_on_target_and_never_goes_back(case: tuple[int, int, int]
     seq = next_seq(active, target, slots)
     assert slot_for_seq(seq, slots) == target
     assert active <= seq < active + slots
-
-
-def test_bootloader_rewrites_give_a_new_image_one_boot() -> None:
-    """facts §3.1/§3.2: NEW -> PENDING_VERIFY on the first boot, PENDING_VERIFY -> ABORTED on the next."""
-    old = OtaEntry.make(1, OtaState.VALID)
-    fresh = OtaData((old, OtaEntry.make(2, OtaState.NEW)))
-    first = plan_bootloader_rewrites(fresh, rollback=True)
-    assert first == [(1, OtaEntry.make(2, OtaState.PENDING_VERIFY))]
-    booted = fresh.with_entry(*first[0])
-    assert booted.boot_slot(2) == 1
-    second = plan_bootloader_rewrites(booted, rollback=True)
-    assert second == [(1, OtaEntry.make(2, OtaState.ABORTED))]
-    assert booted.with_entry(*second[0]).boot_slot(2) == 0  # rolled back to ota_0
-    assert plan_bootloader_rewrites(fresh, rollback=False) == []
-    assert plan_bootloader_rewrites(OtaData((old, OtaEntry.erased())), rollback=True) == []
