@@ -1,6 +1,7 @@
 """32 concurrent TLS downloads of a 1 MiB image, direct vs through the fault proxy.
 
-Prints `proxy_throughput: measured=<ratio> target=0.8 ratio=<measured/0.8>`, where
+Prints `proxy_throughput: measured=<ratio> target=0.8 ratio=<0.8/measured>` (like every
+benchmark here, a ratio above 1 misses the target), where
 measured = proxied aggregate throughput / direct aggregate throughput (best of several
 interleaved rounds each, so a noisy neighbour on a shared machine hurts both sides alike).
 Server and proxy share one process, as in a rig run; the clients run in another.
@@ -65,7 +66,7 @@ def main() -> None:
                     results[name] = max(results[name], rate)
     measured = results["proxied"] / results["direct"]
     print(f"direct: {results['direct'] / 1e6:.1f} MB/s, proxied: {results['proxied'] / 1e6:.1f} MB/s")
-    print(f"proxy_throughput: measured={measured:.3f} target={TARGET} ratio={measured / TARGET:.3f}")
+    print(f"proxy_throughput: measured={measured:.3f} target={TARGET} ratio={TARGET / measured:.3f}")
 
 
 if __name__ == "__main__":
