@@ -117,7 +117,7 @@ def run(
 
 def _echo_summary(reports: Path, run_id: str) -> None:
     """The report's one-line summary, when the run got as far as the results store."""
-    from rig.plugin import summary_line
+    from rig.results.from_pytest import summary_line
     from rig.results.store import ResultsStore
 
     db = reports / "results.db"
