@@ -70,12 +70,13 @@ def read_junit(path: Path) -> tuple[set[str], int, int, int]:
 
 
 def _farm_for_suite(lab_farm: Path, out: Path, model: str) -> Path:
-    """The lab's farm file under a name of its own (board locks are per farm name and board)
-    with every board offered for eFuse burning: the lab is fresh and thrown away after."""
+    """The lab's farm file under a name of its own: board locks are per farm name and board.
+
+    Boards are not offered for eFuse burning: a burnt secure_version outlives the test and
+    makes every later known state (the base image) unbootable.
+    """
     data = yaml.safe_load(lab_farm.read_text(encoding="utf-8"))
     data["name"] = f"mutant-{model}-{os.getpid()}"
-    for board in data["boards"]:
-        board["tags"] = [*board.get("tags", []), "efuse-burnable"]
     out.write_text(yaml.safe_dump(data), encoding="utf-8")
     return out
 
