@@ -12,6 +12,14 @@ byte below N and the rest of that record, no more (at most `record_size` - 1 ext
 bytes; pick a smaller ServeMode.record_size for finer steps). `fraction=F` means image
 byte N = max(1, floor(F × image size)). Image offsets are absolute, so a Range response
 starting past N never matches. Against a foreign server only wire positions work.
+
+Bytes never pass through Python: they are splice()d socket -> kernel pipe -> socket, and
+the pipe is the buffer in which faults apply by count, so cuts stay exact. One relay
+thread forwards every connection with non-blocking splices while nothing needs to wait
+on it; the first chunk that meets a cut, a stall, latency or a throttle hands its
+connection (pipes and unsent bytes included) to two blocking pump threads for good.
+Thread-per-direction for all connections cost the rig process, whose server does the
+TLS work, a context switch and a GIL hand-off per chunk; the relay batches them.
 """
 
 from __future__ import annotations
@@ -19,7 +27,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import math
+import os
+import queue
 import re
+import select
 import socket
 import struct
 import termios
@@ -34,7 +45,7 @@ from rig.errors import InfraError, InputError
 from rig.net.events import BodyCheckpoint, Direction, Event, EventBus, WireProgress
 from rig.net.listener import Service, close_listener, listen, peer_name
 
-_BUFFER = 256 * 1024
+_BUFFER = 256 * 1024  # pipe capacity asked for; the most one splice moves
 _RST_DRAIN_S = 2.0
 
 
@@ -293,6 +304,7 @@ class _Conn:
     wake: threading.Event = field(default_factory=threading.Event)  # ends a stall early
     next_send: dict[Direction, float] = field(default_factory=dict)  # throttle pacing
     pumps_left: int = 2
+    flows: tuple[_Flow, ...] = ()
 
     def snapshot(self) -> ConnectionRecord:
         return ConnectionRecord(
@@ -310,8 +322,46 @@ class _Closed(Exception):
     """The connection is being torn down; the pump stops."""
 
 
+class _Pipe:
+    """One pump's buffer: a kernel pipe that splice() fills from one socket and empties into another."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        with contextlib.suppress(OSError):  # over the user's pipe quota the default size still works
+            fcntl.fcntl(self._write, fcntl.F_SETPIPE_SZ, _BUFFER)
+        self._capacity = fcntl.fcntl(self._write, fcntl.F_GETPIPE_SZ)
+
+    def fill(self, source: socket.socket, flags: int = 0) -> int:
+        """Move what `source` has into the empty pipe; 0 at EOF (blocks unless SPLICE_F_NONBLOCK)."""
+        return os.splice(source.fileno(), self._write, self._capacity, flags=flags)
+
+    def send(self, sink: socket.socket, size: int, flags: int = 0) -> int:
+        """Move up to `size` bytes from the front of the pipe to `sink`; how many moved."""
+        return os.splice(self._read, sink.fileno(), size, flags=flags)
+
+    def close(self) -> None:
+        os.close(self._read)
+        os.close(self._write)
+
+
+class _Flow:
+    """One direction of a connection: its sockets, its pipe and the bytes in the pipe not yet sent."""
+
+    def __init__(self, conn: _Conn, direction: Direction) -> None:
+        assert conn.upstream is not None
+        self.conn = conn
+        self.direction = direction
+        down = direction is Direction.DOWN
+        self.source, self.sink = (conn.upstream, conn.client) if down else (conn.client, conn.upstream)
+        self.source_reset = Ending.UPSTREAM_RESET if down else Ending.CLIENT_RESET
+        self.sink_reset = Ending.CLIENT_RESET if down else Ending.UPSTREAM_RESET
+        self.pipe = _Pipe()
+        self.pending = 0
+        self.done = False
+
+
 class FaultProxy(Service):
-    """TCP proxy 127.0.0.1:port -> upstream, two pump threads per connection."""
+    """TCP proxy 127.0.0.1:port -> upstream: a relay thread, pump threads once a fault needs them."""
 
     def __init__(
         self,
@@ -339,6 +389,14 @@ class FaultProxy(Service):
         self._acceptor: threading.Thread | None = None
         self._stopping = threading.Event()
         self._next_id = 0
+        # The relay loop's own state, touched only by its thread (new connections come by queue).
+        self._poller = select.epoll()
+        self._wake = os.eventfd(0, os.EFD_NONBLOCK)
+        self._poller.register(self._wake, select.EPOLLIN)
+        self._joining: queue.SimpleQueue[_Conn] = queue.SimpleQueue()
+        self._relayed: dict[int, tuple[_Flow, _Flow]] = {}  # socket fd -> (flow reading it, flow writing it)
+        self._masks: dict[int, int] = {}  # socket fd -> events registered with the poller
+        self._relay: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -350,6 +408,8 @@ class FaultProxy(Service):
         self.bus.subscribe(self._on_event)
         self._acceptor = threading.Thread(target=self._accept_loop, name="fault-proxy-accept", daemon=True)
         self._acceptor.start()
+        self._relay = threading.Thread(target=self._relay_loop, name="fault-proxy-relay", daemon=True)
+        self._relay.start()
         return self
 
     def stop(self) -> None:
@@ -360,6 +420,9 @@ class FaultProxy(Service):
         self._close_listener()
         self._acceptor.join(timeout=5)
         self._acceptor = None
+        if self._relay is not None:  # it ends the connections it relays
+            os.eventfd_write(self._wake, 1)
+            self._relay.join(timeout=5)
         self.bus.unsubscribe(self._on_event)
         with self._lock:
             conns, threads = list(self._conns.values()), list(self._threads)
@@ -367,6 +430,8 @@ class FaultProxy(Service):
             self._abort(conn, Ending.STOPPED)
         for thread in threads:
             thread.join(timeout=5)
+        self._poller.close()
+        os.close(self._wake)
 
     @property
     def port(self) -> int:
@@ -494,19 +559,16 @@ class FaultProxy(Service):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self._pump_done(conn)
             return
-        upstream.settimeout(None)
         for side in (sock, upstream):
+            side.setblocking(False)  # the relay loop's splices must not block
             side.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn.upstream = upstream
         conn.upstream_port = upstream.getsockname()[1]
+        conn.flows = (_Flow(conn, Direction.DOWN), _Flow(conn, Direction.UP))
         with self._lock:
             self._checkpoints[(conn.upstream_port, self._upstream[1])] = []
-        for direction in Direction:
-            name = f"fault-proxy-{conn.id}-{direction.name.lower()}"
-            thread = threading.Thread(target=self._pump, args=(conn, direction), name=name, daemon=True)
-            with self._lock:
-                self._threads.add(thread)
-            thread.start()
+        self._joining.put(conn)
+        os.eventfd_write(self._wake, 1)
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, BodyCheckpoint) and event.server_port == self._upstream[1]:
@@ -517,44 +579,182 @@ class FaultProxy(Service):
 
     # -- pumps -------------------------------------------------------------------------------
 
-    def _pump(self, conn: _Conn, direction: Direction) -> None:
+    # -- relay loop ------------------------------------------------------------------------
+
+    def _relay_loop(self) -> None:
+        """Forward with non-blocking splices until stopped, then end what is still relayed."""
+        while not self._stopping.is_set():
+            for fd, _ in self._poller.poll():
+                if fd == self._wake:
+                    os.eventfd_read(self._wake)
+                    self._adopt()
+                elif fd in self._relayed:
+                    self._service(fd)
+        self._adopt()
+        for conn in {reader.conn for reader, _ in list(self._relayed.values())}:
+            self._release(conn, Ending.STOPPED)
+
+    def _adopt(self) -> None:
+        while True:
+            try:
+                conn = self._joining.get_nowait()
+            except queue.Empty:
+                return
+            down, up = conn.flows
+            self._relayed[down.source.fileno()] = (down, up)
+            self._relayed[up.source.fileno()] = (up, down)
+            self._watch(conn)
+
+    def _service(self, fd: int) -> None:
+        """`fd` is ready: send what waits for it, then read from it if its flow's pipe is empty."""
+        reader, writer = self._relayed[fd]
+        if writer.pending:
+            self._push(writer)
+        if fd in self._relayed and not reader.done and not reader.pending:
+            self._pull(reader)
+        if fd in self._relayed:
+            self._watch(reader.conn)
+
+    def _pull(self, flow: _Flow) -> None:
+        try:
+            size = flow.pipe.fill(flow.source, os.SPLICE_F_NONBLOCK)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._release(flow.conn, flow.source_reset)
+            return
+        if size == 0:
+            with contextlib.suppress(OSError):
+                flow.sink.shutdown(socket.SHUT_WR)
+            self._finish(flow)
+            return
+        flow.pending = size
+        if self._needs_pumps(flow):
+            self._hand_off(flow.conn)
+        else:
+            self._push(flow)
+
+    def _push(self, flow: _Flow) -> None:
+        while flow.pending:
+            try:
+                sent = flow.pipe.send(flow.sink, flow.pending, os.SPLICE_F_NONBLOCK)
+            except BlockingIOError:
+                return
+            except OSError:
+                self._release(flow.conn, flow.sink_reset)
+                return
+            flow.pending -= sent
+            self._count(flow.conn, flow.direction, sent)
+
+    def _needs_pumps(self, flow: _Flow) -> bool:
+        """Whether a fault acts on the chunk in `flow`'s pipe (then it must be able to wait)."""
+        conn = flow.conn
+        for armed in self._armed:
+            if isinstance(armed.fault, _Continuous) and armed.available_to(conn.id):
+                return True
+        return flow.direction is Direction.DOWN and self._next_positional(conn, flow.pending) is not None
+
+    def _watch(self, conn: _Conn) -> None:
+        """Poll each socket for what its flows wait on: reading into an empty pipe, or sending a full one."""
+        wanted: dict[int, int] = {}
+        for flow in conn.flows:
+            source, sink = flow.source.fileno(), flow.sink.fileno()
+            wanted.setdefault(source, 0)
+            wanted.setdefault(sink, 0)
+            if not flow.done:
+                if flow.pending:
+                    wanted[sink] |= select.EPOLLOUT
+                else:
+                    wanted[source] |= select.EPOLLIN
+        for fd, mask in wanted.items():
+            self._register(fd, mask)
+
+    def _register(self, fd: int, mask: int) -> None:
+        old = self._masks.pop(fd, 0)
+        if mask:
+            self._masks[fd] = mask
+        if mask == old:
+            return
+        if not old:
+            self._poller.register(fd, mask)
+        elif not mask:
+            self._poller.unregister(fd)
+        else:
+            self._poller.modify(fd, mask)
+
+    def _forget(self, conn: _Conn) -> None:
+        """Take the connection's sockets out of the relay loop."""
+        for flow in conn.flows:
+            fd = flow.source.fileno()
+            self._relayed.pop(fd, None)
+            self._register(fd, 0)
+
+    def _finish(self, flow: _Flow) -> None:
+        flow.done = True
+        flow.pipe.close()
+        if all(f.done for f in flow.conn.flows):
+            self._forget(flow.conn)
+        self._pump_done(flow.conn)
+
+    def _release(self, conn: _Conn, ending: Ending) -> None:
+        conn.end(ending)
+        for flow in conn.flows:
+            if not flow.done:
+                self._finish(flow)
+
+    def _hand_off(self, conn: _Conn) -> None:
+        """From now on two blocking pump threads carry `conn`, starting with what its pipes hold."""
+        self._forget(conn)
+        for side in (conn.client, conn.upstream):
+            assert side is not None
+            side.setblocking(True)
+        for flow in conn.flows:
+            if flow.done:
+                continue
+            name = f"fault-proxy-{conn.id}-{flow.direction.name.lower()}"
+            thread = threading.Thread(target=self._pump, args=(flow,), name=name, daemon=True)
+            with self._lock:
+                self._threads.add(thread)
+            thread.start()
+
+    # -- pumps -------------------------------------------------------------------------------
+
+    def _pump(self, flow: _Flow) -> None:
         """Copy one direction until EOF, a reset or a cut; the last pump to end closes the sockets."""
-        assert conn.upstream is not None
-        down = direction is Direction.DOWN
-        source, sink = (conn.upstream, conn.client) if down else (conn.client, conn.upstream)
-        buffer = bytearray(_BUFFER)
-        view = memoryview(buffer)
+        conn = flow.conn
+        size, flow.pending = flow.pending, 0
         try:
             while True:
+                if flow.direction is Direction.UP:
+                    self._forward(conn, flow.direction, flow.pipe, size)
+                elif size and not self._deliver(conn, flow.pipe, size):
+                    return
                 try:
-                    size = source.recv_into(buffer)
+                    size = flow.pipe.fill(flow.source)
                 except OSError:
-                    self._abort(conn, Ending.UPSTREAM_RESET if down else Ending.CLIENT_RESET)
+                    self._abort(conn, flow.source_reset)
                     return
                 if size == 0:
                     with contextlib.suppress(OSError):
-                        sink.shutdown(socket.SHUT_WR)
-                    return
-                if not down:
-                    self._forward(conn, direction, view[:size])
-                elif not self._deliver(conn, view[:size]):
+                        flow.sink.shutdown(socket.SHUT_WR)
                     return
         except _Closed:
             return
         finally:
+            flow.pipe.close()
             self._pump_done(conn)
 
-    def _deliver(self, conn: _Conn, data: memoryview) -> bool:
-        """Forward one upstream chunk, firing positional faults inside it; False once cut."""
+    def _deliver(self, conn: _Conn, pipe: _Pipe, size: int) -> bool:
+        """Forward the `size` upstream bytes in `pipe`, firing positional faults in them; False once cut."""
         while True:
-            due = self._next_positional(conn, len(data))
+            due = self._next_positional(conn, size)
             if due is None:
-                self._forward(conn, Direction.DOWN, data)
+                self._forward(conn, Direction.DOWN, pipe, size)
                 return True
             armed, wire = due
             head = wire - conn.down
-            self._forward(conn, Direction.DOWN, data[:head])
-            data = data[head:]
+            self._forward(conn, Direction.DOWN, pipe, head)
+            size -= head
             conn.fired.add(id(armed))
             if not armed.claim(conn.id):
                 continue
@@ -597,9 +797,9 @@ class FaultProxy(Service):
                 return checkpoint.wire_end
         return None
 
-    def _forward(self, conn: _Conn, direction: Direction, data: memoryview) -> None:
-        """Send `data` on, honouring stalls, latency and throttling; counts what was sent."""
-        if not data:
+    def _forward(self, conn: _Conn, direction: Direction, pipe: _Pipe, size: int) -> None:
+        """Send the first `size` bytes of `pipe` on, honouring stalls, latency and throttling; counts them."""
+        if not size:
             return
         conn.gate.wait()
         if conn.closing:
@@ -609,24 +809,30 @@ class FaultProxy(Service):
             self._stopping.wait(latency)
         target = conn.client if direction is Direction.DOWN else conn.upstream
         assert target is not None
-        step = len(data) if rate is None else max(1024, rate // 20)
-        for offset in range(0, len(data), step):
-            piece = data[offset : offset + step]
+        step = size if rate is None else max(1024, rate // 20)
+        for offset in range(0, size, step):
+            piece = min(step, size - offset)
             if rate is not None:
-                self._pace(conn, direction, len(piece), rate)
-            try:
-                target.sendall(piece)
-            except OSError:
-                gone = Ending.CLIENT_RESET if direction is Direction.DOWN else Ending.UPSTREAM_RESET
-                self._abort(conn, gone)
-                raise _Closed from None
-            if direction is Direction.DOWN:
-                conn.down += len(piece)
-                total = conn.down
-            else:
-                conn.up += len(piece)
-                total = conn.up
-            self.bus.publish(WireProgress(conn.id, direction, total))
+                self._pace(conn, direction, piece, rate)
+            while piece:
+                try:
+                    sent = pipe.send(target, piece)
+                except OSError:
+                    gone = Ending.CLIENT_RESET if direction is Direction.DOWN else Ending.UPSTREAM_RESET
+                    self._abort(conn, gone)
+                    raise _Closed from None
+                piece -= sent
+                self._count(conn, direction, sent)
+
+    def _count(self, conn: _Conn, direction: Direction, size: int) -> None:
+        """`size` more bytes went on: count them and tell the bus."""
+        if direction is Direction.DOWN:
+            conn.down += size
+            total = conn.down
+        else:
+            conn.up += size
+            total = conn.up
+        self.bus.publish(WireProgress(conn.id, direction, total))
 
     def _continuous(self, conn: _Conn) -> tuple[float, int | None]:
         """Total added latency and the tightest rate limit that apply to this connection."""
