@@ -37,6 +37,20 @@ def _farm_or_lab(stack: ExitStack, farm: str | None, boards: int) -> Path:
     return stack.enter_context(running_lab(LAB_DIR, boards))
 
 
+def _throwaway_lab(stack: ExitStack, run_folder: Path, boards: int) -> Path:
+    """A fresh virtual lab for this invocation, kept with its report: its eFuses may be burnt.
+
+    Fresh also on `--resume`: a lab whose eFuses an earlier attempt burnt would refuse the
+    base image."""
+    from rig.lab_cli import running_lab
+
+    run_folder.mkdir(parents=True, exist_ok=True)
+    config = run_folder / "lab.yaml"
+    config.write_text("throwaway: true\n", encoding="utf-8")
+    lab = run_folder / ("lab-" + time.strftime("%H%M%S", time.gmtime()))
+    return stack.enter_context(running_lab(lab, boards, config))
+
+
 @click.command()
 @click.option("--farm", help="farm file (default: a virtual lab brought up for this run)")
 @click.option("--lab-boards", default=2, show_default=True, help="boards of the virtual lab (without --farm)")
@@ -66,7 +80,9 @@ def run(
     """
     run_id = resume or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     with ExitStack() as stack:
-        farm_path = _farm_or_lab(stack, farm, lab_boards)
+        farm_path = (
+            Path(farm) if farm is not None else _throwaway_lab(stack, Path(report_dir) / run_id, lab_boards)
+        )
         parsed = load_farm(farm_path)
         workers = len(
             parsed.select([b for b in boards.split(",") if b], [t for t in board_tags.split(",") if t])

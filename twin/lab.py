@@ -325,7 +325,11 @@ class Lab:
                         "anti_rollback": config.anti_rollback,
                         "signing": config.signed_updates.value,
                     },
-                    "tags": ["virtual", "relay" if board.wire.kind is InstrumentKind.RELAY else "psu"],
+                    "tags": [
+                        "virtual",
+                        "relay" if board.wire.kind is InstrumentKind.RELAY else "psu",
+                        *(["efuse-burnable"] if self.config.throwaway else []),
+                    ],
                 }
             )
         return {

@@ -4,6 +4,7 @@ A lab mixes builds on purpose (one board without anti-rollback, one signing with
 ECDSA), so the file has lab-wide `defaults` and per-board overrides under `boards`:
 
     count: 3
+    throwaway: true          # boards get the `efuse-burnable` tag
     defaults: {signing: rsa3072, http_timeout_ms: 1500}
     boards:
       b2: {anti_rollback: false, firmware: acme}
@@ -43,6 +44,8 @@ class LabConfig:
     """Board count (None = let the command line decide) and per-board build settings."""
 
     count: int | None = None
+    # A lab discarded after one run may have its eFuses burnt for good (anti-rollback).
+    throwaway: bool = False
     defaults: Mapping[str, Any] = field(default_factory=dict)
     boards: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
@@ -85,9 +88,12 @@ def parse_lab_config(data: object, where: str = "<lab config>") -> LabConfig:
         return LabConfig()
     if not isinstance(data, dict):
         raise InputError(f"{where}: expected a mapping, got {type(data).__name__}")
-    unknown = sorted(set(data) - {"count", "defaults", "boards"})
+    unknown = sorted(set(data) - {"count", "throwaway", "defaults", "boards"})
     if unknown:
-        raise InputError(f"{where}: unknown key {unknown[0]!r} (known: count, defaults, boards)")
+        raise InputError(f"{where}: unknown key {unknown[0]!r} (known: count, throwaway, defaults, boards)")
+    throwaway = data.get("throwaway", False)
+    if not isinstance(throwaway, bool):
+        raise InputError(f"{where}.throwaway: expected true or false, got {throwaway!r}")
     count = data.get("count")
     if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
         raise InputError(f"{where}.count: expected a whole number >= 1, got {count!r}")
@@ -96,6 +102,7 @@ def parse_lab_config(data: object, where: str = "<lab config>") -> LabConfig:
         raise InputError(f"{where}.boards: expected a mapping of board name to settings")
     config = LabConfig(
         count=count,
+        throwaway=throwaway,
         defaults=_translate(data.get("defaults"), f"{where}.defaults"),
         boards={str(n): _translate(s, f"{where}.boards.{n}") for n, s in boards_raw.items()},
     )

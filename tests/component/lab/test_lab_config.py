@@ -105,3 +105,15 @@ def test_farm_document_of_an_in_process_lab_parses_as_a_farm(tmp_path: Path) -> 
     assert farm.board("b3").firmware.signing == "none"
     assert not farm.board("b3").firmware.anti_rollback
     assert not (tmp_path / "farm.yaml").exists()
+
+
+@pytest.mark.parametrize("throwaway", [False, True])
+def test_only_a_throwaway_lab_lets_scenarios_burn_efuses(tmp_path: Path, throwaway: bool) -> None:
+    """A kept lab's burnt eFuse would refuse the next run's base image, as a real board would."""
+    lab = Lab(tmp_path, 1, parse_lab_config({"throwaway": throwaway}))
+    lab.start()
+    try:
+        farm = parse_farm(yaml.safe_load((tmp_path / "farm.yaml").read_text()))
+    finally:
+        lab.stop()
+    assert ("efuse-burnable" in farm.board("b1").tags) is throwaway
