@@ -46,6 +46,7 @@ from rig.net.events import BodyCheckpoint, Direction, Event, EventBus, WireProgr
 from rig.net.listener import Service, close_listener, listen, peer_name
 
 _BUFFER = 256 * 1024  # pipe capacity asked for; the most one splice moves
+_RELAYS = 4  # relay threads: each competes for the GIL with the server's threads on its own
 _RST_DRAIN_S = 2.0
 
 
@@ -360,6 +361,152 @@ class _Flow:
         self.done = False
 
 
+class _Relay:
+    """Forwards its connections with non-blocking splices in one thread until a fault needs pumps.
+
+    Its state is touched only by its thread; new connections arrive by queue.
+    """
+
+    def __init__(self, proxy: FaultProxy, number: int) -> None:
+        self._proxy = proxy
+        self._poller = select.epoll()
+        self._wake = os.eventfd(0, os.EFD_NONBLOCK)
+        self._poller.register(self._wake, select.EPOLLIN)
+        self._joining: queue.SimpleQueue[_Conn] = queue.SimpleQueue()
+        self._flows: dict[int, tuple[_Flow, _Flow]] = {}  # socket fd -> (flow reading it, flow writing it)
+        self._masks: dict[int, int] = {}  # socket fd -> events registered with the poller
+        self._thread = threading.Thread(target=self._loop, name=f"fault-proxy-relay-{number}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def add(self, conn: _Conn) -> None:
+        self._joining.put(conn)
+        os.eventfd_write(self._wake, 1)
+
+    def stop(self) -> None:
+        """End the loop (the proxy is stopping) and with it every connection still relayed."""
+        if self._thread.is_alive():
+            os.eventfd_write(self._wake, 1)
+            self._thread.join(timeout=5)
+        self._poller.close()
+        os.close(self._wake)
+
+    def _loop(self) -> None:
+        """Forward with non-blocking splices until stopped, then end what is still relayed."""
+        while not self._proxy._stopping.is_set():
+            for fd, _ in self._poller.poll():
+                if fd == self._wake:
+                    os.eventfd_read(self._wake)
+                    self._adopt()
+                elif fd in self._flows:
+                    self._service(fd)
+        self._adopt()
+        for conn in {reader.conn for reader, _ in list(self._flows.values())}:
+            self._release(conn, Ending.STOPPED)
+
+    def _adopt(self) -> None:
+        while True:
+            try:
+                conn = self._joining.get_nowait()
+            except queue.Empty:
+                return
+            down, up = conn.flows
+            self._flows[down.source.fileno()] = (down, up)
+            self._flows[up.source.fileno()] = (up, down)
+            self._watch(conn)
+
+    def _service(self, fd: int) -> None:
+        """`fd` is ready: send what waits for it, then read from it if its flow's pipe is empty."""
+        reader, writer = self._flows[fd]
+        if writer.pending:
+            self._push(writer)
+        if fd in self._flows and not reader.done and not reader.pending:
+            self._pull(reader)
+        if fd in self._flows:
+            self._watch(reader.conn)
+
+    def _pull(self, flow: _Flow) -> None:
+        try:
+            size = flow.pipe.fill(flow.source, os.SPLICE_F_NONBLOCK)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._release(flow.conn, flow.source_reset)
+            return
+        if size == 0:
+            with contextlib.suppress(OSError):
+                flow.sink.shutdown(socket.SHUT_WR)
+            self._finish(flow)
+            return
+        flow.pending = size
+        if self._proxy._needs_pumps(flow):
+            self._forget(flow.conn)
+            self._proxy._hand_off(flow.conn)
+        else:
+            self._push(flow)
+
+    def _push(self, flow: _Flow) -> None:
+        while flow.pending:
+            try:
+                sent = flow.pipe.send(flow.sink, flow.pending, os.SPLICE_F_NONBLOCK)
+            except BlockingIOError:
+                return
+            except OSError:
+                self._release(flow.conn, flow.sink_reset)
+                return
+            flow.pending -= sent
+            self._proxy._count(flow.conn, flow.direction, sent)
+
+    def _watch(self, conn: _Conn) -> None:
+        """Poll each socket for what its flows wait on: reading into an empty pipe, or sending a full one."""
+        wanted: dict[int, int] = {}
+        for flow in conn.flows:
+            source, sink = flow.source.fileno(), flow.sink.fileno()
+            wanted.setdefault(source, 0)
+            wanted.setdefault(sink, 0)
+            if not flow.done:
+                if flow.pending:
+                    wanted[sink] |= select.EPOLLOUT
+                else:
+                    wanted[source] |= select.EPOLLIN
+        for fd, mask in wanted.items():
+            self._register(fd, mask)
+
+    def _register(self, fd: int, mask: int) -> None:
+        old = self._masks.pop(fd, 0)
+        if mask:
+            self._masks[fd] = mask
+        if mask == old:
+            return
+        if not old:
+            self._poller.register(fd, mask)
+        elif not mask:
+            self._poller.unregister(fd)
+        else:
+            self._poller.modify(fd, mask)
+
+    def _forget(self, conn: _Conn) -> None:
+        """Take the connection's sockets out of the relay loop."""
+        for flow in conn.flows:
+            fd = flow.source.fileno()
+            self._flows.pop(fd, None)
+            self._register(fd, 0)
+
+    def _finish(self, flow: _Flow) -> None:
+        flow.done = True
+        flow.pipe.close()
+        if all(f.done for f in flow.conn.flows):
+            self._forget(flow.conn)
+        self._proxy._pump_done(flow.conn)
+
+    def _release(self, conn: _Conn, ending: Ending) -> None:
+        conn.end(ending)
+        for flow in conn.flows:
+            if not flow.done:
+                self._finish(flow)
+
+
 class FaultProxy(Service):
     """TCP proxy 127.0.0.1:port -> upstream: a relay thread, pump threads once a fault needs them."""
 
@@ -389,14 +536,7 @@ class FaultProxy(Service):
         self._acceptor: threading.Thread | None = None
         self._stopping = threading.Event()
         self._next_id = 0
-        # The relay loop's own state, touched only by its thread (new connections come by queue).
-        self._poller = select.epoll()
-        self._wake = os.eventfd(0, os.EFD_NONBLOCK)
-        self._poller.register(self._wake, select.EPOLLIN)
-        self._joining: queue.SimpleQueue[_Conn] = queue.SimpleQueue()
-        self._relayed: dict[int, tuple[_Flow, _Flow]] = {}  # socket fd -> (flow reading it, flow writing it)
-        self._masks: dict[int, int] = {}  # socket fd -> events registered with the poller
-        self._relay: threading.Thread | None = None
+        self._relays = [_Relay(self, n) for n in range(_RELAYS)]
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -408,8 +548,8 @@ class FaultProxy(Service):
         self.bus.subscribe(self._on_event)
         self._acceptor = threading.Thread(target=self._accept_loop, name="fault-proxy-accept", daemon=True)
         self._acceptor.start()
-        self._relay = threading.Thread(target=self._relay_loop, name="fault-proxy-relay", daemon=True)
-        self._relay.start()
+        for relay in self._relays:
+            relay.start()
         return self
 
     def stop(self) -> None:
@@ -420,9 +560,8 @@ class FaultProxy(Service):
         self._close_listener()
         self._acceptor.join(timeout=5)
         self._acceptor = None
-        if self._relay is not None:  # it ends the connections it relays
-            os.eventfd_write(self._wake, 1)
-            self._relay.join(timeout=5)
+        for relay in self._relays:  # each ends the connections it relays
+            relay.stop()
         self.bus.unsubscribe(self._on_event)
         with self._lock:
             conns, threads = list(self._conns.values()), list(self._threads)
@@ -430,8 +569,6 @@ class FaultProxy(Service):
             self._abort(conn, Ending.STOPPED)
         for thread in threads:
             thread.join(timeout=5)
-        self._poller.close()
-        os.close(self._wake)
 
     @property
     def port(self) -> int:
@@ -567,8 +704,7 @@ class FaultProxy(Service):
         conn.flows = (_Flow(conn, Direction.DOWN), _Flow(conn, Direction.UP))
         with self._lock:
             self._checkpoints[(conn.upstream_port, self._upstream[1])] = []
-        self._joining.put(conn)
-        os.eventfd_write(self._wake, 1)
+        self._relays[conn.id % len(self._relays)].add(conn)
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, BodyCheckpoint) and event.server_port == self._upstream[1]:
@@ -579,73 +715,6 @@ class FaultProxy(Service):
 
     # -- pumps -------------------------------------------------------------------------------
 
-    # -- relay loop ------------------------------------------------------------------------
-
-    def _relay_loop(self) -> None:
-        """Forward with non-blocking splices until stopped, then end what is still relayed."""
-        while not self._stopping.is_set():
-            for fd, _ in self._poller.poll():
-                if fd == self._wake:
-                    os.eventfd_read(self._wake)
-                    self._adopt()
-                elif fd in self._relayed:
-                    self._service(fd)
-        self._adopt()
-        for conn in {reader.conn for reader, _ in list(self._relayed.values())}:
-            self._release(conn, Ending.STOPPED)
-
-    def _adopt(self) -> None:
-        while True:
-            try:
-                conn = self._joining.get_nowait()
-            except queue.Empty:
-                return
-            down, up = conn.flows
-            self._relayed[down.source.fileno()] = (down, up)
-            self._relayed[up.source.fileno()] = (up, down)
-            self._watch(conn)
-
-    def _service(self, fd: int) -> None:
-        """`fd` is ready: send what waits for it, then read from it if its flow's pipe is empty."""
-        reader, writer = self._relayed[fd]
-        if writer.pending:
-            self._push(writer)
-        if fd in self._relayed and not reader.done and not reader.pending:
-            self._pull(reader)
-        if fd in self._relayed:
-            self._watch(reader.conn)
-
-    def _pull(self, flow: _Flow) -> None:
-        try:
-            size = flow.pipe.fill(flow.source, os.SPLICE_F_NONBLOCK)
-        except BlockingIOError:
-            return
-        except OSError:
-            self._release(flow.conn, flow.source_reset)
-            return
-        if size == 0:
-            with contextlib.suppress(OSError):
-                flow.sink.shutdown(socket.SHUT_WR)
-            self._finish(flow)
-            return
-        flow.pending = size
-        if self._needs_pumps(flow):
-            self._hand_off(flow.conn)
-        else:
-            self._push(flow)
-
-    def _push(self, flow: _Flow) -> None:
-        while flow.pending:
-            try:
-                sent = flow.pipe.send(flow.sink, flow.pending, os.SPLICE_F_NONBLOCK)
-            except BlockingIOError:
-                return
-            except OSError:
-                self._release(flow.conn, flow.sink_reset)
-                return
-            flow.pending -= sent
-            self._count(flow.conn, flow.direction, sent)
-
     def _needs_pumps(self, flow: _Flow) -> bool:
         """Whether a fault acts on the chunk in `flow`'s pipe (then it must be able to wait)."""
         conn = flow.conn
@@ -654,57 +723,8 @@ class FaultProxy(Service):
                 return True
         return flow.direction is Direction.DOWN and self._next_positional(conn, flow.pending) is not None
 
-    def _watch(self, conn: _Conn) -> None:
-        """Poll each socket for what its flows wait on: reading into an empty pipe, or sending a full one."""
-        wanted: dict[int, int] = {}
-        for flow in conn.flows:
-            source, sink = flow.source.fileno(), flow.sink.fileno()
-            wanted.setdefault(source, 0)
-            wanted.setdefault(sink, 0)
-            if not flow.done:
-                if flow.pending:
-                    wanted[sink] |= select.EPOLLOUT
-                else:
-                    wanted[source] |= select.EPOLLIN
-        for fd, mask in wanted.items():
-            self._register(fd, mask)
-
-    def _register(self, fd: int, mask: int) -> None:
-        old = self._masks.pop(fd, 0)
-        if mask:
-            self._masks[fd] = mask
-        if mask == old:
-            return
-        if not old:
-            self._poller.register(fd, mask)
-        elif not mask:
-            self._poller.unregister(fd)
-        else:
-            self._poller.modify(fd, mask)
-
-    def _forget(self, conn: _Conn) -> None:
-        """Take the connection's sockets out of the relay loop."""
-        for flow in conn.flows:
-            fd = flow.source.fileno()
-            self._relayed.pop(fd, None)
-            self._register(fd, 0)
-
-    def _finish(self, flow: _Flow) -> None:
-        flow.done = True
-        flow.pipe.close()
-        if all(f.done for f in flow.conn.flows):
-            self._forget(flow.conn)
-        self._pump_done(flow.conn)
-
-    def _release(self, conn: _Conn, ending: Ending) -> None:
-        conn.end(ending)
-        for flow in conn.flows:
-            if not flow.done:
-                self._finish(flow)
-
     def _hand_off(self, conn: _Conn) -> None:
         """From now on two blocking pump threads carry `conn`, starting with what its pipes hold."""
-        self._forget(conn)
         for side in (conn.client, conn.upstream):
             assert side is not None
             side.setblocking(True)
