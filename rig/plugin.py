@@ -59,11 +59,12 @@ MARKERS = {
     "anti_rollback": "needs anti-rollback firmware (board firmware.anti_rollback)",
     "rollback": "exercises ESP-IDF app rollback",
     "gate": "part of the release gate",
+    "burns_efuse": "raises the board's eFuse secure_version for good; runs after everything else",
 }
 BOARD_LOCK_WAIT_S = 3600.0
 DEFAULT_REPORT_DIR = "reports"
 # Test families a scenario_group is named after; the first the test carries wins.
-FAMILIES = tuple(name for name in MARKERS if name != "gate")
+FAMILIES = tuple(name for name in MARKERS if name not in ("gate", "burns_efuse"))
 NO_BOARD = "-"  # the board of a test that uses none
 
 
@@ -230,7 +231,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         (deselected if (scenario_of(item), board_of(item)) in done else kept).append(item)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-        items[:] = kept
+    # A burnt eFuse makes the base image unbootable on that board for good, so such tests go
+    # last (a stable sort: the same order on every xdist worker).
+    items[:] = sorted(kept, key=lambda item: item.get_closest_marker("burns_efuse") is not None)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -411,7 +414,9 @@ def fault_proxy(ota_server: OtaServer, farm: Farm, bus: EventBus) -> Iterator[Fa
 def board(farm: Farm, board_spec: BoardSpec, artifacts: Path) -> Iterator[Board]:
     lock_dir = Path(tempfile.gettempdir()) / "ota-rig-locks"
     lock_dir.mkdir(exist_ok=True)
-    lock = FileLock(str(lock_dir / f"{farm.name}-{board_spec.name}.lock"))
+    # Keyed by the serial port, the board's physical identity: two farm files (or two labs
+    # that share a name) naming different boards must not wait for each other.
+    lock = FileLock(str(lock_dir / (re.sub(r"[^A-Za-z0-9_.-]+", "_", board_spec.serial) + ".lock")))
     try:
         lock.acquire(timeout=BOARD_LOCK_WAIT_S)
     except Timeout:

@@ -40,6 +40,7 @@ def test_lower_secure_version_refused(request: pytest.FixtureRequest, ota: OtaSe
     ended_on(result, ota.images.base_version)
 
 
+@pytest.mark.burns_efuse
 def test_bump_burns_efuse_and_blocks_downgrade(request: pytest.FixtureRequest, ota: OtaSession) -> None:
     """Field failure: after a security release, the vulnerable release can still be installed.
 
