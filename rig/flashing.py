@@ -71,12 +71,6 @@ def write_regions(target: FlashTarget, regions: Sequence[tuple[int, bytes]], log
         run_esptool(target, args, log)
 
 
-def erase_regions(target: FlashTarget, regions: Sequence[tuple[int, int]], log: Path | None = None) -> None:
-    """Erase (offset, size) regions; offsets and sizes must be 4 KiB aligned."""
-    for offset, size in regions:
-        run_esptool(target, ["erase-region", hex(offset), hex(size)], log)
-
-
 def read_flash(target: FlashTarget, offset: int, size: int, log: Path | None = None) -> bytes:
     with tempfile.TemporaryDirectory(prefix="rig-read-") as tmp:
         path = Path(tmp) / "dump.bin"
