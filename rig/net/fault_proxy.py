@@ -402,7 +402,7 @@ class _Relay:
                 elif fd in self._flows:
                     self._service(fd)
         self._adopt()
-        for conn in {reader.conn for reader, _ in list(self._flows.values())}:
+        for conn in {reader.conn.id: reader.conn for reader, _ in self._flows.values()}.values():
             self._release(conn, Ending.STOPPED)
 
     def _adopt(self) -> None:
@@ -440,14 +440,16 @@ class _Relay:
             self._finish(flow)
             return
         flow.pending = size
-        if self._proxy._needs_pumps(flow):
-            self._forget(flow.conn)
-            self._proxy._hand_off(flow.conn)
-        else:
-            self._push(flow)
+        self._push(flow)
 
     def _push(self, flow: _Flow) -> None:
+        """Send what the pipe holds; each send is counted and published, and a subscriber may arm a
+        fault that lands in the rest, so faults are checked before every send."""
         while flow.pending:
+            if self._proxy._needs_pumps(flow):
+                self._forget(flow.conn)
+                self._proxy._hand_off(flow.conn)
+                return
             try:
                 sent = flow.pipe.send(flow.sink, flow.pending, os.SPLICE_F_NONBLOCK)
             except BlockingIOError:
@@ -834,15 +836,17 @@ class FaultProxy(Service):
             piece = min(step, size - offset)
             if rate is not None:
                 self._pace(conn, direction, piece, rate)
-            while piece:
-                try:
-                    sent = pipe.send(target, piece)
-                except OSError:
-                    gone = Ending.CLIENT_RESET if direction is Direction.DOWN else Ending.UPSTREAM_RESET
-                    self._abort(conn, gone)
-                    raise _Closed from None
-                piece -= sent
-                self._count(conn, direction, sent)
+            sent = 0
+            try:
+                while sent < piece:
+                    sent += pipe.send(target, piece - sent)
+            except OSError:
+                gone = Ending.CLIENT_RESET if direction is Direction.DOWN else Ending.UPSTREAM_RESET
+                self._abort(conn, gone)
+                raise _Closed from None
+            finally:
+                if sent:  # once per piece, as faults are checked per piece; what a reset cut short too
+                    self._count(conn, direction, sent)
 
     def _count(self, conn: _Conn, direction: Direction, size: int) -> None:
         """`size` more bytes went on: count them and tell the bus."""
