@@ -102,6 +102,8 @@ class OtaResult:
     duration_s: float
     mark: int
     readback_mark: int
+    started: float
+    time_to_recover_s: float | None
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -330,6 +332,7 @@ class OtaSession:
         final_ready = self.settle(after_read, timeout) or ready
         timeline = fold_boots(parse_text(self.board.console.text(mark)), final=True)
         firings = self.engine.firings[firings_before:]
+        t_fault = min((f.t_action_start for f in firings), default=None)
         proxy_hit = any(r.faults for r in self.proxy.records if r.id not in records_before)
         phase = self.phase_at_fault(mark, firings, proxy_hit)
         acceptable = acceptable_outcomes(entry.expect, phase, rollback)
@@ -349,6 +352,8 @@ class OtaSession:
             timeline=timeline,
             bytes_sent=sum(r.body_bytes for r in self.server.records) - sent_before,
             duration_s=time.monotonic() - started,
+            started=started,
+            time_to_recover_s=self._recovery_time(ready, t_fault),
             mark=mark,
             readback_mark=after_read,
         )
@@ -372,6 +377,15 @@ class OtaSession:
         after_complete = before[max(i for i, text in enumerate(before) if COMPLETE in text) :]
         booted_new = any("boot: Loaded app from partition" in text for text in after_complete)
         return Phase.FIRST_BOOT if booted_new else Phase.SWITCHED
+
+    def _recovery_time(self, ready: Ready | None, t_fault: float | None) -> float | None:
+        """Fault fired → the app's `ready` again (None without a fault or a `ready` line)."""
+        if ready is None or t_fault is None:
+            return None
+        lines = self.board.console.lines(ready.line_index)
+        if not lines or "rig_agent: ready" not in lines[0].text:
+            return None
+        return max(0.0, lines[0].t - t_fault)
 
     def _gave_up(self, mark: int) -> Ready | None:
         """The agent ended the OTA without a switch: the old app is still up, unless a

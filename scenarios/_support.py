@@ -115,6 +115,7 @@ def outcome_row(scenario: str, result: OtaResult, cut: CutSpec | None) -> dict[s
         "acceptable": sorted(f.value for f in result.acceptable),
         "problems": list(result.problems),
         "duration_s": round(result.duration_s, 3),
+        "time_to_recover_s": None if result.time_to_recover_s is None else round(result.time_to_recover_s, 3),
         "bytes_sent": result.bytes_sent,
         "boots": [
             {"index": b.index, "reset_reason": b.reset_reason or "", "slot": b.slot_name or "",
@@ -123,7 +124,8 @@ def outcome_row(scenario: str, result: OtaResult, cut: CutSpec | None) -> dict[s
         ],
         "faults": [
             {"name": f.trigger, "condition": f.condition, "observed": str(f.observed),
-             "latency_ms": round(f.latency_ms, 2), "error": f.error}
+             "latency_ms": round(f.latency_ms, 2), "error": f.error,
+             "t_offset_s": round(f.t_action_start - result.started, 3)}
             for f in result.firings
         ],
     }

@@ -183,7 +183,7 @@ def _detail(index: int, outcome: Outcome) -> str:
     )
     return (
         f'<details id="outcome-{index}"{opened}><summary><span class="badge {cls}">{cls}</span> '
-        f"{escape(outcome.scenario)} on {escape(outcome.board)} — {escape(outcome.message)}</summary>"
+        f"{escape(outcome.scenario)} on {escape(outcome.board)} — {escape(_gist(outcome))}</summary>"
         f'<table class="info">{fact_rows}</table><p>artifacts: {links}</p>'
         f"<h4>Boots</h4>{boots if outcome.boots else '<p class=empty>none recorded</p>'}"
         f"<h4>Faults</h4>{faults if outcome.faults else '<p class=empty>none injected</p>'}</details>"
@@ -202,3 +202,11 @@ def render_html(data: ReportData) -> str:
         f"{_matrix(data)}{_plots(data)}<h2>Flakes</h2>{_flakes(data)}"
         f"<h2>Outcomes ({len(data.outcomes)})</h2>{details}</body></html>"
     )
+
+
+def _gist(outcome: Outcome) -> str:
+    """What a collapsed outcome line says: the image and fault, then any problem."""
+    fault = "" if outcome.fault == "none" else outcome.fault
+    what = ", ".join(part for part in (outcome.image, fault) if part)
+    phase = outcome.phase.lower().replace("_", " ")
+    return "; ".join(part for part in (what, phase, outcome.message) if part)

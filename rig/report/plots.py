@@ -10,6 +10,7 @@ import io
 
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from rig.report.analysis import CLASS_ORDER
 
@@ -93,6 +94,9 @@ def trend_plot(trend: pd.DataFrame) -> bytes:
     rate_axes.set_ylim(0, 105)
     rate_axes.set_ylabel("pass rate (%)")
     count_axes.set_ylabel("outcomes per run")
+    # Counts are whole and never negative; a clean run (all zero) must not draw -0.04 ticks.
+    count_axes.set_ylim(0, max(1, int(trend[["brick", "fail", "infra"]].to_numpy().max())) * 1.1)
+    count_axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     step = max(1, len(trend) // 12)
     ticks = list(positions)[::step]
     labels = [str(trend["run_id"].iloc[i]) for i in ticks]

@@ -108,6 +108,7 @@ def _row_outcome(
     acceptable: Sequence[str] = row.get("acceptable", ())
     final = row.get("final")
     cut_point = row.get("cut_point")
+    recover = row.get("time_to_recover_s")
     return Outcome(
         run_id=run_id,
         scenario=facts["scenario"],
@@ -124,15 +125,20 @@ def _row_outcome(
         observed=f"ends on {final} firmware" if final else "no app running",
         message="; ".join(str(p) for p in row.get("problems", ())),
         duration_s=float(row.get("duration_s", 0.0)),
-        time_to_recover_s=None,
+        time_to_recover_s=None if recover is None else float(recover),
         bytes_sent=int(row.get("bytes_sent", 0)),
         boots=tuple(
             BootRow(int(b["index"]), str(b["reset_reason"]), str(b["slot"]), str(b["version"]), b["outcome"])
             for b in row.get("boots", ())
         ),
-        # Rows carry no fault time offset (nor a recovery time, above): 0.0 and None say "not measured".
         faults=tuple(
-            FaultRow(str(f["name"]), str(f["condition"]), str(f["observed"]), f.get("latency_ms"), 0.0)
+            FaultRow(
+                str(f["name"]),
+                str(f["condition"]),
+                str(f["observed"]),
+                f.get("latency_ms"),
+                float(f.get("t_offset_s", 0.0)),
+            )
             for f in row.get("faults", ())
         ),
         artifacts=facts["artifacts"],
