@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import pytest
 import pyvisa
 from pyvisa.resources import MessageBasedResource
 
+from tests.support.devices import RecordingDevice
 from twin.instruments import VirtualPsu
 from twin.power import BROWNOUT_VOLTS
-
-
-class RecordingDevice:
-    """A stand-in board: records every rail voltage it is given, draws a settable current."""
-
-    def __init__(self, amps: float = 0.08) -> None:
-        self.volts: list[float] = []
-        self.amps = amps
-        self._lock = threading.Lock()
-
-    def supply_changed(self, volts: float) -> None:
-        with self._lock:
-            self.volts.append(volts)
-
-    def current_draw_amps(self) -> float:
-        return self.amps
 
 
 @pytest.fixture
@@ -69,7 +53,7 @@ def test_channel_selection_in_every_spelling(psu: VirtualPsu, visa: pyvisa.Resou
 
 
 def test_output_switching_reaches_the_board(psu: VirtualPsu, visa: pyvisa.ResourceManager) -> None:
-    board = RecordingDevice()
+    board = RecordingDevice(amps=0.08)
     psu.attach(1, board)
     session = connect(visa, psu)
     session.write(":APPL CH1,3.3,0.5")
@@ -82,7 +66,7 @@ def test_output_switching_reaches_the_board(psu: VirtualPsu, visa: pyvisa.Resour
 
 
 def test_voltage_ramp_on_a_live_output_is_a_brownout(psu: VirtualPsu, visa: pyvisa.ResourceManager) -> None:
-    board = RecordingDevice()
+    board = RecordingDevice(amps=0.08)
     psu.attach(2, board)
     session = connect(visa, psu)
     session.write(":SOUR2:VOLT 3.3;:OUTP CH2,ON")
@@ -136,7 +120,7 @@ def test_malformed_input_queues_errors_and_never_kills_the_instrument(
 def test_serves_clients_one_after_another_with_state_kept(
     psu: VirtualPsu, visa: pyvisa.ResourceManager
 ) -> None:
-    board = RecordingDevice()
+    board = RecordingDevice(amps=0.08)
     psu.attach(3, board)
     for volts in ("1.000", "2.000", "3.000"):
         session = connect(visa, psu)

@@ -8,30 +8,10 @@ from collections.abc import Iterator
 import pytest
 import serial
 
+from tests.support.devices import RecordingDevice
 from twin.instruments import VirtualRelay
 from twin.instruments.relay import frame_checksum
 from twin.power import USB_RAIL_VOLTS
-
-
-class RecordingDevice:
-    """A stand-in board a test can wait on: the relay switches on its own thread."""
-
-    def __init__(self) -> None:
-        self.volts: list[float] = []
-        self._changed = threading.Condition()
-
-    def supply_changed(self, volts: float) -> None:
-        with self._changed:
-            self.volts.append(volts)
-            self._changed.notify_all()
-
-    def current_draw_amps(self) -> float:
-        return 0.1
-
-    def wait_for(self, count: int) -> list[float]:
-        with self._changed:
-            assert self._changed.wait_for(lambda: len(self.volts) >= count, timeout=10), self.volts
-            return list(self.volts)
 
 
 def frame(channel: int, state: int) -> bytes:

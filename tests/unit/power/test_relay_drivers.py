@@ -14,27 +14,9 @@ import pytest
 
 from rig.errors import InfraError, InputError
 from rig.power import Capability, create_driver
+from tests.support.devices import RecordingDevice
 from twin.instruments import VirtualRelay
 from twin.power import USB_RAIL_VOLTS
-
-
-class RecordingDevice:
-    def __init__(self) -> None:
-        self.volts: list[float] = []
-        self._changed = threading.Condition()
-
-    def supply_changed(self, volts: float) -> None:
-        with self._changed:
-            self.volts.append(volts)
-            self._changed.notify_all()
-
-    def current_draw_amps(self) -> float:
-        return 0.1
-
-    def wait_for(self, count: int) -> list[float]:
-        with self._changed:
-            assert self._changed.wait_for(lambda: len(self.volts) >= count, timeout=10), self.volts
-            return list(self.volts)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,23 +12,11 @@ from rig.errors import InfraError, InputError
 from rig.power import Capability, create_driver
 from rig.power.dialects import DIALECTS, siglent_status_bits
 from rig.power.scpi_psu import ScpiPsuDriver
+from tests.support.devices import RecordingDevice
 from twin.instruments import VirtualPsu
 from twin.power import BROWNOUT_VOLTS
 
 KEYSIGHT_SIM = Path(__file__).parents[3] / "fixtures" / "instruments" / "keysight_e36312a.yaml"
-
-
-class RecordingDevice:
-    def __init__(self) -> None:
-        self.volts: list[float] = []
-        self._lock = threading.Lock()
-
-    def supply_changed(self, volts: float) -> None:
-        with self._lock:
-            self.volts.append(volts)
-
-    def current_draw_amps(self) -> float:
-        return 0.15
 
 
 @pytest.fixture
@@ -45,7 +32,7 @@ def rigol(psu: VirtualPsu, **params: object) -> ScpiPsuDriver:
 
 
 def test_switches_a_rigol_channel_and_reads_the_board_current(psu: VirtualPsu) -> None:
-    board = RecordingDevice()
+    board = RecordingDevice(amps=0.15)
     psu.attach(2, board)
     with rigol(psu, channel=2, volts=3.3, current_limit=0.4) as driver:
         assert driver.cuts_power
@@ -63,7 +50,7 @@ def test_switches_a_rigol_channel_and_reads_the_board_current(psu: VirtualPsu) -
 
 
 def test_ramp_sags_the_board_below_brownout_and_on_restores_nominal(psu: VirtualPsu) -> None:
-    board = RecordingDevice()
+    board = RecordingDevice(amps=0.15)
     psu.attach(1, board)
     with rigol(psu, volts=3.3) as driver:
         driver.on()

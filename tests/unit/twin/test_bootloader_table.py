@@ -3,50 +3,21 @@ which slot holds a good image → the slot booted, the otadata left behind, the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
 
 from rig.esp.flashimage import flash_regions
 from rig.esp.otadata import OtaData, OtaEntry, OtaState
-from rig.esp.partitions import PartitionTable
 from rig.esp.testimage import make_test_app
+from tests.support.cpu import TABLE, FakeCpu, Reset
 from twin.bootloader import Bootloader
 from twin.config import BoardConfig
-from twin.cpu import LogLevel, ResetReason
 from twin.efuse import Efuse
 from twin.flash import NorFlash
 
-TABLE = PartitionTable.from_csv(
-    "nvs, data, nvs, , 0x6000,\notadata, data, ota, , 0x2000,\nphy_init, data, phy, , 0x1000,\n"
-    "ota_0, app, ota_0, , 1700K,\nota_1, app, ota_1, , 1700K,\n"
-)
 OTADATA = 0xF000
 SLOTS = (0x20000, 0x1D0000)
-
-
-class Reset(Exception):
-    pass
-
-
-@dataclass
-class FakeCpu:
-    """Just what the bootloader touches: flash, eFuses, the log, reset."""
-
-    flash: NorFlash
-    efuse: Efuse
-    lines: list[str] = field(default_factory=list)
-
-    def log(self, level: LogLevel, tag: str, message: str) -> None:
-        self.lines.append(f"{level.value} {tag}: {message}")
-
-    def sleep(self, seconds: float) -> None:
-        pass
-
-    def reset(self, reason: ResetReason) -> NoReturn:
-        raise Reset(reason.name)
 
 
 def entry(kind: str, seq: int) -> OtaEntry:

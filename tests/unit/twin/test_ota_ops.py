@@ -4,55 +4,25 @@ and what a power cut between an otadata erase and its program leaves behind."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
 
 from rig.esp.flashimage import flash_regions
 from rig.esp.image import parse
 from rig.esp.otadata import SECTOR_SIZE, OtaData, OtaEntry, OtaState
-from rig.esp.partitions import Partition, PartitionTable
+from rig.esp.partitions import Partition
 from rig.esp.testimage import make_test_app
+from tests.support.cpu import TABLE, FakeCpu, Restarted
 from twin.bootloader import VerifiedApp
 from twin.config import BoardConfig
-from twin.cpu import Activity, LogLevel
 from twin.efuse import Efuse
 from twin.flash import NorFlash, PowerLost
 from twin.ota_ops import Err, EspError, OtaOps
 
-TABLE = PartitionTable.from_csv(
-    "nvs, data, nvs, , 0x6000,\notadata, data, ota, , 0x2000,\nphy_init, data, phy, , 0x1000,\n"
-    "ota_0, app, ota_0, , 1700K,\nota_1, app, ota_1, , 1700K,\n"
-)
 OTA_0, OTA_1 = TABLE.ota_slots
 SIZE = 16 * 1024
-
-
-class Restarted(Exception):
-    pass
-
-
-@dataclass
-class FakeCpu:
-    """What esp_ota_ops touches: flash, eFuses, the log, activity, delays, esp_restart()."""
-
-    flash: NorFlash
-    efuse: Efuse
-    lines: list[str] = field(default_factory=list)
-
-    def log(self, level: LogLevel, tag: str, message: str) -> None:
-        self.lines.append(f"{level.value} {tag}: {message}")
-
-    def set_activity(self, activity: Activity) -> None:
-        pass
-
-    def sleep(self, seconds: float) -> None:
-        pass
-
-    def restart(self) -> NoReturn:
-        raise Restarted()
 
 
 @dataclass
