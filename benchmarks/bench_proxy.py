@@ -34,7 +34,7 @@ from rig.net.ota_server import OtaServer
 CLIENTS = 32
 IMAGE_SIZE = 1024 * 1024
 DOWNLOADS = 4
-ROUNDS = 6
+ROUNDS = 10
 TARGET = 0.8
 
 

@@ -332,13 +332,13 @@ class _Pipe:
             fcntl.fcntl(self._write, fcntl.F_SETPIPE_SZ, _BUFFER)
         self._capacity = fcntl.fcntl(self._write, fcntl.F_GETPIPE_SZ)
 
-    def fill(self, source: socket.socket, flags: int = 0) -> int:
-        """Move what `source` has into the empty pipe; 0 at EOF (blocks unless SPLICE_F_NONBLOCK)."""
-        return os.splice(source.fileno(), self._write, self._capacity, flags=flags)
+    def fill(self, source: int, flags: int = 0) -> int:
+        """Move what socket `source` has into the empty pipe; 0 at EOF (blocks unless SPLICE_F_NONBLOCK)."""
+        return os.splice(source, self._write, self._capacity, flags=flags)
 
-    def send(self, sink: socket.socket, size: int, flags: int = 0) -> int:
-        """Move up to `size` bytes from the front of the pipe to `sink`; how many moved."""
-        return os.splice(self._read, sink.fileno(), size, flags=flags)
+    def send(self, sink: int, size: int, flags: int = 0) -> int:
+        """Move up to `size` bytes from the front of the pipe to socket `sink`; how many moved."""
+        return os.splice(self._read, sink, size, flags=flags)
 
     def close(self) -> None:
         os.close(self._read)
@@ -354,6 +354,7 @@ class _Flow:
         self.direction = direction
         down = direction is Direction.DOWN
         self.source, self.sink = (conn.upstream, conn.client) if down else (conn.client, conn.upstream)
+        self.source_fd, self.sink_fd = self.source.fileno(), self.sink.fileno()
         self.source_reset = Ending.UPSTREAM_RESET if down else Ending.CLIENT_RESET
         self.sink_reset = Ending.CLIENT_RESET if down else Ending.UPSTREAM_RESET
         self.pipe = _Pipe()
@@ -412,8 +413,8 @@ class _Relay:
             except queue.Empty:
                 return
             down, up = conn.flows
-            self._flows[down.source.fileno()] = (down, up)
-            self._flows[up.source.fileno()] = (up, down)
+            self._flows[down.source_fd] = (down, up)
+            self._flows[up.source_fd] = (up, down)
             self._watch(conn)
 
     def _service(self, fd: int) -> None:
@@ -428,7 +429,7 @@ class _Relay:
 
     def _pull(self, flow: _Flow) -> None:
         try:
-            size = flow.pipe.fill(flow.source, os.SPLICE_F_NONBLOCK)
+            size = flow.pipe.fill(flow.source_fd, os.SPLICE_F_NONBLOCK)
         except BlockingIOError:
             return
         except OSError:
@@ -451,7 +452,7 @@ class _Relay:
                 self._proxy._hand_off(flow.conn)
                 return
             try:
-                sent = flow.pipe.send(flow.sink, flow.pending, os.SPLICE_F_NONBLOCK)
+                sent = flow.pipe.send(flow.sink_fd, flow.pending, os.SPLICE_F_NONBLOCK)
             except BlockingIOError:
                 return
             except OSError:
@@ -462,25 +463,18 @@ class _Relay:
 
     def _watch(self, conn: _Conn) -> None:
         """Poll each socket for what its flows wait on: reading into an empty pipe, or sending a full one."""
-        wanted: dict[int, int] = {}
-        for flow in conn.flows:
-            source, sink = flow.source.fileno(), flow.sink.fileno()
-            wanted.setdefault(source, 0)
-            wanted.setdefault(sink, 0)
-            if not flow.done:
-                if flow.pending:
-                    wanted[sink] |= select.EPOLLOUT
-                else:
-                    wanted[source] |= select.EPOLLIN
-        for fd, mask in wanted.items():
-            self._register(fd, mask)
+        down, up = conn.flows
+        self._register(down.source_fd, _waits(down, reading=True) | _waits(up, reading=False))
+        self._register(up.source_fd, _waits(up, reading=True) | _waits(down, reading=False))
 
     def _register(self, fd: int, mask: int) -> None:
-        old = self._masks.pop(fd, 0)
-        if mask:
-            self._masks[fd] = mask
+        old = self._masks.get(fd, 0)
         if mask == old:
             return
+        if mask:
+            self._masks[fd] = mask
+        else:
+            del self._masks[fd]
         if not old:
             self._poller.register(fd, mask)
         elif not mask:
@@ -491,9 +485,8 @@ class _Relay:
     def _forget(self, conn: _Conn) -> None:
         """Take the connection's sockets out of the relay loop."""
         for flow in conn.flows:
-            fd = flow.source.fileno()
-            self._flows.pop(fd, None)
-            self._register(fd, 0)
+            self._flows.pop(flow.source_fd, None)
+            self._register(flow.source_fd, 0)
 
     def _finish(self, flow: _Flow) -> None:
         flow.done = True
@@ -507,6 +500,13 @@ class _Relay:
         for flow in conn.flows:
             if not flow.done:
                 self._finish(flow)
+
+
+def _waits(flow: _Flow, *, reading: bool) -> int:
+    """The poll events `flow` waits for on its source (reading) or on its sink."""
+    if flow.done or bool(flow.pending) == reading:
+        return 0
+    return select.EPOLLIN if reading else select.EPOLLOUT
 
 
 class FaultProxy(Service):
@@ -719,6 +719,8 @@ class FaultProxy(Service):
 
     def _needs_pumps(self, flow: _Flow) -> bool:
         """Whether a fault acts on the chunk in `flow`'s pipe (then it must be able to wait)."""
+        if not self._armed:
+            return False
         conn = flow.conn
         for armed in self._armed:
             if isinstance(armed.fault, _Continuous) and armed.available_to(conn.id):
@@ -752,7 +754,7 @@ class FaultProxy(Service):
                 elif size and not self._deliver(conn, flow.pipe, size):
                     return
                 try:
-                    size = flow.pipe.fill(flow.source)
+                    size = flow.pipe.fill(flow.source_fd)
                 except OSError:
                     self._abort(conn, flow.source_reset)
                     return
@@ -839,7 +841,7 @@ class FaultProxy(Service):
             sent = 0
             try:
                 while sent < piece:
-                    sent += pipe.send(target, piece - sent)
+                    sent += pipe.send(target.fileno(), piece - sent)
             except OSError:
                 gone = Ending.CLIENT_RESET if direction is Direction.DOWN else Ending.UPSTREAM_RESET
                 self._abort(conn, gone)
