@@ -16,10 +16,12 @@ starting past N never matches. Against a foreign server only wire positions work
 Bytes never pass through Python: they are splice()d socket -> kernel pipe -> socket, and
 the pipe is the buffer in which faults apply by count, so cuts stay exact. One relay
 thread forwards every connection with non-blocking splices while nothing needs to wait
-on it; the first chunk that meets a cut, a stall, latency or a throttle hands its
-connection (pipes and unsent bytes included) to two blocking pump threads for good.
-Thread-per-direction for all connections cost the rig process, whose server does the
-TLS work, a context switch and a GIL hand-off per chunk; the relay batches them.
+on it; it checks the armed faults before every send, and the first chunk that meets a
+cut, a stall, latency or a throttle hands its connection (pipes and unsent bytes
+included) to two blocking pump threads for good. Two threads per connection cost the
+rig process, whose server does the TLS work under the same GIL, a context switch and a
+GIL hand-off per chunk and direction; one relay thread costs far fewer. WireProgress is
+still published after every send, from the relay or pump thread that made it.
 """
 
 from __future__ import annotations
@@ -46,7 +48,6 @@ from rig.net.events import BodyCheckpoint, Direction, Event, EventBus, WireProgr
 from rig.net.listener import Service, close_listener, listen, peer_name
 
 _BUFFER = 256 * 1024  # pipe capacity asked for; the most one splice moves
-_RELAYS = 4  # relay threads: each competes for the GIL with the server's threads on its own
 _RST_DRAIN_S = 2.0
 
 
@@ -368,7 +369,7 @@ class _Relay:
     Its state is touched only by its thread; new connections arrive by queue.
     """
 
-    def __init__(self, proxy: FaultProxy, number: int) -> None:
+    def __init__(self, proxy: FaultProxy) -> None:
         self._proxy = proxy
         self._poller = select.epoll()
         self._wake = os.eventfd(0, os.EFD_NONBLOCK)
@@ -376,7 +377,7 @@ class _Relay:
         self._joining: queue.SimpleQueue[_Conn] = queue.SimpleQueue()
         self._flows: dict[int, tuple[_Flow, _Flow]] = {}  # socket fd -> (flow reading it, flow writing it)
         self._masks: dict[int, int] = {}  # socket fd -> events registered with the poller
-        self._thread = threading.Thread(target=self._loop, name=f"fault-proxy-relay-{number}", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="fault-proxy-relay", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -538,7 +539,7 @@ class FaultProxy(Service):
         self._acceptor: threading.Thread | None = None
         self._stopping = threading.Event()
         self._next_id = 0
-        self._relays = [_Relay(self, n) for n in range(_RELAYS)]
+        self._relay = _Relay(self)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -550,8 +551,7 @@ class FaultProxy(Service):
         self.bus.subscribe(self._on_event)
         self._acceptor = threading.Thread(target=self._accept_loop, name="fault-proxy-accept", daemon=True)
         self._acceptor.start()
-        for relay in self._relays:
-            relay.start()
+        self._relay.start()
         return self
 
     def stop(self) -> None:
@@ -562,8 +562,7 @@ class FaultProxy(Service):
         self._close_listener()
         self._acceptor.join(timeout=5)
         self._acceptor = None
-        for relay in self._relays:  # each ends the connections it relays
-            relay.stop()
+        self._relay.stop()  # it ends the connections it relays
         self.bus.unsubscribe(self._on_event)
         with self._lock:
             conns, threads = list(self._conns.values()), list(self._threads)
@@ -706,7 +705,7 @@ class FaultProxy(Service):
         conn.flows = (_Flow(conn, Direction.DOWN), _Flow(conn, Direction.UP))
         with self._lock:
             self._checkpoints[(conn.upstream_port, self._upstream[1])] = []
-        self._relays[conn.id % len(self._relays)].add(conn)
+        self._relay.add(conn)
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, BodyCheckpoint) and event.server_port == self._upstream[1]:
