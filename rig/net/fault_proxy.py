@@ -325,7 +325,7 @@ class _Closed(Exception):
 
 
 class _Pipe:
-    """One pump's buffer: a kernel pipe that splice() fills from one socket and empties into another."""
+    """One flow's buffer: a kernel pipe that splice() fills from one socket and empties into another."""
 
     def __init__(self) -> None:
         self._read, self._write = os.pipe()
