@@ -99,6 +99,14 @@ def _pytest(module: Path, reports: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
+def _run_pytest(cwd: Path, module: Path, reports: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """The child pytest run to completion, output captured."""
+    return subprocess.run(
+        _pytest(module, reports, *extra), cwd=cwd, env=_env(), capture_output=True, text=True,
+        timeout=CHILD_TIMEOUT_S, check=False,
+    )  # fmt: skip
+
+
 def _env(**extra: str) -> dict[str, str]:
     # Only this plugin: the rig's entry point would register rig.plugin a second time.
     return {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", **extra}
@@ -132,10 +140,7 @@ def test_sigkill_keeps_committed_outcomes_and_resume_runs_only_the_rest(tmp_path
     killed = [o.scenario for o in store.outcomes(RUN_ID)]
     assert killed == [f"test_step[{step}]" for step in range(KILL_AT)]
 
-    resumed = subprocess.run(
-        _pytest(module, reports, "--resume", RUN_ID),
-        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=CHILD_TIMEOUT_S,
-    )  # fmt: skip
+    resumed = _run_pytest(tmp_path, module, reports, "--resume", RUN_ID)
     assert resumed.returncode == 0, resumed.stdout[-2000:]
     assert f"{STEPS - KILL_AT} passed, {KILL_AT} deselected" in resumed.stdout
 
@@ -151,15 +156,9 @@ def test_resume_of_a_complete_run_runs_nothing_and_succeeds(tmp_path: Path) -> N
     module = tmp_path / "test_suite.py"
     module.write_text(SUITE, encoding="utf-8")
     reports = tmp_path / "reports"
-    first = subprocess.run(
-        _pytest(module, reports, "--run-id", RUN_ID),
-        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=CHILD_TIMEOUT_S,
-    )  # fmt: skip
+    first = _run_pytest(tmp_path, module, reports, "--run-id", RUN_ID)
     assert first.returncode == 0, first.stdout[-2000:]
-    again = subprocess.run(
-        _pytest(module, reports, "--resume", RUN_ID),
-        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=CHILD_TIMEOUT_S,
-    )  # fmt: skip
+    again = _run_pytest(tmp_path, module, reports, "--resume", RUN_ID)
     assert again.returncode == 0, again.stdout[-2000:]
     assert f"{STEPS} deselected" in again.stdout
     assert len(ResultsStore(reports / "results.db").outcomes(RUN_ID)) == STEPS
@@ -168,10 +167,7 @@ def test_resume_of_a_complete_run_runs_nothing_and_succeeds(tmp_path: Path) -> N
 def test_resume_of_an_unknown_run_is_a_usage_error(tmp_path: Path) -> None:
     module = tmp_path / "test_suite.py"
     module.write_text(SUITE, encoding="utf-8")
-    done = subprocess.run(
-        _pytest(module, tmp_path / "reports", "--resume", "no-such-run"),
-        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=CHILD_TIMEOUT_S,
-    )  # fmt: skip
+    done = _run_pytest(tmp_path, module, tmp_path / "reports", "--resume", "no-such-run")
     assert done.returncode == 4
     assert "ERROR: no results database at" in done.stderr
     assert "Traceback" not in done.stderr
@@ -181,10 +177,7 @@ def test_outcome_classes_follow_rows_skips_and_infrastructure_errors(tmp_path: P
     module = tmp_path / "test_classes.py"
     module.write_text(CLASSES, encoding="utf-8")
     reports = tmp_path / "reports"
-    done = subprocess.run(
-        _pytest(module, reports, "--run-id", RUN_ID),
-        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=CHILD_TIMEOUT_S,
-    )  # fmt: skip
+    done = _run_pytest(tmp_path, module, reports, "--run-id", RUN_ID)
     assert done.returncode == 1, done.stdout[-2000:]
 
     outcomes = ResultsStore(reports / "results.db").outcomes(RUN_ID)
