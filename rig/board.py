@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from rig.errors import InfraError, InputError
 from rig.esp.otadata import OtaData
 from rig.esp.partitions import PartitionTable
 from rig.farm import BoardSpec, Farm
-from rig.flashing import FlashTarget, read_flash, write_regions
+from rig.flashing import FlashTarget, read_back, write_regions
 from rig.power import create_driver
 from rig.power.base import PowerDriver
 
@@ -36,6 +37,19 @@ class Ready:
     running: str
     state: str
     line_index: int
+
+
+@dataclass(frozen=True)
+class FlashState:
+    """What a read-back saw: otadata, and the MD5 the chip computed for each region asked for."""
+
+    otadata: OtaData
+    md5: dict[tuple[int, int], str]
+
+
+def _sectors(size: int) -> int:
+    """`size` rounded up to whole 4 KiB flash sectors."""
+    return -(-size // 0x1000) * 0x1000
 
 
 def load_table(spec: BoardSpec, farm: Farm) -> PartitionTable:
@@ -98,17 +112,21 @@ class Board:
 
     # -- flash -----------------------------------------------------------------------
 
-    def prepare(self, app: bytes, *, ready_timeout: float = 20.0) -> Ready:
-        """Known state: table written, otadata and NVS erased, `app` in ota_0, other slots blank.
+    def prepare(self, app: bytes, *, blank_bytes: int = 0x1000, ready_timeout: float = 20.0) -> Ready:
+        """Known state: table written, otadata and NVS erased, `app` in ota_0, and the first
+        `blank_bytes` of every other slot erased (the whole slot at most).
 
-        Then reset and wait for the app's `ready` marker from ota_0.
+        Erasing as far as the largest image reaches matters: an agent that skips part of the
+        download (a wrong resume offset) must meet erased flash there, not the bytes an earlier
+        test left, or the image it "finished" verifies. Then reset and wait for the app's
+        `ready` marker from ota_0.
         """
         slots = self.table.ota_slots
         if not slots:
             raise InputError(f"board {self.name}: the partition table has no OTA slots")
         if len(app) > slots[0].size:
             raise InputError(f"board {self.name}: image of {len(app)} bytes does not fit {slots[0].name}")
-        erase = [(slot.offset, 0x1000) for slot in slots[1:]]
+        erase = [(slot.offset, min(slot.size, _sectors(blank_bytes))) for slot in slots[1:]]
         for name in ("otadata", "nvs"):
             with contextlib.suppress(InputError):
                 part = self.table.find(name)
@@ -125,7 +143,11 @@ class Board:
         return self.reset_and_wait_ready(ready_timeout)
 
     def read_otadata(self) -> OtaData:
-        """Read otadata back with esptool.
+        """Read otadata back with esptool (see `read_state`)."""
+        return self.read_state(()).otadata
+
+    def read_state(self, digests: Sequence[tuple[int, int]]) -> FlashState:
+        """otadata and the on-chip MD5 of each (offset, size) region, in one esptool session.
 
         The board is left in the ROM's download mode, not reset back into the app: a reset
         is a boot, and a boot may change otadata (rollback). Call `reset()` to run it again.
@@ -134,9 +156,9 @@ class Board:
         if part is None:
             raise InputError(f"board {self.name}: the partition table has no otadata partition")
         with self.console.released():
-            raw = read_flash(self.flash_target, part.offset, part.size, self.esptool_log)
-        (self.artifacts / "otadata.bin").write_bytes(raw)
-        return OtaData.from_bytes(raw)
+            found = read_back(self.flash_target, part.offset, part.size, digests, self.esptool_log)
+        (self.artifacts / "otadata.bin").write_bytes(found.data)
+        return FlashState(OtaData.from_bytes(found.data), found.md5)
 
     # -- console conversation ---------------------------------------------------------
 

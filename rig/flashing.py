@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import esptool
+from esptool.cmds import attach_flash, detect_chip, run_stub
 
 from rig.errors import InfraError
 from rig.serialio import enable_fast_rfc2217
@@ -71,11 +72,47 @@ def write_regions(target: FlashTarget, regions: Sequence[tuple[int, bytes]], log
         run_esptool(target, args, log)
 
 
-def read_flash(target: FlashTarget, offset: int, size: int, log: Path | None = None) -> bytes:
-    with tempfile.TemporaryDirectory(prefix="rig-read-") as tmp:
-        path = Path(tmp) / "dump.bin"
-        run_esptool(target, ["read-flash", hex(offset), hex(size), str(path)], log)
-        return path.read_bytes()
+@dataclass(frozen=True)
+class ReadBack:
+    """One esptool session's view of the flash: raw bytes of one region, MD5s of others."""
+
+    data: bytes
+    md5: dict[tuple[int, int], str]
+
+
+def read_back(
+    target: FlashTarget, offset: int, size: int, digests: Sequence[tuple[int, int]], log: Path | None = None
+) -> ReadBack:
+    """Read `size` bytes at `offset` and the flash MD5 (`SPI_FLASH_MD5`, computed on the chip) of
+    each (offset, size) in `digests`, in one ROM-loader session.
+
+    The MD5 costs the wire 16 bytes per region, so checking that a slot was not written stays
+    cheap on a real board too. The board is left in the ROM's download mode (`--after no-reset`).
+    """
+    enable_fast_rfc2217()
+    before = "no-reset" if target.port.startswith("socket://") else target.before
+    out = io.StringIO()
+    esp = None
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            esp = detect_chip(target.port, connect_mode=before)
+            esp = run_stub(esp)
+            if target.baud != esp.ESP_ROM_BAUD:
+                esp.change_baud(target.baud)
+            attach_flash(esp)
+            data = esp.read_flash(offset, size)
+            md5 = {(at, length): str(esp.flash_md5sum(at, length)) for at, length in digests}
+    except (esptool.FatalError, OSError, ValueError) as error:
+        _append(log, ["read-back", hex(offset), hex(size)], out.getvalue())
+        last = str(error).strip().splitlines()[-1:] or [type(error).__name__]
+        raise InfraError(f"{target.name}: esptool read-back failed: {last[0]}") from None
+    finally:
+        if esp is not None:
+            with contextlib.suppress(OSError):
+                esp._port.close()
+    regions = " ".join(f"md5@{at:#x}+{length:#x}={digest}" for (at, length), digest in md5.items())
+    _append(log, ["read-back", hex(offset), hex(size), regions], out.getvalue())
+    return ReadBack(data, md5)
 
 
 def read_mac(target: FlashTarget, log: Path | None = None) -> str:

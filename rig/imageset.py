@@ -89,6 +89,10 @@ class ImageSet:
     def data(self, name: str) -> bytes:
         return self.entry(name).path.read_bytes()
 
+    def largest_size(self) -> int:
+        """Bytes of the largest image in the set: how far an update can reach into a slot."""
+        return max((e.size for e in self.manifest.entries), default=0)
+
     def skipped_reason(self, name: str) -> str | None:
         return next((s.reason for s in self.manifest.skipped if s.name == name), None)
 

@@ -8,7 +8,7 @@ a power cut at this point" is decided in exactly one place (`acceptable_outcomes
 from __future__ import annotations
 
 import base64
-import enum
+import hashlib
 import re
 import sys
 import threading
@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from rig.board import Board, Ready
+from rig.board import Board, FlashState, Ready
 from rig.cutspec import CutKind, CutSpec, NetFault, On
 from rig.errors import InfraError
 from rig.esp.otadata import OtaData
@@ -27,12 +27,11 @@ from rig.logs.parser import parse_text
 from rig.net.certs import CertBundle
 from rig.net.events import Direction, Event, WireProgress
 from rig.net.fault_proxy import Close, Cut, FaultProxy, Position, Stall, Throttle, Unit
-from rig.net.ota_server import OtaServer
+from rig.net.ota_server import OtaServer, RequestRecord
+from rig.phase import FaultSeen, Final, Phase, acceptable_outcomes, lines_before_supply_loss, phase_of
 from rig.triggers import Firing, TriggerEngine
 from rig.verdicts import expect_boot, otadata_consistent
 
-COMPLETE = "rig_agent: ota complete"
-CONFIRMED = "rig_agent: app confirmed valid"
 ENDED = r"rig_agent: ota (failed|rejected|complete)"
 ROM_RESET = r"^rst:0x[0-9a-f]+ \("
 # How long an app must stay up after `ready` to count as settled (no crash, no reset).
@@ -40,45 +39,17 @@ QUIET_S = 1.0
 GAVE_UP = re.compile(r"rig_agent: ota (failed|rejected)")
 CUT_SWITCH_INTERVAL_S = 0.0005
 DEVICE_BYTES = re.compile(r"rig_agent: ota (?:saved|progress) bytes=(\d+)")
-
-
-class Phase(enum.Enum):
-    """Where in the OTA the fault landed, judged from the serial log at the moment it fired."""
-
-    NO_FAULT = "no fault fired"
-    DOWNLOAD = "before the boot partition switch"
-    SWITCHED = "after the switch, before the new image booted"
-    FIRST_BOOT = "during the new image's first boot, before confirm"
-    CONFIRMED = "after the new image confirmed itself"
-    RECOVERED = "a network fault the download survived"
-
-
-class Final(enum.Enum):
-    """Which firmware a correct device runs once it has recovered."""
-
-    OLD = "old"
-    NEW = "new"
-
-
-def acceptable_outcomes(expect: str, phase: Phase, rollback: bool) -> frozenset[Final]:
-    """The ESP-IDF-correct end states for an image with manifest expectation `expect`.
-
-    Only an image the device should accept can end on NEW. A fault before the
-    otadata switch leaves the old app; after it, the new image gets its one boot
-    attempt (with rollback) unless the fault interrupts that boot before confirm. A
-    cut between the switch and the first boot may land inside the bootloader's own
-    NEW -> PENDING_VERIFY rewrite, where either end state is correct (facts §3.5).
-    """
-    if expect != "accept":
-        return frozenset({Final.OLD})
-    return {
-        Phase.NO_FAULT: frozenset({Final.NEW}),
-        Phase.DOWNLOAD: frozenset({Final.OLD}),
-        Phase.SWITCHED: frozenset({Final.OLD, Final.NEW}),
-        Phase.FIRST_BOOT: frozenset({Final.OLD} if rollback else {Final.NEW}),
-        Phase.CONFIRMED: frozenset({Final.NEW}),
-        Phase.RECOVERED: frozenset({Final.NEW}),
-    }[phase]
+SAVED = re.compile(r"rig_agent: ota saved bytes=(\d+)")
+BEGIN = re.compile(r"rig_agent: ota begin url=\S+ resume_from=(\d+)")
+COMPLETE = "rig_agent: ota complete"
+# PROTOCOL.md §3: progress is saved each time the written count crosses a 4 KiB boundary. The
+# last `ota saved` line may die in the UART FIFO with the supply, so a resume may start one
+# save step past the last one the rig saw, never further.
+SAVE_STEP = 4096
+# Expectations under which the device must refuse the image before `esp_ota_write()`.
+REFUSED_BEFORE_WRITE = frozenset(
+    {"reject_before_write", "reject_by_version_check", "reject_by_anti_rollback"}
+)
 
 
 @dataclass
@@ -148,6 +119,11 @@ class OtaSession:
         sys.setswitchinterval(min(sys.getswitchinterval(), CUT_SWITCH_INTERVAL_S))
         self._timers: list[threading.Timer] = []
         self._image_size: int | None = None
+        # What the rig knows each OTA slot holds (None: unknown, e.g. half written), the
+        # highest otadata sequence number seen, and the resume point the device may use next.
+        self._slots: dict[str, bytes | None] = {}
+        self._top_seq = 0
+        self._resume_limit = 0
         # A twin boots in milliseconds: a virtual farm's scenarios may shorten this.
         self.quiet_s = QUIET_S
         board.console.add_listener(self._on_line)
@@ -178,8 +154,23 @@ class OtaSession:
     # -- set-up ------------------------------------------------------------------------
 
     def prepare(self, image: str = "base", **settings: str) -> Ready:
-        """Flash `image` into a known state, pin the rig CA, apply agent settings."""
-        ready = self.board.prepare(self.images.data(image))
+        """Flash `image` into a known state, pin the rig CA, apply agent settings.
+
+        Every other slot is erased as far as the largest image of the set reaches, so
+        nothing an earlier test wrote can stand in for bytes an agent failed to write.
+        """
+        data = self.images.data(image)
+        blank = max(self.images.largest_size(), len(data))
+        ready = self.board.prepare(data, blank_bytes=blank)
+        slots = self.board.table.ota_slots
+        self._slots = {slots[0].name: data}
+        self._slots |= {
+            slot.name: b"\xff" * min(slot.size, -(-blank // 0x1000) * 0x1000) for slot in slots[1:]
+        }
+        # Erased otadata; the first boot of ota_0 writes seq 1 (bootloader_utility.c:
+        # bootloader_utility_get_selected_boot_partition), any switch then raises it.
+        self._top_seq = 1
+        self._resume_limit = 0
         self.pin(self.certs)
         if settings:
             self.configure(**settings)
@@ -307,12 +298,14 @@ class OtaSession:
         started = time.monotonic()
         start_status = self.board.status()
         old_version = start_status.get("version", "?")
+        running = start_status.get("running", "?")
+        target = self._next_slot(running)
         self._image_size = entry.path.stat().st_size
         firings_before = len(self.engine.firings)
         records_before = {record.id for record in self.proxy.records}
+        served_before = len(self.server.records)
         if cut is not None:
             self.arm(cut)
-        sent_before = sum(r.body_bytes for r in self.server.records)
         mark = self.start_ota(image, via_proxy=via_proxy, redirects=redirects)
         ended = self.board.console.wait_for(rf"{ENDED}|{ROM_RESET}", timeout, mark)
         if ended is None:
@@ -327,15 +320,21 @@ class OtaSession:
             # then rolls it back. Give it that reset, as the field eventually will.
             ready = self.settle(self.board.reset(), timeout)
         self.engine.wait_idle(timeout=5.0)
-        otadata = self.board.read_otadata()
+        expected = self._expected_contents(running, target, entry.expect)
+        state = self.board.read_state([(offset, len(data)) for offset, data in expected.values()])
         after_read = self.board.reset()
         final_ready = self.settle(after_read, timeout) or ready
+        lines = [(line.text, line.t) for line in self.board.console.lines(mark)]
         timeline = fold_boots(parse_text(self.board.console.text(mark)), final=True)
         firings = self.engine.firings[firings_before:]
         t_fault = min((f.t_action_start for f in firings), default=None)
         proxy_hit = any(r.faults for r in self.proxy.records if r.id not in records_before)
-        phase = self.phase_at_fault(mark, firings, proxy_hit)
-        acceptable = acceptable_outcomes(entry.expect, phase, rollback)
+        supply = bool(firings) and _cuts_supply(cut)
+        # A log-triggered network fault fires through the engine, then acts in the proxy.
+        fault = FaultSeen(power=supply, network=proxy_hit or (bool(firings) and not supply), t_fired=t_fault)
+        top_seq = _top_seq(state)
+        phase = phase_of(lines, fault, switched_in_otadata=top_seq > self._top_seq)
+        served = self.server.records[served_before:]
         result = OtaResult(
             board=self.board.name,
             image=image,
@@ -345,12 +344,12 @@ class OtaSession:
             cut=cut.text if cut else None,
             firings=list(firings),
             phase=phase,
-            acceptable=acceptable,
+            acceptable=acceptable_outcomes(entry.expect, phase, rollback),
             final=None,
             final_ready=final_ready,
-            otadata=otadata,
+            otadata=state.otadata,
             timeline=timeline,
-            bytes_sent=sum(r.body_bytes for r in self.server.records) - sent_before,
+            bytes_sent=sum(r.body_bytes for r in served),
             duration_s=time.monotonic() - started,
             started=started,
             time_to_recover_s=self._recovery_time(ready, t_fault),
@@ -358,25 +357,86 @@ class OtaSession:
             readback_mark=after_read,
         )
         self._judge(result)
+        device_lines = [text for text, _ in lines]
+        if supply and t_fault is not None:
+            device_lines = lines_before_supply_loss(lines, t_fault)
+        result.problems.extend(self._flash_problems(state, expected))
+        result.problems.extend(self._resume_problems(device_lines, fault, served, self._image_size))
+        self._remember(result, target, device_lines, top_seq)
         return result
 
-    def phase_at_fault(self, since: int, firings: list[Firing], proxy_hit: bool) -> Phase:
-        """Where this run's first fault landed, from the log lines that arrived before it."""
-        lines = [line.text for line in self.board.console.lines(since)]
-        if not firings:
-            if not proxy_hit:
-                return Phase.NO_FAULT
-            # Proxy faults act on the download only: did the download survive it?
-            return Phase.RECOVERED if any(COMPLETE in text for text in lines) else Phase.DOWNLOAD
-        t_fault = min(f.t_action_start for f in firings)
-        before = [line.text for line in self.board.console.lines(since) if line.t <= t_fault]
-        if any(CONFIRMED in text for text in before):
-            return Phase.CONFIRMED
-        if not any(COMPLETE in text for text in before):
-            return Phase.DOWNLOAD
-        after_complete = before[max(i for i, text in enumerate(before) if COMPLETE in text) :]
-        booted_new = any("boot: Loaded app from partition" in text for text in after_complete)
-        return Phase.FIRST_BOOT if booted_new else Phase.SWITCHED
+    def _next_slot(self, running: str) -> str | None:
+        """esp_ota_get_next_update_partition(): the OTA slot after the running one, wrapping."""
+        names = [slot.name for slot in self.board.table.ota_slots]
+        if running not in names:
+            return names[0] if names else None
+        return names[(names.index(running) + 1) % len(names)]
+
+    def _expected_contents(
+        self, running: str, target: str | None, expect: str
+    ) -> dict[str, tuple[int, bytes]]:
+        """Slots this OTA must leave as they are: the running slot always (nothing writes the
+        app that runs), the target too when the image must be refused before
+        `esp_ota_write()`. Only slots whose contents the rig knows are checked."""
+        keep = [running] + ([target] if target is not None and expect in REFUSED_BEFORE_WRITE else [])
+        offsets = {slot.name: slot.offset for slot in self.board.table.ota_slots}
+        known: dict[str, tuple[int, bytes]] = {}
+        for name in keep:
+            data = self._slots.get(name)
+            if data is not None and name in offsets:
+                known[name] = (offsets[name], data)
+        return known
+
+    @staticmethod
+    def _flash_problems(state: FlashState, expected: dict[str, tuple[int, bytes]]) -> list[str]:
+        problems = []
+        for name, (offset, data) in expected.items():
+            if state.md5.get((offset, len(data))) != hashlib.md5(data).hexdigest():
+                what = "erased before the OTA" if not data.strip(b"\xff") else "holding a known image"
+                problems.append(
+                    f"flash written where it must not be: slot {name} ({what}) changed during the OTA "
+                    f"(on-chip MD5 of its first {len(data)} bytes differs from what the rig left there)"
+                )
+        return problems
+
+    def _resume_problems(
+        self, device_lines: list[str], fault: FaultSeen, served: list[RequestRecord], size: int
+    ) -> list[str]:
+        """PROTOCOL.md §3 resume invariants: the device resumes from no further than it saved,
+        and asks the server for exactly the bytes it has not written."""
+        begin = next((found for text in device_lines if (found := BEGIN.search(text))), None)
+        if begin is None or int(begin[1]) == 0:
+            return []
+        resume_from = int(begin[1])
+        problems = []
+        if resume_from > self._resume_limit:
+            last = max(0, self._resume_limit - SAVE_STEP)
+            problems.append(
+                f"resumed from byte {resume_from}, past what the device saved: the progress it reported "
+                f"before the fault was {last} bytes (one unreported save step of {SAVE_STEP} allowed)"
+            )
+        gets = [r for r in served if r.method == "GET"]
+        complete = any(COMPLETE in text for text in device_lines)
+        if complete and not fault.power and not fault.network and gets and all(r.status == 206 for r in gets):
+            body = sum(r.body_bytes for r in gets)
+            if body != size - resume_from:
+                problems.append(
+                    f"resumed from byte {resume_from} of {size} but downloaded {body} bytes "
+                    f"(expected {size - resume_from}): the Range it asked for is not the offset it reported"
+                )
+        return problems
+
+    def _remember(self, result: OtaResult, target: str | None, device_lines: list[str], top_seq: int) -> None:
+        """Carry what this OTA left behind into the next one's checks."""
+        self._top_seq = max(self._top_seq, top_seq)
+        if target is not None:
+            if any(COMPLETE in text for text in device_lines):
+                self._slots[target] = self.images.data(result.image)
+            elif not (result.expect in REFUSED_BEFORE_WRITE and result.passed):
+                self._slots[target] = None  # partly written, or refused somewhere the rig cannot see
+        saved = [int(found[1]) for text in device_lines if (found := SAVED.search(text))]
+        begin = next((int(found[1]) for text in device_lines if (found := BEGIN.search(text))), 0)
+        self._resume_limit = max([begin, *saved]) + SAVE_STEP
 
     def _recovery_time(self, ready: Ready | None, t_fault: float | None) -> float | None:
         """Fault fired → the app's `ready` again (None without a fault or a `ready` line)."""
@@ -433,6 +493,15 @@ class OtaSession:
             for pattern in self.images.entry(result.image).proof_patterns():
                 if not any(pattern.search(text) for text in lines):
                     result.problems.append(f"expected log line not seen: /{pattern.pattern}/")
+
+
+def _top_seq(state: FlashState) -> int:
+    """The highest CRC-valid otadata sequence number: it rises only when a switch is made."""
+    return max((e.seq for e in state.otadata.entries if not e.is_erased and e.crc_ok), default=0)
+
+
+def _cuts_supply(cut: CutSpec | None) -> bool:
+    return cut is not None and cut.kind in (CutKind.POWER, CutKind.BROWNOUT)
 
 
 def _proxy_position(cut: CutSpec) -> Position | None:

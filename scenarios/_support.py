@@ -11,6 +11,7 @@ feeds them to the results store.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,11 @@ from rig.cutspec import CutSpec, On, parse_cut
 from rig.esp.image import patch_image
 from rig.esp.marker import Behaviour
 from rig.esp.otadata import OtaData, OtaState, slot_for_seq
+from rig.images.mutants import Expect
 from rig.imageset import ImageSet
+from rig.phase import Final, Phase
 from rig.power.base import Capability
-from rig.session import Final, OtaResult, OtaSession
+from rig.session import OtaResult, OtaSession
 
 ROW_KEY = "ota_result"
 # A lab board answers in milliseconds; a dead link should be noticed in about a second.
@@ -48,10 +51,22 @@ def agent_config(ota: OtaSession) -> dict[str, str]:
 
 
 def prepare(ota: OtaSession, image: str = "base", **settings: str) -> None:
-    """Flash `image` into the known state and apply the suite's agent settings."""
+    """Flash `image` into the known state and apply the suite's agent settings.
+
+    The session remembers how, so an OTA whose fault missed its window can be retried
+    from the same known state (`ok(..., window=...)`).
+    """
     if ota.board.farm.virtual:
         ota.quiet_s = LAB_QUIET_S
-    ota.prepare(image, **{**agent_settings(ota), **settings})
+    merged = {**agent_settings(ota), **settings}
+    ota.prepare(image, **merged)
+    _KNOWN_STATE[id(ota)] = (image, merged)
+
+
+# How each session was last prepared: what a retry of a missed window restores.
+_KNOWN_STATE: dict[int, tuple[str, dict[str, str]]] = {}
+WINDOW_TRIES = 3
+INCONCLUSIVE = "INCONCLUSIVE: "
 
 
 def run_ota(request: pytest.FixtureRequest, ota: OtaSession, image: str, cut: str | None = None,
@@ -79,23 +94,72 @@ def _expect(result: OtaResult, expect: Final) -> None:
 
 
 def ok(request: pytest.FixtureRequest, ota: OtaSession, image: str, cut: str | None = None,
-       *, expect: Final | None = None, timeout: float = 60.0) -> OtaResult:
-    """`run_ota` that fails the test unless the device did the correct thing."""
-    result = run_ota(request, ota, image, cut, expect=expect, timeout=timeout)
-    assert result.passed, result.summary()
-    return result
+       *, expect: Final | None = None, timeout: float = 60.0,
+       window: frozenset[Phase] | Phase | None = None) -> OtaResult:
+    """`run_ota` that fails the test unless the device did the correct thing.
+
+    `window` names the phase(s) the fault targets. A fault that lands outside it is not a
+    verdict: the device is judged for where the fault did land (a wrong end state there
+    still fails), then the known state is restored and the OTA tried again, up to
+    WINDOW_TRIES times, with a byte or fraction trigger moved earlier when the fault landed
+    late. Still outside: the test ends INCONCLUSIVE (recorded as such, never PASS or FAIL).
+    """
+    targets = frozenset({window}) if isinstance(window, Phase) else window
+    attempt_cut = cut
+    for attempt in range(1, WINDOW_TRIES + 1):
+        spec = parse_cut(attempt_cut) if attempt_cut is not None else None
+        result = ota.run(image, spec, timeout=timeout)
+        if expect is not None:
+            _expect(result, expect)
+        missed = targets is not None and result.phase not in targets
+        if not result.passed or not missed:
+            record(request, result, spec)
+            assert result.passed, result.summary()
+            return result
+        assert targets is not None
+        if attempt == WINDOW_TRIES:
+            wanted = " or ".join(sorted(p.value for p in targets))
+            reason = (f"{image} with cut {cut}: the fault landed {result.phase.value} on "
+                      f"{WINDOW_TRIES} tries (last cut {attempt_cut}); this scenario targets {wanted}")
+            record(request, result, spec, inconclusive=reason)
+            pytest.skip(INCONCLUSIVE + reason)
+        restore(ota)
+        attempt_cut = _earlier(attempt_cut, attempt) if result.phase.order > max(p.order for p in targets) \
+            else attempt_cut
+    raise AssertionError("unreachable")
 
 
-def record(request: pytest.FixtureRequest, result: OtaResult, cut: CutSpec | None) -> dict[str, Any]:
+def restore(ota: OtaSession) -> None:
+    """Bring the board back to the known state the scenario last prepared."""
+    image, settings = _KNOWN_STATE[id(ota)]
+    ota.prepare(image, **settings)
+
+
+def _earlier(cut: str | None, attempt: int) -> str | None:
+    """The same cut with a byte or fraction threshold moved earlier by 10 % per attempt."""
+    spec = parse_cut(cut) if cut is not None else None
+    if spec is None or cut is None or spec.on not in (On.FRACTION, On.BYTES):
+        return cut
+    assert isinstance(spec.at, (int, float))
+    moved: float = spec.at * (1.0 - 0.1 * attempt)
+    number = f"{max(moved, 0.01):.3g}" if spec.on is On.FRACTION else str(max(int(moved), 1))
+    return re.sub(rf"@{spec.on.value}=[0-9.]+", f"@{spec.on.value}={number}", cut, count=1)
+
+
+def record(request: pytest.FixtureRequest, result: OtaResult, cut: CutSpec | None,
+           *, inconclusive: str | None = None) -> dict[str, Any]:
     """Attach `result` to the test item as one outcome row and return the row."""
-    row = outcome_row(request.node.originalname or request.node.name, result, cut)
+    row = outcome_row(request.node.originalname or request.node.name, result, cut, inconclusive=inconclusive)
     request.node.user_properties.append((ROW_KEY, row))
     return row
 
 
-def outcome_row(scenario: str, result: OtaResult, cut: CutSpec | None) -> dict[str, Any]:
+def outcome_row(scenario: str, result: OtaResult, cut: CutSpec | None,
+                *, inconclusive: str | None = None) -> dict[str, Any]:
     """The results store's fields for one OTA, as JSON-able values."""
-    if result.problems and result.final is None and result.final_ready is None:
+    if inconclusive is not None:
+        outcome = "INCONCLUSIVE"
+    elif result.problems and result.final is None and result.final_ready is None:
         outcome = "BRICK"
     else:
         outcome = "PASS" if result.passed else "FAIL"
@@ -113,7 +177,7 @@ def outcome_row(scenario: str, result: OtaResult, cut: CutSpec | None) -> dict[s
         "outcome": outcome,
         "final": result.final.value if result.final else None,
         "acceptable": sorted(f.value for f in result.acceptable),
-        "problems": list(result.problems),
+        "problems": [inconclusive] if inconclusive is not None else list(result.problems),
         "duration_s": round(result.duration_s, 3),
         "time_to_recover_s": None if result.time_to_recover_s is None else round(result.time_to_recover_s, 3),
         "bytes_sent": result.bytes_sent,
@@ -227,20 +291,28 @@ def need_image(ota: OtaSession, name: str) -> None:
 
 
 def add_slow_selftest(ota: OtaSession, folder: Path) -> str:
-    """Serve `next2` with a healthy self-test taking SLOW_SELFTEST_MS: a window to cut power in.
-
-    The image joins this session's image set (written to `folder`, the test's artifacts)
-    with next2's manifest expectations, so `OtaSession.run` judges it like any other.
-    """
-    like = ota.images.manifest.entry("next2")
+    """Serve `next2` with a healthy self-test taking SLOW_SELFTEST_MS: a window to cut power in."""
     data = patch_image(ota.images.data("next2"), behaviour=Behaviour.HEALTHY,
                        behaviour_param=SLOW_SELFTEST_MS, key=ota.images.key)
-    path = (folder / f"{SLOW_SELFTEST}.bin").resolve()
+    return add_image(ota, folder, SLOW_SELFTEST, data, like="next2",
+                     change=f"next2, healthy self-test of {SLOW_SELFTEST_MS} ms")
+
+
+def add_image(ota: OtaSession, folder: Path, name: str, data: bytes, *, like: str, change: str,
+              expect: Expect | None = None, logs: tuple[str, ...] | None = None) -> str:
+    """Serve `data` as image `name` in this session, judged like the manifest's `like` entry
+    unless `expect` / `logs` say otherwise: images that depend on the board (its slot size,
+    a self-test window) are derived here, from the run's build.
+
+    The file goes to `folder` (the test's artifacts); an absolute `file` wins over the
+    set's directory when ImageSet joins the two.
+    """
+    entry = ota.images.manifest.entry(like)
+    path = (folder / f"{name}.bin").resolve()
     path.write_bytes(data)
-    # An absolute `file` wins over the set's directory when ImageSet joins the two.
-    entry = replace(like, name=SLOW_SELFTEST, file=str(path), sha256=hashlib.sha256(data).hexdigest(),
-                    size=len(data), change=f"next2, healthy self-test of {SLOW_SELFTEST_MS} ms")
+    entry = replace(entry, name=name, file=str(path), sha256=hashlib.sha256(data).hexdigest(), size=len(data),
+                    change=change, expect=expect or entry.expect, logs=entry.logs if logs is None else logs)
     manifest = replace(ota.images.manifest, entries=(*ota.images.manifest.entries, entry))
     ota.images = ImageSet(ota.images.directory, manifest, ota.images.key)
     ota.server.set_images(ota.images.source())
-    return SLOW_SELFTEST
+    return name

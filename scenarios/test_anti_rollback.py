@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rig.session import Final, OtaSession
+from rig.phase import Final
+from rig.session import OtaSession
 from rig.verdicts import RejectReason, image_rejected
 from scenarios._support import (
     assert_log,

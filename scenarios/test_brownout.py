@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rig.logs.boots import BootOutcome
+from rig.phase import Phase
 from rig.session import OtaSession
 from scenarios._support import ended_on, need_voltage_ramp, ok, prepare
 
@@ -22,7 +23,7 @@ def test_sag_during_download(request: pytest.FixtureRequest, ota: OtaSession) ->
     """
     need_voltage_ramp(ota)
     prepare(ota)
-    result = ok(request, ota, "next", "brownout@fraction=0.3:volts=2.2:hold=0.5s")
+    result = ok(request, ota, "next", "brownout@fraction=0.3:volts=2.2:hold=0.5s", window=Phase.DOWNLOAD)
     assert any(b.outcome is BootOutcome.BROWNOUT for b in result.timeline), (
         f"no brownout reset in {[b.outcome.value for b in result.timeline]}\n{result.summary()}")
     ended_on(result, ota.images.base_version)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rig.session import OtaSession, Phase
+from rig.phase import Phase
+from rig.session import OtaSession
 from scenarios._support import agent_config, assert_log, assert_no_log, ended_on, ok, prepare
 
 pytestmark = [pytest.mark.network, pytest.mark.gate]

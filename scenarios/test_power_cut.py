@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rig.session import Final, OtaSession, Phase
+from rig.phase import Final, Phase
+from rig.session import OtaSession
 from scenarios._support import (
     add_slow_selftest,
     ended_on,
@@ -35,8 +36,7 @@ def test_cut_during_download(request: pytest.FixtureRequest, ota: OtaSession) ->
     prepare(ota, resume="off")
     old = ota.images.base_version
     for fraction in (0.1, 0.5, 0.9):
-        result = ok(request, ota, "next", f"power@fraction={fraction}")
-        assert result.phase is Phase.DOWNLOAD, result.summary()
+        result = ok(request, ota, "next", f"power@fraction={fraction}", window=Phase.DOWNLOAD)
         ended_on(result, old)
     ended_on(ok(request, ota, "next"), ota.images.entry("next").version)
 
@@ -50,8 +50,7 @@ def test_cut_during_erase(request: pytest.FixtureRequest, ota: OtaSession) -> No
     """
     need_power_cut(ota)
     prepare(ota)
-    result = ok(request, ota, "next", 'power@log="esp_https_ota: Writing to <"')
-    assert result.phase is Phase.DOWNLOAD, result.summary()
+    result = ok(request, ota, "next", 'power@log="esp_https_ota: Writing to <"', window=Phase.DOWNLOAD)
     ended_on(result, ota.images.base_version)
 
 
@@ -66,8 +65,7 @@ def test_cut_after_switch_before_first_boot(request: pytest.FixtureRequest, ota:
     """
     need_power_cut(ota)
     prepare(ota)
-    result = ok(request, ota, "next", 'power@log="rig_agent: ota complete"')
-    assert result.phase is Phase.SWITCHED, result.summary()
+    result = ok(request, ota, "next", 'power@log="rig_agent: ota complete"', window=Phase.SWITCHED)
     if result.final is Final.NEW:
         assert "VALID" in slot_states(result, ota, slot_name(ota, 1)), result.otadata
 
@@ -84,8 +82,7 @@ def test_cut_during_first_boot(request: pytest.FixtureRequest, ota: OtaSession) 
     need_rollback(ota)
     prepare(ota)
     image = add_slow_selftest(ota, ota.board.artifacts)
-    result = ok(request, ota, image, 'power@log="rig_agent: selftest begin"')
-    assert result.phase is Phase.FIRST_BOOT, result.summary()
+    result = ok(request, ota, image, 'power@log="rig_agent: selftest begin"', window=Phase.FIRST_BOOT)
     ended_on(result, ota.images.base_version)
     assert "ABORTED" in slot_states(result, ota, slot_name(ota, 1)), result.otadata
 
@@ -99,7 +96,6 @@ def test_cut_after_confirm(request: pytest.FixtureRequest, ota: OtaSession) -> N
     """
     need_power_cut(ota)
     prepare(ota)
-    result = ok(request, ota, "next", 'power@log="rig_agent: app confirmed valid"')
-    assert result.phase is Phase.CONFIRMED, result.summary()
+    result = ok(request, ota, "next", 'power@log="rig_agent: app confirmed valid"', window=Phase.CONFIRMED)
     ended_on(result, ota.images.entry("next").version)
     assert "VALID" in slot_states(result, ota, slot_name(ota, 1)), result.otadata

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from rig.net.ota_server import ServeMode
+from rig.phase import Phase
 from rig.session import OtaSession
 from scenarios._support import assert_log, ended_on, ok, prepare
 
@@ -43,7 +44,7 @@ def test_resume_after_reset(request: pytest.FixtureRequest, ota: OtaSession) -> 
     """
     prepare(ota, resume="on")
     size = ota.images.entry("next").path.stat().st_size
-    cut = ok(request, ota, "next", "power@fraction=0.6")
+    cut = ok(request, ota, "next", "power@fraction=0.6", window=Phase.DOWNLOAD)
     ended_on(cut, ota.images.base_version)
     result = ok(request, ota, "next")
     saved = _resumed_from(ota, result.mark)
@@ -64,7 +65,7 @@ def test_fallback_without_range(request: pytest.FixtureRequest, ota: OtaSession,
     """
     prepare(ota, resume="on")
     size = ota.images.entry("next").path.stat().st_size
-    cut = ok(request, ota, "next", "power@fraction=0.6")
+    cut = ok(request, ota, "next", "power@fraction=0.6", window=Phase.DOWNLOAD)
     ended_on(cut, ota.images.base_version)
     result = ok(request, ota, "next")
     assert _resumed_from(ota, result.mark) > 0

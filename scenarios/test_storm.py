@@ -7,7 +7,8 @@ import random
 import pytest
 
 from rig.esp.otadata import OtaData
-from rig.session import Final, OtaSession
+from rig.phase import Final
+from rig.session import OtaSession
 from rig.verdicts import otadata_consistent
 from scenarios._support import need_power_cut, ok, prepare
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from rig.net.certs import CertBundle
-from rig.session import Final, OtaSession
+from rig.phase import Final
+from rig.session import OtaSession
 from scenarios._support import assert_log, assert_no_log, ended_on, ok, prepare
 
 pytestmark = [pytest.mark.network, pytest.mark.gate]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from rig.phase import Final
 from rig.session import OtaSession
 from rig.verdicts import RejectReason, image_rejected
 from scenarios._support import (
@@ -40,3 +41,46 @@ def test_same_and_older_refused(request: pytest.FixtureRequest, ota: OtaSession)
     for result in (same, older):
         assert_no_log(ota, result, "rig_agent: ota progress", "rig_agent: ota complete")
         ended_on(result, ota.images.base_version)
+
+
+def test_version_digit_boundaries(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+    """Field failure: an agent that compares version strings stops updating at x.9 (`"1.0.10"
+    < "1.0.9"` as text) or lets an x.9 build replace x.10 — the fleet sticks or downgrades
+    the day a number gains a digit; one that compares only some numbers misses major bumps.
+
+    Fault: none; versions straddle the orderings agents get wrong (PROTOCOL.md §6). Running
+    x.9: x.10 is installed. Running x.10: x.9 is refused (`W rig_agent: ota rejected
+    reason=older_version`), nothing written. Then a major bump (x+1.0.0) is installed.
+    Correct outcome: ESP-IDF leaves ordering to the app (advanced_https_ota_example only
+    refuses an equal version); the reference agent orders numbers numerically, part by part.
+    """
+    need_version_check(ota)
+    prepare(ota, "version_digits_low")
+    high = ota.images.entry("version_digits_high").version
+    ended_on(ok(request, ota, "version_digits_high"), high)
+    back = ok(request, ota, "version_digits_low", expect=Final.OLD)
+    assert_log(ota, back, "rig_agent: ota rejected reason=older_version")
+    assert_no_log(ota, back, "rig_agent: ota progress", "rig_agent: ota complete")
+    ended_on(back, high)
+    ended_on(ok(request, ota, "version_major"), ota.images.entry("version_major").version)
+
+
+def test_prerelease_below_its_release(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+    """Field failure: a release candidate left on the server replaces the final release it
+    preceded (the agent drops the `-rc.1` suffix, or sorts it above the release), or a device
+    on the candidate never takes the release.
+
+    Fault: none. Running `next`, its pre-release `next-rc.1` is served: refused with
+    `reason=older_version` (not `same_version`: they differ), nothing written. Running the
+    pre-release, `next` is installed. Correct outcome (PROTOCOL.md §6): a suffix sorts
+    before the same numbers without one.
+    """
+    need_version_check(ota)
+    prepare(ota, "next")
+    release = ota.images.entry("next").version
+    refused = ok(request, ota, "version_prerelease", expect=Final.OLD)
+    assert_log(ota, refused, "rig_agent: ota rejected reason=older_version")
+    assert_no_log(ota, refused, "rig_agent: ota progress", "rig_agent: ota complete")
+    ended_on(refused, release)
+    prepare(ota, "version_prerelease")
+    ended_on(ok(request, ota, "next"), release)

@@ -1,8 +1,9 @@
 """App version ordering (PROTOCOL.md §6), shared by the rig, the twin and `rig images derive`.
 
 Dotted numbers with an optional suffix; a leading `v` is ignored, missing parts are
-0, a suffixed version sorts before the same numbers without one. Two different
-suffixes on the same numbers, or anything unparsable, compare only for equality.
+0, a suffixed version sorts before the same numbers without one, and two suffixes on
+the same numbers compare as ASCII strings (as the C core's `strcmp`). Anything
+unparsable compares only for equality.
 """
 
 from __future__ import annotations
@@ -65,4 +66,4 @@ def compare_versions(a: str, b: str) -> int | None:
         return 1
     if not pb.suffix:
         return -1
-    return None
+    return -1 if pa.suffix < pb.suffix else 1

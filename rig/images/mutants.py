@@ -50,6 +50,7 @@ class Expect(Enum):
 
     ACCEPT = "accept"
     REJECT_BEFORE_WRITE = "reject_before_write"
+    REJECT_AT_WRITE = "reject_at_write"
     REJECT_AT_VERIFY = "reject_at_verify"
     REJECT_BY_VERSION_CHECK = "reject_by_version_check"
     REJECT_BY_ANTI_ROLLBACK = "reject_by_anti_rollback"
@@ -366,6 +367,7 @@ def derive_images(base: bytes, out_dir: Path, key: SigningKey | None, seed: int 
 
     _signature_mutants(w, key, next_unsigned, next_signed, desc, next2_v)
     _behaviour_mutants(w, key, unsigned, desc.version, next_v)
+    _version_order_mutants(w, key, unsigned, parsed, prefix, next_v)
     manifest = Manifest(
         base_sha256=hashlib.sha256(base).hexdigest(),
         base_version=desc.version,
@@ -468,4 +470,48 @@ def _behaviour_mutants(w: _Writer, key: SigningKey | None, unsigned: bytes, base
         w.add(behaviour.label, patch_image(unsigned, version=next_v, behaviour=behaviour, key=key),
               f"version -> {next_v}, behaviour marker -> {behaviour.label}", expect,
               _behaviour_logs(behaviour, base_v, next_v))
+
+
+def _version_order_mutants(
+    w: _Writer, key: SigningKey | None, unsigned: bytes, base: ParsedVersion, prefix: str, next_v: str
+) -> None:
+    """Versions across the orderings agents get wrong (PROTOCOL.md §6), all newer than base:
+    a last number that gains a digit (x.9 -> x.10; a string comparison calls x.10 older),
+    a major bump, and a pre-release of `next` (below `next` itself)."""
+    last = base.numbers[-1]
+    low = 10 ** len(str(last + 1)) - 1  # the smallest all-nines number above base's last one
+    high = low + 1
+    head = base.numbers[:-1]
+    versions = {
+        "version_digits_low": (ParsedVersion((*head, low), ""), f"last number {low}, a digit short of"),
+        "version_digits_high": (ParsedVersion((*head, high), ""), f"last number {high}, a digit more than"),
+        "version_major": (ParsedVersion((base.numbers[0] + 1, *(0,) * (len(base.numbers) - 1)), ""),
+                          "major bump of"),
+    }
+    for name, (version, why) in versions.items():
+        text = prefix + str(version)
+        w.add(name, patch_image(unsigned, version=text, key=key), f"version -> {text} ({why} base)",
+              Expect.ACCEPT, _accepted_logs(key, text))
+    rc = f"{next_v}-rc.1"
+    w.add("version_prerelease", patch_image(unsigned, version=rc, key=key),
+          f"version -> {rc} (a pre-release: newer than base, older than {next_v})", Expect.ACCEPT,
+          _accepted_logs(key, rc))
+
+
+def _accepted_logs(key: SigningKey | None, version: str) -> tuple[str, ...]:
+    return (*_sig_ok_logs(key), "I rig_agent: app confirmed valid", _ready(version, "VALID"))
+
+
+OVERSIZE = 0x10000
+
+
+def oversized(data: bytes, slot_size: int) -> bytes:
+    """`data` padded to 64 KiB past `slot_size`: a build that outgrew its OTA slot by enough to
+    reach the next app partition (app partitions are 64 KiB aligned, gen_esp32part.py).
+
+    The header, descriptor and signature of `data` stay as they are, so the device meets
+    nothing wrong before it runs out of slot (esp_ota_write -> ESP_ERR_INVALID_SIZE).
+    """
+    extra = max(slot_size + OVERSIZE - len(data), OVERSIZE)
+    return data + bytes(0xA5 ^ (i & 0xFF) for i in range(extra))
 

@@ -3,6 +3,7 @@ state, read otadata back, talk PROTOCOL.md; and the plugin's per-board lock acro
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -166,3 +167,19 @@ def test_a_second_run_waits_for_the_board_until_the_first_releases_it(
         assert events(tmp_path) == ["A asks", "A in", "B asks", "A out", "B in", "B out"]
     finally:
         board.console.open()
+
+
+def test_prepare_erases_the_other_slot_and_read_state_hashes_regions_on_the_chip(
+    board: Board, images: ImageSet
+) -> None:
+    """Stale bytes in the target slot could hide a wrong resume offset: prepare blanks them, and
+    the read-back's on-chip MD5 shows both the running image and the blank slot as they are."""
+    base = images.data("base")
+    board.prepare(base, blank_bytes=len(base))
+    ota_0, ota_1 = board.table.ota_slots
+    blank = -(-len(base) // 0x1000) * 0x1000
+    state = board.read_state([(ota_0.offset, len(base)), (ota_1.offset, blank)])
+    assert state.md5[(ota_0.offset, len(base))] == hashlib.md5(base).hexdigest()
+    assert state.md5[(ota_1.offset, blank)] == hashlib.md5(b"\xff" * blank).hexdigest()
+    assert state.otadata.boot_slot(2) == 0
+    board.reset_and_wait_ready(20.0)

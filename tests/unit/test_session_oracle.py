@@ -6,7 +6,8 @@ import pytest
 
 from rig.cutspec import parse_cut
 from rig.net.fault_proxy import Position, Unit
-from rig.session import Final, Phase, _proxy_position, acceptable_outcomes
+from rig.phase import Final, Phase, acceptable_outcomes
+from rig.session import _proxy_position
 
 OLD, NEW = frozenset({Final.OLD}), frozenset({Final.NEW})
 

@@ -261,6 +261,11 @@ class ReferenceFirmware(FirmwareModel):
             return int(str(saved.get("bytes", 0)))
         return 0
 
+    @staticmethod
+    def _order(new: str, running: str) -> int | None:
+        """PROTOCOL.md §6 order of two versions (the C core's `rig_version_compare`)."""
+        return compare_versions(new, running)
+
     def _rejected(self, agent: Agent, desc: AppDescriptor) -> bool:
         """PROTOCOL §3 version check on the descriptor, before anything is written."""
         rt = agent.rt
@@ -268,14 +273,15 @@ class ReferenceFirmware(FirmwareModel):
         reason = None
         fuse = rt.cpu.efuse.secure_version
         if agent.setting("version_check") == "on":
-            if desc.version == running:
+            order = self._order(desc.version, running)
+            if order == 0:
                 agent.log(
                     LogLevel.WARN,
                     "Current running version is the same as a new. We will not continue the update.",
                     EXAMPLE_TAG,
                 )
                 reason = "same_version"
-            elif (compare_versions(desc.version, running) or 0) < 0:
+            elif (order or 0) < 0:
                 reason = "older_version"
             elif rt.config.anti_rollback and desc.secure_version < fuse:
                 agent.log(

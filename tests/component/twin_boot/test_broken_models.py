@@ -12,6 +12,7 @@ import pytest
 from rig.esp.image import patch_image
 from rig.esp.marker import Behaviour
 from rig.esp.testimage import make_test_app
+from rig.images.mutants import oversized
 from rig.net.fault_proxy import Apply, Close, Cut, FaultProxy, Position, Unit
 from twin.config import SignedUpdates
 
@@ -107,3 +108,44 @@ def test_no_resume_never_finishes_over_a_link_that_drops_every_connection(
         assert _ota_until_done(lab, served, served.url("big.bin", proxy.port), attempts=4) is completes
     finally:
         proxy.stop()
+
+
+@pytest.mark.parametrize(("model", "refused"), [("reference", False), ("lexical-version", True)])
+def test_lexical_version_refuses_a_version_that_gains_a_digit(
+    make_lab: MakeLab, served: Served, model: str, refused: bool
+) -> None:
+    served.images["x10.bin"] = make_test_app(version="1.0.10", size=SIZE)
+    lab = make_lab(make_test_app(version="1.0.9", size=SIZE), lab_config(firmware=model))
+    start_ota(lab, served, "x10.bin")
+    end = lab.console.expect(r"rig_agent: (ota rejected reason=older_version|ota complete)")
+    assert (end[1] != "ota complete") is refused
+
+
+@pytest.mark.parametrize(("model", "skipped"), [("reference", 0), ("resume-ahead", 8 * 1024)])
+def test_resume_ahead_resumes_past_the_progress_it_reported(
+    make_lab: MakeLab, served: Served, model: str, skipped: int
+) -> None:
+    served.images["big.bin"] = make_test_app(version="1.0.1", size=256 * 1024)
+    lab = make_lab(config=lab_config(firmware=model))
+    start_ota(lab, served, "big.bin")
+    saved = int(lab.console.expect(r"rig_agent: ota saved bytes=(\d+)$")[1])
+    lab.power_cycle()
+    assert start_ota(lab, served, "big.bin", resume_from=None) == saved + skipped
+
+
+@pytest.mark.parametrize(("model", "running_intact"), [("reference", True), ("erase-past-slot", False)])
+def test_erase_past_slot_wipes_the_running_app_behind_an_oversized_image(
+    make_lab: MakeLab, served: Served, model: str, running_intact: bool
+) -> None:
+    """From ota_1, an update to ota_0 bigger than ota_0 ends at ota_0's edge on a correct
+    device (esp_ota_write: ESP_ERR_INVALID_SIZE); the broken one erased ota_1 first."""
+    lab = make_lab(config=lab_config(firmware=model))
+    served.images["next.bin"] = make_test_app(version="1.0.1", size=SIZE)
+    start_ota(lab, served, "next.bin")
+    lab.console.expect(NEW_IN_OTA_1)
+    ota_0, ota_1 = lab.table.ota_slots
+    running = lab.board.chip.flash.read(ota_1.offset, SIZE)
+    served.images["huge.bin"] = oversized(make_test_app(version="1.0.2", size=SIZE), ota_0.size)
+    start_ota(lab, served, "huge.bin", wait_ready=False)
+    lab.console.expect(r"rig_agent: ota failed err=0x104 ")
+    assert (lab.board.chip.flash.read(ota_1.offset, SIZE) == running) is running_intact

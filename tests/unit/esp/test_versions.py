@@ -18,7 +18,9 @@ from rig.esp.versions import compare_versions, parse_version
         ("2.3.0-rc1", "2.3.0", -1),
         ("2.3.0", "2.3.0-rc1", 1),
         ("2.3.0-rc1", "2.3.1", -1),
-        ("2.3.0-rc1", "2.3.0-rc2", None),
+        ("2.3.0-rc1", "2.3.0-rc2", -1),  # PROTOCOL §6: suffixes compare as ASCII (C strcmp)
+        ("1.0.10", "1.0.9", 1),  # numbers, not strings: a digit more is newer
+        ("1.0.1-rc.1", "1.0.1", -1),  # a pre-release sorts below its release
         ("nightly", "1.0", None),
         ("nightly", "nightly", 0),
         ("1", "1.0.0.0", 0),

@@ -16,12 +16,14 @@ from rig.esp.image import ImageFault, parse, verify_image
 from rig.esp.marker import Behaviour, find_marker
 from rig.esp.signing import SignatureVerdict, SigningKey, verify_signature
 from rig.esp.testimage import make_test_app
-from rig.images.mutants import Expect, Manifest, derive_images
+from rig.esp.versions import compare_versions
+from rig.images.mutants import Expect, Manifest, derive_images, oversized
 
 ALWAYS = {
     "base", "next", "next2", "same_version", "older_version", "lower_secure_version", "higher_secure_version",
     "corrupt_payload", "bad_checksum", "truncated", "truncated_header", "random_bytes", "wrong_chip_id",
     "chip_rev_too_high", "crash_on_boot", "selftest_fail", "hang", "never_confirm", "confirm_then_crash",
+    "version_digits_low", "version_digits_high", "version_major", "version_prerelease",
 }
 SIGNATURE = {"unsigned", "wrong_key", "signature_corrupted", "tampered_after_signing"}
 
@@ -183,3 +185,30 @@ def test_cli_derive_bad_input(
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("rig: error: ") and "Traceback" not in err[0]
+
+
+@pytest.mark.parametrize(
+    "base, low, high, major, rc",
+    [("1.0.0", "1.0.9", "1.0.10", "2.0.0", "1.0.1-rc.1"), ("v2.3.12", "v2.3.99", "v2.3.100", "v3.0.0",
+                                                            "v2.3.13-rc.1")],
+)
+def test_version_order_mutants_straddle_the_orderings_agents_get_wrong(
+    tmp_path: Path, base: str, low: str, high: str, major: str, rc: str
+) -> None:
+    """x.9 -> x.10 gains a digit (a string comparison calls it older); the pre-release of next
+    sorts below next (PROTOCOL.md §6); all are newer than base, so base accepts each."""
+    manifest = derive_images(make_test_app(version=base, secure_version=1), tmp_path, None)
+    versions = {e.name: e.version for e in manifest.entries}
+    assert (versions["version_digits_low"], versions["version_digits_high"]) == (low, high)
+    assert (versions["version_major"], versions["version_prerelease"]) == (major, rc)
+    assert low > high  # as strings: the bug the pair exists to catch
+    assert compare_versions(high, low) == 1 and compare_versions(rc, versions["next"]) == -1
+    names = ("version_digits_low", "version_digits_high", "version_major", "version_prerelease")
+    assert all(compare_versions(versions[name], base) == 1 for name in names)
+
+
+def test_oversized_image_reaches_past_its_slot_into_the_next_64k_and_keeps_its_header() -> None:
+    app = make_test_app(version="1.0.0", secure_version=0)
+    slot = len(app) + 0x3000
+    big = oversized(app, slot)
+    assert len(big) == slot + 0x10000 and big[: len(app)] == app

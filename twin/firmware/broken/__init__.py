@@ -6,16 +6,22 @@ Importing this package registers them; `twin.firmware.get_model` does so on firs
 
 from twin.firmware.broken import (
     confirm_before_selftest,
+    erase_past_slot,
     ignore_signature,
+    lexical_version,
     no_resume,
     no_version_check,
+    resume_ahead,
     switch_before_verify,
 )
 
 __all__ = [
     "confirm_before_selftest",
+    "erase_past_slot",
     "ignore_signature",
+    "lexical_version",
     "no_resume",
     "no_version_check",
+    "resume_ahead",
     "switch_before_verify",
 ]
