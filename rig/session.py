@@ -42,6 +42,9 @@ DEVICE_BYTES = re.compile(r"rig_agent: ota (?:saved|progress) bytes=(\d+)")
 SAVED = re.compile(r"rig_agent: ota saved bytes=(\d+)")
 BEGIN = re.compile(r"rig_agent: ota begin url=\S+ resume_from=(\d+)")
 COMPLETE = "rig_agent: ota complete"
+SELFTEST_BEGIN = "rig_agent: selftest begin"
+SELFTEST_PASSED = "rig_agent: selftest passed"
+CONFIRMED = "rig_agent: app confirmed valid"
 # PROTOCOL.md §3: progress is saved each time the written count crosses a 4 KiB boundary. The
 # last `ota saved` line may die in the UART FIFO with the supply, so a resume may start one
 # save step past the last one the rig saw, never further.
@@ -360,6 +363,7 @@ class OtaSession:
         device_lines = [text for text, _ in lines]
         if supply and t_fault is not None:
             device_lines = lines_before_supply_loss(lines, t_fault)
+        result.problems.extend(_confirm_order_problems([text for text, _ in lines]))
         result.problems.extend(self._flash_problems(state, expected))
         result.problems.extend(self._resume_problems(device_lines, fault, served, self._image_size))
         self._remember(result, target, device_lines, top_seq)
@@ -493,6 +497,23 @@ class OtaSession:
             for pattern in self.images.entry(result.image).proof_patterns():
                 if not any(pattern.search(text) for text in lines):
                     result.problems.append(f"expected log line not seen: /{pattern.pattern}/")
+
+
+def _confirm_order_problems(texts: list[str]) -> list[str]:
+    """PROTOCOL.md §4: a first boot confirms only after its self-test passed. An app that
+    confirms first can no longer be rolled back when the self-test then fails or hangs."""
+    boots: list[list[str]] = [[]]
+    for text in texts:
+        if re.match(ROM_RESET, text):
+            boots.append([])
+        boots[-1].append(text)
+    for boot in boots:
+        markers = [m for text in boot for m in (SELFTEST_BEGIN, SELFTEST_PASSED, CONFIRMED) if m in text]
+        if SELFTEST_BEGIN in markers and CONFIRMED in markers:
+            passed = markers.index(SELFTEST_PASSED) if SELFTEST_PASSED in markers else len(markers)
+            if markers.index(CONFIRMED) < passed:
+                return ["the new image confirmed itself (`app confirmed valid`) before its self-test passed"]
+    return []
 
 
 def _top_seq(state: FlashState) -> int:

@@ -7,7 +7,7 @@ import pytest
 from rig.cutspec import parse_cut
 from rig.net.fault_proxy import Position, Unit
 from rig.phase import Final, Phase, acceptable_outcomes
-from rig.session import _proxy_position
+from rig.session import _confirm_order_problems, _proxy_position
 
 OLD, NEW = frozenset({Final.OLD}), frozenset({Final.NEW})
 
@@ -43,3 +43,23 @@ def test_network_cuts_at_image_positions_are_left_to_the_proxy() -> None:
     assert _proxy_position(parse_cut("net@fraction=0.4:stall=5s")) == Position(Unit.FRACTION, 0.4)
     assert _proxy_position(parse_cut("net@wire=1000:fin")) == Position(Unit.WIRE, 1000)
     assert _proxy_position(parse_cut('net@log="Writing to":rst')) is None
+
+
+BOOT = "rst:0xc (SW_CPU_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)"
+
+
+@pytest.mark.parametrize(
+    ("markers", "flagged"),
+    [
+        (["selftest begin behaviour=healthy", "selftest passed", "app confirmed valid"], False),
+        (["app confirmed valid", "selftest begin behaviour=healthy", "selftest passed"], True),
+        (["selftest begin behaviour=crash_on_boot", "app confirmed valid"], True),
+        (["app confirmed valid"], False),  # no self-test in this boot (e.g. a confirmed image)
+    ],
+)
+def test_a_confirm_before_the_selftest_passed_is_a_protocol_violation(
+    markers: list[str], flagged: bool
+) -> None:
+    texts = [BOOT, "I (30) boot: Loaded app from partition at offset 0x1d0000"]
+    texts += [f"I (90) rig_agent: {m}" for m in markers]
+    assert bool(_confirm_order_problems(texts)) is flagged
