@@ -4,7 +4,8 @@ A busy CI box or farm host must not change a verdict: on the reference firmware 
 run must end with 0 FAIL and 0 BRICK. INCONCLUSIVE (a fault that missed its window three
 times) is allowed but counted, since it is what load costs. Prints one line per run, then
 `suite_under_load_clean_runs: measured=<runs without FAIL/BRICK> target=<runs>
-ratio=<target/measured>` (above 1 misses) and the mean suite time. `BENCH_LOAD_RUNS` changes the number of runs.
+ratio=<target/measured>` (above 1 misses) and the mean suite time. `BENCH_LOAD_RUNS`
+changes the number of runs.
 """
 
 from __future__ import annotations
