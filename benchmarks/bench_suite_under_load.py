@@ -20,6 +20,7 @@ import time
 
 RUNS = int(os.environ.get("BENCH_LOAD_RUNS", "5"))
 HOGS = 2
+FAILED = re.compile(r"^FAILED (\S+)", re.MULTILINE)
 COUNTS = re.compile(r"(\d+) (BRICK|FAIL|INFRA|INCONCLUSIVE|PASS|SKIP)\b")
 
 
@@ -28,7 +29,7 @@ def _spin() -> None:
         pass
 
 
-def _one_run(reports: str) -> tuple[dict[str, int], float, int]:
+def _one_run(reports: str) -> tuple[dict[str, int], float, int, list[str]]:
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "rig.cli", "run", "--report-dir", reports],
@@ -38,7 +39,7 @@ def _one_run(reports: str) -> tuple[dict[str, int], float, int]:
     output = (done.stdout + done.stderr).splitlines()
     summary = [line for line in output if line.startswith("ota-rig report:")]
     counts = {name: int(n) for n, name in COUNTS.findall(summary[-1])} if summary else {}
-    return counts, elapsed, done.returncode
+    return counts, elapsed, done.returncode, output
 
 
 def main() -> None:
@@ -49,18 +50,20 @@ def main() -> None:
     try:
         for run in range(1, RUNS + 1):
             with tempfile.TemporaryDirectory(prefix="bench-load-") as reports:
-                counts, elapsed, code = _one_run(reports)
+                counts, elapsed, code, output = _one_run(reports)
             times.append(elapsed)
             wrong = counts.get("FAIL", 0) + counts.get("BRICK", 0)
             clean += bool(counts) and wrong == 0
             listed = ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) or "no summary line"
-            print(f"run {run}/{RUNS} with {HOGS} CPU hogs: {listed} in {elapsed:.0f} s (rig run exit {code})",
-                  flush=True)
+            failed = sorted(set(FAILED.findall("\n".join(output))))
+            print(f"run {run}/{RUNS} with {HOGS} CPU hogs: {listed} in {elapsed:.0f} s (rig run exit {code})"
+                  + (f"; failed: {', '.join(failed)}" if failed else ""), flush=True)
     finally:
         for hog in hogs:
             hog.terminate()
     mean = sum(times) / len(times)
-    print(f"suite_under_load_clean_runs: measured={clean} target={RUNS} ratio={RUNS / max(clean, 1):.2f}")
+    ratio = f"{RUNS / clean:.2f}" if clean else "inf"
+    print(f"suite_under_load_clean_runs: measured={clean} target={RUNS} ratio={ratio}")
     print(f"suite_under_load_mean_s: measured={mean:.0f} (2 boards, {HOGS} CPU hogs)")
 
 
