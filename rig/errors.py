@@ -21,6 +21,12 @@ class FormatError(InputError):
     """Bytes that are not what an ESP-IDF format says they must be."""
 
 
+class NotReproduced(RigError):
+    """`rig repro`: the requested fault never fired, so nothing was reproduced (and nothing judged)."""
+
+    exit_code = 4
+
+
 class InfraError(RigError):
     """The rig's own infrastructure failed: port gone, instrument silent, server down."""
 

@@ -8,6 +8,7 @@ real farm with `--farm bench.yaml`.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -19,8 +20,10 @@ import click
 from rich.console import Console as RichConsole
 from rich.table import Table
 
-from rig.errors import InfraError, InputError, RigError
+from rig.cutspec import CutSpec, On
+from rig.errors import InfraError, InputError, NotReproduced, RigError
 from rig.farm import BoardSpec, Farm, load_farm
+from rig.phase import Phase
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 LAB_DIR = Path(".lab")
@@ -178,7 +181,8 @@ def repro(
 ) -> None:
     """Reproduce one field failure: one OTA with one fault, judged against ESP-IDF's rules.
 
-    Exits 0 when the device did the ESP-IDF-correct thing, 1 when it did not.
+    Exits 0 when the device did the ESP-IDF-correct thing, 1 when it did not, 4 when the
+    fault never fired (not reproduced: the verdict would say nothing about the fault).
     """
     from rig.board import Board
     from rig.cutspec import parse_cut
@@ -206,6 +210,9 @@ def repro(
         )
         base_name = "base"
         image_name = image if _file_or_none(image) is None else "candidate"
+        image_size = images.entry(image_name).path.stat().st_size
+        if cut is not None:
+            _check_reachable(cut, image_size)
         bus = EventBus()
         server = stack.enter_context(
             OtaServer(
@@ -227,7 +234,29 @@ def repro(
         with RichConsole(stderr=True).status(f"{spec.name}: OTA {image_name} with cut {cut_text or 'none'}"):
             result = session.run(image_name, cut)
     _print_result(result, out)
+    if cut is not None and result.phase is Phase.NO_FAULT:
+        raise NotReproduced(f"not reproduced: {_why_not_fired(cut, image_size)}; artifacts: {out}")
     sys.exit(0 if result.passed else 1)
+
+
+def _check_reachable(cut: CutSpec, image_size: int) -> None:
+    """An image byte the update never reaches is bad input, refused before anything is flashed."""
+    if cut.on is On.BYTES and isinstance(cut.at, int) and cut.at > image_size:
+        raise InputError(
+            f"--cut {cut.text}: the image is {image_size} bytes, so byte {cut.at} is never written"
+        )
+
+
+def _why_not_fired(cut: CutSpec, image_size: int) -> str:
+    if cut.on is On.LOG:
+        assert isinstance(cut.at, re.Pattern)
+        pattern = re.sub(r"\\(.)", r"\1", cut.at.pattern)  # as the user typed it, not re.escape'd
+        return f"the log line /{pattern}/ never appeared"
+    if cut.on is On.FRACTION:
+        return f"the device never reported {cut.at:.0%} of the {image_size}-byte image written"
+    if cut.on is On.BYTES:
+        return f"the device never reported byte {cut.at} of the {image_size}-byte image written"
+    return f"the fault's condition ({cut.text}) was never met during the OTA"
 
 
 def _file_or_none(value: str) -> Path | None:

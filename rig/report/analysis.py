@@ -2,10 +2,11 @@
 
 Definitions the reports and the release gate share:
 
-* decisive outcome: PASS, FAIL or BRICK. INFRA (the rig failed) and SKIP (not applicable)
+* decisive outcome: PASS, FAIL or BRICK. INFRA (the rig failed), INCONCLUSIVE (the fault
+  missed its window) and SKIP (not applicable)
   say nothing about the firmware and never count for or against it.
 * matrix cell: the worst outcome of (scenario, board) within one run, worst first
-  BRICK > FAIL > INFRA > PASS > SKIP, so one bad repeat cannot hide behind good ones.
+  BRICK > FAIL > INFRA > INCONCLUSIVE > PASS > SKIP, so one bad repeat cannot hide behind good ones.
 * pass rate of a run: PASS / decisive outcomes.
 * flake: a combination (scenario, firmware_new, board) is *eligible* when it has at least
   two decisive outcomes within the window of runs (repeats within one run count), and

@@ -19,7 +19,8 @@ from rig.results.model import Outcome
 
 ARTIFACT_FILES = ("serial.log", "server.log", "otadata.bin")
 FLAKE_ROWS = 20
-HEADLINE = (("BRICK", "bricks"), ("PASS", "passes"), ("FAIL", "fails"), ("INFRA", "infra"), ("SKIP", "skips"))
+HEADLINE = (("BRICK", "bricks"), ("PASS", "passes"), ("FAIL", "fails"), ("INFRA", "infra"),
+            ("INCONCLUSIVE", "inconclusive"), ("SKIP", "skips"))
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
@@ -35,6 +36,7 @@ td.FAIL, .headline .FAIL, .badge.FAIL { background: #d62728; color: white; }
 td.INFRA, .headline .INFRA, .badge.INFRA { background: #ff9f1c; color: black; }
 td.PASS, .headline .PASS, .badge.PASS { background: #2ca02c; color: white; }
 td.SKIP, .headline .SKIP, .badge.SKIP { background: #b0b0b0; color: black; }
+td.INCONCLUSIVE, .headline .INCONCLUSIVE, .badge.INCONCLUSIVE { background: #4c78a8; color: white; }
 td.none { background: #fafafa; }
 #matrix td { text-align: center; } #matrix td a { color: inherit; text-decoration: none; display: block; }
 #matrix th.scenario { text-align: left; font-weight: normal; font-family: monospace; }

@@ -1,4 +1,5 @@
-"""JUnit XML for CI: one testcase per outcome; INFRA is an error, FAIL/BRICK failures, SKIP skipped.
+"""JUnit XML for CI: one testcase per outcome; INFRA is an error, FAIL/BRICK failures, SKIP and
+INCONCLUSIVE skipped (the latter with its reason, prefixed `INCONCLUSIVE:`).
 
 Keeping INFRA as `<error>` lets CI dashboards tell "the rig broke" from "the firmware broke".
 """
@@ -35,7 +36,7 @@ def render_junit(run: RunInfo, outcomes: Sequence[Outcome]) -> bytes:
         tests=str(len(outcomes)),
         failures=str(counts[OutcomeClass.FAIL] + counts[OutcomeClass.BRICK]),
         errors=str(counts[OutcomeClass.INFRA]),
-        skipped=str(counts[OutcomeClass.SKIP]),
+        skipped=str(counts[OutcomeClass.SKIP] + counts[OutcomeClass.INCONCLUSIVE]),
         time=f"{sum(o.duration_s for o in outcomes):.3f}",
         timestamp=run.started_at,
     )
@@ -55,6 +56,8 @@ def render_junit(run: RunInfo, outcomes: Sequence[Outcome]) -> bytes:
             child.text = _detail(outcome)
         elif outcome.outcome is OutcomeClass.SKIP:
             ET.SubElement(case, "skipped", message=outcome.message)
+        elif outcome.outcome is OutcomeClass.INCONCLUSIVE:
+            ET.SubElement(case, "skipped", message=f"INCONCLUSIVE: {outcome.message}", type="INCONCLUSIVE")
         ET.SubElement(case, "system-out").text = _detail(outcome)
     ET.indent(suites)
     document: bytes = ET.tostring(suites, encoding="utf-8", xml_declaration=True)

@@ -19,6 +19,7 @@ COLOURS = {
     "FAIL": "#d62728",
     "INFRA": "#ff9f1c",
     "PASS": "#2ca02c",
+    "INCONCLUSIVE": "#4c78a8",
     "SKIP": "#b0b0b0",
 }
 

@@ -20,9 +20,10 @@ def render_summary(data: ReportData) -> str:
     lines = [
         f"### ota-rig run `{run.run_id}` ({run.status})",
         "",
-        "| bricks | passes | fails | infra | skips | boards | flake rate |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {counts['BRICK']} | {counts['PASS']} | {counts['FAIL']} | {counts['INFRA']} | {counts['SKIP']}"
+        "| bricks | passes | fails | infra | inconclusive | skips | boards | flake rate |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {counts['BRICK']} | {counts['PASS']} | {counts['FAIL']} | {counts['INFRA']}"
+        f" | {counts['INCONCLUSIVE']} | {counts['SKIP']}"
         f" | {data.frame['board'].nunique()} | {data.flakes.overall:.1%} |",
     ]
     bad = sorted(

@@ -24,6 +24,7 @@ ROW_KEY = "ota_result"  # a scenario's outcome row (scenarios/_support.py)
 TEST_KEY = "ota_rig_test"  # what the controller needs to know about the test item
 INFRA_TAG = ("outcome_class", "infrastructure")
 INFRA_PREFIX = "INFRASTRUCTURE: "
+INCONCLUSIVE_PREFIX = "INCONCLUSIVE: "  # a skip with this reason: the fault missed its window
 GIT_TIMEOUT_S = 10.0
 
 
@@ -36,14 +37,17 @@ class Verdict:
 
 
 def verdict_of(report: pytest.TestReport) -> Verdict:
-    """Skip → SKIP, InfraError or a failed set-up → INFRA, failed test → FAIL, else PASS.
+    """Skip → SKIP (INCONCLUSIVE when its reason says so), InfraError or a failed set-up →
+    INFRA, failed test → FAIL, else PASS.
 
     A set-up that failed never reached the firmware, so it cannot be a firmware failure.
     """
     if report.skipped:
         longrepr = report.longrepr
-        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
-        return Verdict(OutcomeClass.SKIP, reason.removeprefix("Skipped: "))
+        reason = str(longrepr[2] if isinstance(longrepr, tuple) else longrepr).removeprefix("Skipped: ")
+        if reason.startswith(INCONCLUSIVE_PREFIX):
+            return Verdict(OutcomeClass.INCONCLUSIVE, reason.removeprefix(INCONCLUSIVE_PREFIX))
+        return Verdict(OutcomeClass.SKIP, reason)
     if not report.failed:
         return Verdict(OutcomeClass.PASS, "")
     crash = getattr(report.longrepr, "reprcrash", None)

@@ -15,13 +15,16 @@ class OutcomeClass(enum.Enum):
 
     SKIP = "SKIP"  # scenario not applicable to the board (the message says why)
     PASS = "PASS"
+    # The fault missed the window the scenario targets on every try: the run proved nothing
+    # about that window. Not a firmware failure, but not a pass either; a gate limits it.
+    INCONCLUSIVE = "INCONCLUSIVE"
     INFRA = "INFRA"  # the rig failed (port, instrument, network): never a firmware failure
     FAIL = "FAIL"  # the device did the wrong thing
     BRICK = "BRICK"  # no app reached after recovery: a FAIL that is counted separately
 
     @property
     def severity(self) -> int:
-        """Rank for "worst over repeats": BRICK > FAIL > INFRA > PASS > SKIP."""
+        """Rank for "worst over repeats": BRICK > FAIL > INFRA > INCONCLUSIVE > PASS > SKIP."""
         return _SEVERITY[self]
 
     @property

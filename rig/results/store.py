@@ -199,12 +199,13 @@ class ResultsStore:
         ]
 
     def done_keys(self, run_id: str) -> set[tuple[str, str]]:
-        """(scenario, board) pairs a resume must not run again: everything but INFRA."""
+        """(scenario, board) pairs a resume must not run again: everything but INFRA and
+        INCONCLUSIVE, which proved nothing about the firmware."""
         self.run(run_id)
         with self._reader() as db:
             rows = db.execute(
-                "SELECT DISTINCT scenario, board FROM outcomes WHERE run_id = ? AND outcome != ?",
-                (run_id, OutcomeClass.INFRA.value),
+                "SELECT DISTINCT scenario, board FROM outcomes WHERE run_id = ? AND outcome NOT IN (?, ?)",
+                (run_id, OutcomeClass.INFRA.value, OutcomeClass.INCONCLUSIVE.value),
             ).fetchall()
         return {(row["scenario"], row["board"]) for row in rows}
 
