@@ -1,12 +1,15 @@
 """`rig gate`: block a release unless a run meets the policy (no bricks, rollback works, …).
 
-Each rule yields PASS, FAIL or INFRA. INFRA still blocks the release (an unproven rule
-is not a passed rule) but is labelled as infrastructure, so nobody files a firmware bug
-for a dead USB hub. Exit 0 when every rule passes, 1 otherwise, 2 for a bad policy.
+Each rule yields PASS, FAIL, INFRA or INCONCLUSIVE. INFRA and INCONCLUSIVE still block the
+release (an unproven rule is not a passed rule) but are labelled as what they are, so nobody
+files a firmware bug for a dead USB hub or a fault that missed its window. A policy may name
+only scenarios and groups the suite has (`rig.catalog`): a typo would otherwise block every
+release as "missing". Exit 0 when every rule passes, 1 otherwise, 2 for a bad policy.
 """
 
 from __future__ import annotations
 
+import difflib
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +22,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from rig.catalog import Catalog, load_catalog
 from rig.errors import InputError, RigError
 from rig.report import analysis
 from rig.report.data import window_before
@@ -38,6 +42,7 @@ class Verdict(enum.Enum):
     PASS = "PASS"
     FAIL = "FAIL"
     INFRA = "INFRA"
+    INCONCLUSIVE = "INCONCLUSIVE"
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class Policy:
     bricks: int | None = None
     max_fails: int | None = None
     max_infra: int | None = None
+    max_inconclusive: int | None = None
     min_boards: int | None = None
     groups: Mapping[str, str | float] = field(default_factory=dict)
     flake_rate_max: float | None = None
@@ -100,6 +106,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "bricks": _count,
     "max_fails": _count,
     "max_infra": _count,
+    "max_inconclusive": _count,
     "min_boards": _count,
     "groups": lambda _key, value: _groups(value),
     "flake_rate_max": _fraction,
@@ -109,8 +116,11 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
 }
 
 
-def load_policy(path: Path) -> Policy:
-    """Parse and validate a policy file; any problem is one InputError line naming the key."""
+def load_policy(path: Path, catalog: Catalog | None = None) -> Policy:
+    """Parse and validate a policy file; any problem is one InputError line naming the key.
+
+    Scenario and group names are checked against `catalog` (the suite's own by default).
+    """
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as error:
@@ -123,9 +133,26 @@ def load_policy(path: Path) -> Policy:
     if unknown:
         raise InputError(f"policy {path}: unknown key '{unknown[0]}' (known: {', '.join(_PARSERS)})")
     try:
-        return Policy(**{key: _PARSERS[key](key, value) for key, value in document.items()})
+        policy = Policy(**{key: _PARSERS[key](key, value) for key, value in document.items()})
+        _known_names(policy, catalog or load_catalog())
     except InputError as error:
         raise InputError(f"policy {path}: {error}") from error
+    return policy
+
+
+def _known_names(policy: Policy, catalog: Catalog) -> None:
+    for name in policy.required_scenarios:
+        if name not in catalog.scenarios:
+            closest = _closest(name, catalog.scenarios)
+            raise InputError(f"required scenario '{name}' is not in the suite{closest}")
+    for name in policy.groups:
+        if name not in catalog.groups:
+            raise InputError(f"group '{name}' is not a scenario group{_closest(name, catalog.groups)}")
+
+
+def _closest(name: str, known: frozenset[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.4)
+    return f" (closest: {', '.join(close)})" if close else f" (known: {', '.join(sorted(known))})"
 
 
 def _at_most(rule: str, limit: int | None, count: int, verdict_if_over: Verdict) -> list[RuleResult]:
@@ -170,6 +197,8 @@ def _required(required: tuple[str, ...], frame: pd.DataFrame) -> list[RuleResult
             verdict, value = Verdict.PASS, f"{passes} passed"
         elif (rows == "INFRA").any():
             verdict, value = Verdict.INFRA, "only infra failures"
+        elif (rows == "INCONCLUSIVE").any():
+            verdict, value = Verdict.INCONCLUSIVE, "only inconclusive (the fault missed its window)"
         else:
             verdict, value = Verdict.FAIL, "missing"
         results.append(RuleResult(f"scenario {name}", "passes", value, verdict))
@@ -187,6 +216,7 @@ def evaluate(policy: Policy, store: ResultsStore, run: RunInfo) -> list[RuleResu
     results += _at_most("bricks", policy.bricks, counts["BRICK"], Verdict.FAIL)
     results += _at_most("fails", policy.max_fails, counts["FAIL"], Verdict.FAIL)
     results += _at_most("infra failures", policy.max_infra, counts["INFRA"], Verdict.INFRA)
+    results += _at_most("inconclusive", policy.max_inconclusive, counts["INCONCLUSIVE"], Verdict.INCONCLUSIVE)
     if policy.min_boards is not None:
         decisive = frame[frame["outcome"].isin(analysis.DECISIVE)]
         boards = decisive["board"].nunique()
@@ -204,7 +234,12 @@ def evaluate(policy: Policy, store: ResultsStore, run: RunInfo) -> list[RuleResu
     return results
 
 
-_STYLE = {Verdict.PASS: "green", Verdict.FAIL: "bold red", Verdict.INFRA: "bold yellow"}
+_STYLE = {
+    Verdict.PASS: "green",
+    Verdict.FAIL: "bold red",
+    Verdict.INFRA: "bold yellow",
+    Verdict.INCONCLUSIVE: "bold blue",
+}
 
 
 @click.command()
@@ -229,6 +264,9 @@ def gate(policy_path: str, run_id: str | None, db: str) -> None:
     if not blocked:
         console.print("gate: PASS")
         return
-    infra = sum(1 for r in blocked if r.verdict is Verdict.INFRA)
-    note = f", {infra} of them infrastructure" if infra else ""
+    kinds = {Verdict.INFRA: "infrastructure", Verdict.INCONCLUSIVE: "inconclusive"}
+    note = "".join(
+        f", {n} of them {label}" for verdict, label in kinds.items()
+        if (n := sum(1 for r in blocked if r.verdict is verdict))
+    )
     raise GateBlocked(f"release blocked by run {run.run_id}: {len(blocked)} rule(s) failed{note}")

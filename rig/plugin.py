@@ -31,6 +31,7 @@ from filelock import FileLock, Timeout
 
 from rig import __version__
 from rig.board import Board
+from rig.catalog import FAMILIES, MARKERS
 from rig.errors import InfraError, RigError
 from rig.farm import BoardSpec, Farm, load_farm
 from rig.imageset import ImageSet, prepare_image_set
@@ -51,20 +52,8 @@ from rig.results.store import ResultsStore, utc_now
 from rig.session import OtaSession
 
 FARM_KEY = pytest.StashKey[Farm | None]()
-MARKERS = {
-    "power_cut": "cuts the board's power (needs a power driver that really cuts power)",
-    "brownout": "sags the supply voltage (needs a PSU)",
-    "network": "injects network faults through the fault proxy",
-    "signature": "needs signed-update firmware (board firmware.signing != none)",
-    "anti_rollback": "needs anti-rollback firmware (board firmware.anti_rollback)",
-    "rollback": "exercises ESP-IDF app rollback",
-    "gate": "part of the release gate",
-    "burns_efuse": "raises the board's eFuse secure_version for good; runs after everything else",
-}
 BOARD_LOCK_WAIT_S = 3600.0
 DEFAULT_REPORT_DIR = "reports"
-# Test families a scenario_group is named after; the first the test carries wins.
-FAMILIES = tuple(name for name in MARKERS if name not in ("gate", "burns_efuse"))
 NO_BOARD = "-"  # the board of a test that uses none
 
 

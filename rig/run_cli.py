@@ -20,12 +20,12 @@ import click
 from rich.console import Console as RichConsole
 from rich.table import Table
 
+from rig.catalog import SCENARIOS
 from rig.cutspec import CutSpec, On
 from rig.errors import InfraError, InputError, NotReproduced, RigError
 from rig.farm import BoardSpec, Farm, load_farm
 from rig.phase import Phase
 
-SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 LAB_DIR = Path(".lab")
 
 

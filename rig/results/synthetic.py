@@ -32,7 +32,7 @@ def make_outcome(**fields: object) -> Outcome:
     """A passing happy-path outcome with `fields` overridden (hand-made test data)."""
     base = Outcome(
         run_id="run-1",
-        scenario="test_happy_path",
+        scenario="test_three_generations",
         scenario_group="happy_path",
         board="board-a",
         firmware_old="1.0.0",

@@ -11,10 +11,10 @@ from rig.results.synthetic import make_outcome
 
 BOARDS = ("board-a", "board-b")
 SCENARIOS = (
-    ("test_happy_path", "happy_path"),
-    ("test_rollback_on_crash", "rollback"),
-    ("test_unsigned_image_refused", "signature"),
-    ("test_power_cut_during_download[0.5]", "power_cut"),
+    ("test_three_generations", "happy_path"),
+    ("test_bad_app_rolls_back", "rollback"),
+    ("test_bad_signatures_rejected", "signature"),
+    ("test_cut_during_download[0.5]", "power_cut"),
 )
 
 
@@ -44,10 +44,10 @@ def db(tmp_path: Path) -> Path:
         store.finish_run("good")
         store.start_run(run_info("bad", 2))
         special = {
-            ("test_power_cut_during_download[0.5]", "board-a"): (OutcomeClass.BRICK, "no app after 3 boots"),
-            ("test_rollback_on_crash", "board-b"): (OutcomeClass.FAIL, "stayed on | new app"),
-            ("test_unsigned_image_refused", "board-b"): (OutcomeClass.INFRA, "serial port vanished"),
-            ("test_happy_path", "board-b"): (OutcomeClass.SKIP, "not applicable"),
+            ("test_cut_during_download[0.5]", "board-a"): (OutcomeClass.BRICK, "no app after 3 boots"),
+            ("test_bad_app_rolls_back", "board-b"): (OutcomeClass.FAIL, "stayed on | new app"),
+            ("test_bad_signatures_rejected", "board-b"): (OutcomeClass.INFRA, "serial port vanished"),
+            ("test_three_generations", "board-b"): (OutcomeClass.SKIP, "not applicable"),
         }
         for scenario, group in SCENARIOS:
             for board in BOARDS:

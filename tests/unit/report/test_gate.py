@@ -6,10 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from rig.catalog import load_catalog
 from rig.cli import main
 from rig.errors import InputError
 from rig.gate import Verdict, evaluate, load_policy
-from rig.results import ResultsStore
+from rig.results import OutcomeClass, ResultsStore
+from rig.results.synthetic import make_outcome
+
+from .conftest import BOARDS, run_info
 
 POLICY = """
 bricks: 0
@@ -18,7 +22,7 @@ min_boards: 2
 groups: {rollback: all_pass, signature: all_pass}
 flake_rate_max: 0.02
 flake_window: 1
-required_scenarios: [test_happy_path, test_power_cut_during_download]
+required_scenarios: [test_three_generations, test_cut_during_download]
 """
 
 
@@ -46,8 +50,8 @@ def test_bad_run_is_blocked_with_infra_labelled_as_infrastructure(db: Path, poli
         "group rollback": Verdict.FAIL,
         "group signature": Verdict.INFRA,
         "flake rate": Verdict.PASS,
-        "scenario test_happy_path": Verdict.PASS,
-        "scenario test_power_cut_during_download": Verdict.FAIL,
+        "scenario test_three_generations": Verdict.PASS,
+        "scenario test_cut_during_download": Verdict.FAIL,
     }
 
 
@@ -79,6 +83,9 @@ def test_flakes_over_the_window_block_the_release(db: Path, tmp_path: Path) -> N
         ("required_scenarios: test_a\n", "key 'required_scenarios' must be a list"),
         ("- bricks\n", "must be a mapping"),
         ("bricks: [\n", "is not valid YAML"),
+        ("required_scenarios: [test_happy_path]\n",
+         "required scenario 'test_happy_path' is not in the suite (closest: "),
+        ("groups: {rolback: all_pass}\n", "group 'rolback' is not a scenario group (closest: rollback"),
     ],
 )
 def test_invalid_policy_names_the_key(tmp_path: Path, text: str, message: str) -> None:
@@ -96,7 +103,28 @@ def test_invalid_policy_exits_2(db: Path, tmp_path: Path, capsys: pytest.Capture
     assert "key 'min_boards' must be a whole number" in capsys.readouterr().err
 
 
-def test_example_policy_is_valid() -> None:
+def test_example_policy_is_valid_and_names_only_real_scenarios() -> None:
     example = Path(__file__).parents[3] / "fixtures" / "gate.yaml"
     policy = load_policy(example)
-    assert policy.bricks == 0 and policy.groups["rollback"] == "all_pass"
+    catalog = load_catalog()
+    assert policy.bricks == 0 and policy.groups["rollback"] == "all_pass" and policy.max_inconclusive == 0
+    assert set(policy.required_scenarios) <= catalog.scenarios and set(policy.groups) <= catalog.groups
+
+
+def test_inconclusive_outcomes_block_as_inconclusive_not_as_failures(db: Path, tmp_path: Path) -> None:
+    """A fault that missed its window proved nothing: the release waits, but no firmware bug is filed."""
+    store = ResultsStore(db)
+    with store:
+        store.start_run(run_info("missed", 9))
+        for board in BOARDS:
+            store.record(make_outcome(
+                run_id="missed", scenario="test_cut_during_download", scenario_group="power_cut", board=board,
+                outcome=OutcomeClass.INCONCLUSIVE, message="fault landed after the switch on 3 tries",
+            ))
+        store.finish_run("missed", "finished")
+    path = tmp_path / "gate.yaml"
+    path.write_text("max_inconclusive: 0\nrequired_scenarios: [test_cut_during_download]\n", encoding="utf-8")
+    verdicts = {r.rule: r.verdict for r in evaluate(load_policy(path), store, store.run("missed"))}
+    assert verdicts["inconclusive"] is Verdict.INCONCLUSIVE
+    assert verdicts["scenario test_cut_during_download"] is Verdict.INCONCLUSIVE
+    assert Verdict.FAIL not in verdicts.values()

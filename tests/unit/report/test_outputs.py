@@ -12,7 +12,11 @@ from rig.report.build import write_report
 from rig.report.data import collect
 from rig.report.junit import render_junit
 from rig.report.summary import render_summary
-from rig.results import ResultsStore
+from rig.results import OutcomeClass, ResultsStore
+from rig.results.from_pytest import verdict_of
+from rig.results.synthetic import make_outcome
+
+from .conftest import run_info
 
 
 def test_junit_maps_infra_to_error_and_bricks_to_failures(db: Path) -> None:
@@ -24,19 +28,19 @@ def test_junit_maps_infra_to_error_and_bricks_to_failures(db: Path) -> None:
     assert counts == ["8", "2", "1", "1"]
     cases = {(c.get("classname"), c.get("name")): c for c in suite.iter("testcase")}
     assert len(cases) == 8
-    brick = cases[("power_cut.board-a", "test_power_cut_during_download[0.5]")].find("failure")
+    brick = cases[("power_cut.board-a", "test_cut_during_download[0.5]")].find("failure")
     assert brick is not None and brick.get("type") == "BRICK"
     assert brick.get("message") == "no app after 3 boots"
-    infra = cases[("signature.board-b", "test_unsigned_image_refused")]
+    infra = cases[("signature.board-b", "test_bad_signatures_rejected")]
     assert infra.find("error") is not None and infra.find("failure") is None
-    assert cases[("happy_path.board-b", "test_happy_path")].find("skipped") is not None
-    passed = cases[("happy_path.board-a", "test_happy_path")]
+    assert cases[("happy_path.board-b", "test_three_generations")].find("skipped") is not None
+    passed = cases[("happy_path.board-a", "test_three_generations")]
     assert [child.tag for child in passed] == ["system-out"]
 
 
 def test_summary_lists_the_worst_outcomes_first(db: Path) -> None:
     text = render_summary(collect(ResultsStore(db), "bad"))
-    assert "| 1 | 4 | 1 | 1 | 1 | 2 |" in text
+    assert "| 1 | 4 | 1 | 1 | 0 | 1 | 2 |" in text
     rows = [line for line in text.splitlines() if line.startswith(("| BRICK", "| FAIL", "| INFRA"))]
     assert [row.split("|")[1].strip() for row in rows] == ["BRICK", "FAIL", "INFRA"]
     assert "stayed on \\| new app" in text
@@ -64,3 +68,32 @@ def test_rig_report_unknown_run_is_one_line_exit_2(db: Path, capsys: pytest.Capt
     assert main(["report", "missing", "--db", str(db)]) == 2
     err = capsys.readouterr().err
     assert err.strip() == f"rig: error: no run 'missing' in {db} (last runs: bad, good)"
+
+
+def test_inconclusive_is_a_skip_with_its_reason_in_junit_and_its_own_badge_in_the_report(
+    db: Path, tmp_path: Path
+) -> None:
+    store = ResultsStore(db)
+    with store:
+        store.start_run(run_info("missed", 9))
+        store.record(make_outcome(
+            run_id="missed", scenario="test_cut_during_download", scenario_group="power_cut",
+            outcome=OutcomeClass.INCONCLUSIVE, message="fault landed after the switch",
+        ))
+        store.finish_run("missed", "finished")
+    root = ET.fromstring(render_junit(store.run("missed"), store.outcomes("missed")))
+    skipped = next(root.iter("testcase")).find("skipped")
+    assert skipped is not None and skipped.get("message") == "INCONCLUSIVE: fault landed after the switch"
+    assert "| 0 | 0 | 0 | 0 | 1 | 0 |" in render_summary(collect(store, "missed"))
+    html = write_report(store, "missed", tmp_path).html.read_text(encoding="utf-8")
+    assert '<span class="INCONCLUSIVE">1 inconclusive</span>' in html
+
+
+def test_a_skip_whose_reason_says_inconclusive_is_classed_inconclusive() -> None:
+    report = pytest.TestReport(
+        "scenarios/test_power_cut.py::test_cut_during_download[b1]", ("x", 1, "t"), {}, "skipped",
+        ("x", 1, "Skipped: INCONCLUSIVE: fault landed after the switch on 3 tries"), "call",
+    )
+    verdict = verdict_of(report)
+    assert verdict.outcome is OutcomeClass.INCONCLUSIVE
+    assert verdict.message == "fault landed after the switch on 3 tries"

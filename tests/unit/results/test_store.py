@@ -30,7 +30,7 @@ def run_info(run_id: str = "run-1", started_at: str = "2024-05-01T02:00:00+00:00
 
 def test_outcome_round_trip_keeps_every_field(tmp_path: Path) -> None:
     outcome = make_outcome(
-        scenario="test_power_cut_during_download[0.5]",
+        scenario="test_cut_during_download[0.5]",
         scenario_group="power_cut",
         cut_point=0.5,
         outcome=OutcomeClass.BRICK,
