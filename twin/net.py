@@ -148,6 +148,12 @@ class HttpResponse:
     remaining: int | None = None
 
     @property
+    def complete(self) -> bool:
+        """esp_http_client.c:esp_http_client_is_complete_data_received(): the whole
+        Content-Length read (a body without one ends at the FIN)."""
+        return self.remaining is None or self.remaining <= 0
+
+    @property
     def content_length(self) -> int | None:
         value = self.headers.get("content-length")
         return int(value) if value is not None and value.isdigit() else None

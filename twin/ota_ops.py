@@ -45,7 +45,9 @@ class Err(IntEnum):
     ESP_ERR_OTA_ROLLBACK_FAILED = 0x1505
     ESP_ERR_OTA_ROLLBACK_INVALID_STATE = 0x1506
     ESP_ERR_HTTP_CONNECT = 0x7002
+    ESP_ERR_HTTP_FETCH_HEADER = 0x7004
     ESP_ERR_HTTP_EAGAIN = 0x7007
+    ESP_ERR_HTTP_NOT_MODIFIED = 0x7009
     ESP_ERR_HTTP_RANGE_NOT_SATISFIABLE = 0x700A
     ESP_ERR_HTTPS_OTA_IN_PROGRESS = 0x9001
 
@@ -133,19 +135,30 @@ class OtaOps:
 
     # -- esp_ota_begin / write / end -------------------------------------------------
 
-    def begin(self, partition: Partition, resume_from: int = 0) -> OtaHandle:
-        """esp_ota_begin with OTA_WITH_SEQUENTIAL_WRITES (or esp_ota_resume when resume_from > 0)."""
-        if partition == self.running.partition or not partition.is_app:
-            raise EspError(Err.ESP_ERR_OTA_PARTITION_CONFLICT)
+    def begin(self, partition: Partition) -> OtaHandle:
+        """esp_ota_ops.c:esp_ota_begin() with OTA_WITH_SEQUENTIAL_WRITES: only an OTA slot
+        (a factory partition is ESP_ERR_INVALID_ARG), never the running one, and (rollback)
+        never while the running app is still PENDING_VERIFY."""
+        self._check_target(partition)
         if self.config.rollback and self._running_state() == OtaState.PENDING_VERIFY:
             self._log(LogLevel.ERROR, "Running app has not confirmed state (ESP_OTA_IMG_PENDING_VERIFY)")
             raise EspError(Err.ESP_ERR_OTA_ROLLBACK_INVALID_STATE)
-        if self.config.rollback and resume_from == 0:
+        if self.config.rollback:
             self._erase_stale_otadata()
-        erased = -(-resume_from // SECTOR_SIZE) * SECTOR_SIZE
-        return OtaHandle(
-            partition, written=resume_from, erased_end=erased, first_byte_checked=resume_from > 0
-        )
+        return OtaHandle(partition)
+
+    def resume(self, partition: Partition, written: int) -> OtaHandle:
+        """esp_ota_ops.c:esp_ota_resume(): carry on after `written` bytes. It has no
+        PENDING_VERIFY check and erases nothing up front (sectors are erased as writes reach them)."""
+        self._check_target(partition)
+        erased = -(-written // SECTOR_SIZE) * SECTOR_SIZE
+        return OtaHandle(partition, written=written, erased_end=erased, first_byte_checked=written > 0)
+
+    def _check_target(self, partition: Partition) -> None:
+        if not partition.is_app or partition.ota_index is None:
+            raise EspError(Err.ESP_ERR_INVALID_ARG)
+        if partition == self.running.partition:
+            raise EspError(Err.ESP_ERR_OTA_PARTITION_CONFLICT)
 
     def _running_state(self) -> OtaState | None:
         try:
@@ -171,24 +184,27 @@ class OtaOps:
             self.cpu.flash.erase(part.offset + other * SECTOR_SIZE, SECTOR_SIZE)
 
     def write(self, handle: OtaHandle, data: bytes) -> None:
-        """esp_ota_write: magic check on the first byte, erase each sector just before its first write."""
+        """esp_ota_ops.c:esp_ota_write(): erase each sector just before its first write (a
+        range past the partition is ESP_ERR_INVALID_SIZE from esp_partition_erase_range(),
+        before anything is written), then the 0xE9 check on the first byte, which therefore
+        comes after the first sector was already erased."""
         if not data:
             return
-        if not handle.first_byte_checked:
-            if data[0] != IMAGE_MAGIC:
-                message = f"OTA image has invalid magic byte (expected 0xE9, saw 0x{data[0]:02x})"
-                self._log(LogLevel.ERROR, message)
-                raise EspError(Err.ESP_ERR_OTA_VALIDATE_FAILED)
-            handle.first_byte_checked = True
         part = handle.partition
         end = handle.written + len(data)
-        if end > part.size:
+        if -(-end // SECTOR_SIZE) * SECTOR_SIZE > part.size and end > handle.erased_end:
             raise EspError(Err.ESP_ERR_INVALID_SIZE)
         self.cpu.set_activity(Activity.FLASH_WRITE)
         while handle.erased_end < end:
             self.cpu.sleep(self.config.sector_erase_ms / 1000)
             self.cpu.flash.erase(part.offset + handle.erased_end, SECTOR_SIZE)
             handle.erased_end += SECTOR_SIZE
+        if not handle.first_byte_checked:
+            if data[0] != IMAGE_MAGIC:
+                message = f"OTA image has invalid magic byte (expected 0xE9, saw 0x{data[0]:02x})"
+                self._log(LogLevel.ERROR, message)
+                raise EspError(Err.ESP_ERR_OTA_VALIDATE_FAILED)
+            handle.first_byte_checked = True
         self.cpu.flash.program(part.offset + handle.written, data)
         handle.written = end
 

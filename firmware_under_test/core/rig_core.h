@@ -276,8 +276,7 @@ typedef enum {
     RIG_FAIL_DOWNLOAD,   /* esp_https_ota_perform */
     RIG_FAIL_INCOMPLETE, /* connection ended before all bytes arrived */
     RIG_FAIL_FINISH,     /* esp_https_ota_finish: verification, signature, set_boot_partition */
-    RIG_FAIL_ABORTED,
-    RIG_FAIL_STALE_RESUME, /* a resumed request was answered 416: saved progress is past the image */    /* `ota-abort` */
+    RIG_FAIL_ABORTED,    /* `ota-abort` */
 } rig_fail_t;
 
 const char *rig_fail_reason(rig_fail_t fail);

@@ -71,8 +71,6 @@ const char *rig_fail_reason(rig_fail_t fail)
         return "incomplete";
     case RIG_FAIL_FINISH:
         return "finish";
-    case RIG_FAIL_STALE_RESUME:
-        return "stale_resume";
     case RIG_FAIL_ABORTED:
         return "aborted";
     }

@@ -69,7 +69,6 @@ bool rig_fail_keeps_progress(rig_fail_t fail)
         return true;
     case RIG_FAIL_FINISH:
     case RIG_FAIL_ABORTED:
-    case RIG_FAIL_STALE_RESUME:
         return false;
     }
     return false;

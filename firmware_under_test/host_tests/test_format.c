@@ -69,8 +69,8 @@ static void test_markers(void)
     EXPECT_LINES(rig_emit_ota_failed(&out, -1, RIG_FAIL_DOWNLOAD),
                  "E rig_agent: ota failed err=0xffffffff reason=download\n");
     EXPECT_LINES(rig_emit_ota_failed(&out, 0, RIG_FAIL_ABORTED), "E rig_agent: ota failed err=0x0 reason=aborted\n");
-    EXPECT_LINES(rig_emit_ota_failed(&out, 0x700A, RIG_FAIL_STALE_RESUME),
-                 "E rig_agent: ota failed err=0x700a reason=stale_resume\n");
+    EXPECT_LINES(rig_emit_ota_failed(&out, 0x7002, RIG_FAIL_BEGIN),
+                 "E rig_agent: ota failed err=0x7002 reason=begin\n");
     EXPECT_LINES(rig_emit_ota_restarting(&out), "I rig_agent: ota restarting\n");
     EXPECT_LINES(rig_emit_selftest_begin(&out, RIG_BEHAVIOUR_CONFIRM_THEN_CRASH),
                  "I rig_agent: selftest begin behaviour=confirm_then_crash\n");

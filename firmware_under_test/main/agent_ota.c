@@ -111,14 +111,13 @@ static void ota_task(void *arg)
     esp_https_ota_handle_t handle = NULL;
     esp_err_t err = esp_https_ota_begin(&config, &handle);
     if (err != ESP_OK) {
-        /* 416 to `Range: bytes=<saved>-`: the power died after the last byte was saved but
-           before esp_https_ota_finish. Keeping that progress would make every retry fail. */
-        bool stale = err == ESP_ERR_HTTP_RANGE_NOT_SATISFIABLE && start.offset > 0;
-        fail(err, stale ? RIG_FAIL_STALE_RESUME : RIG_FAIL_BEGIN);
+        fail(err, RIG_FAIL_BEGIN);
         return;
     }
     if (rig_progress_begun(&progress, (uint32_t)esp_https_ota_get_image_len_read(handle))) {
-        agent_resume_clear(); /* ESP-IDF restarted from byte 0: the server ignored Range */
+        /* esp_https_ota_begin() fell back to byte 0 in this attempt: the server ignored Range,
+           or answered 416 (progress saved right before finish). The saved count is stale. */
+        agent_resume_clear();
     }
     uint32_t total = rig_image_total(partial, progress.offset, esp_https_ota_get_image_size(handle));
     char range[48];

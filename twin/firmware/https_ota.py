@@ -1,6 +1,7 @@
-"""esp_https_ota (ESP-IDF v5.5, facts §8) on the twin: begin / get_img_desc / perform /
-finish / abort with its HTTP semantics (HEAD + Range partial download, resumption,
-redirects), its checks before the first write, and its exact log lines.
+"""esp_https_ota as ESP-IDF v5.5.5 has it (components/esp_https_ota/src/esp_https_ota.c) on
+the twin: begin / get_img_desc / perform / finish / abort with its HTTP semantics (HEAD +
+Range partial download, resumption with its fallback, redirects), its checks on the first
+block, and its exact log lines. Each method names the function it follows.
 
 `perform` returns True while ESP_ERR_HTTPS_OTA_IN_PROGRESS (the caller loops, as
 every ESP-IDF example does) and False when the body is complete; failures raise
@@ -10,6 +11,8 @@ every ESP-IDF example does) and False when the body is complete; failures raise
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 from rig.esp.appdesc import APP_DESC_FILE_OFFSET, APP_DESC_MAGIC, APP_DESC_SIZE, AppDescriptor, decode
@@ -25,6 +28,15 @@ OTA_BUF_SIZE = 1024
 DEFAULT_MAX_REQUEST = 64 * 1024
 MAX_REDIRECTS = 10
 _REDIRECTS = {301, 302, 303, 307, 308}
+
+
+class _State(Enum):
+    """esp_https_ota_state."""
+
+    BEGIN = "begin"
+    RESUME = "resume"
+    IN_PROGRESS = "in_progress"
+    SUCCESS = "success"
 
 
 @dataclass(frozen=True)
@@ -58,14 +70,19 @@ class HttpsOta:
         self.header = b""
         self.handle: OtaHandle | None = None
         self.max_request = config.max_http_request_size or DEFAULT_MAX_REQUEST
+        self.resumption = config.ota_resumption
+        self.state = _State.BEGIN
 
     def _log(self, level: LogLevel, message: str, tag: str = TAG) -> None:
         self.cpu.log(level, tag, message)
 
     # -- HTTP plumbing -------------------------------------------------------------
 
-    def _open(self, method: str, range_header: str | None) -> HttpResponse:
-        """esp_http_client_open + fetch_headers, following redirects like esp_http_client."""
+    def _connect(self, method: str, range_header: str | None, *, check_status: bool = True) -> HttpResponse:
+        """esp_https_ota.c:_http_connect(): open (reusing a kept-alive connection, as
+        esp_http_client.c:esp_http_client_connect() does), fetch headers, follow redirects,
+        then _http_handle_response_code(). A header fetch failure returns its error without a
+        line of its own; the caller prints `Failed to establish HTTP connection`."""
         if self.config.cadata is None:
             message = "No option for server verification is enabled in esp_http_client config."
             self._log(LogLevel.ERROR, message)
@@ -73,25 +90,28 @@ class HttpsOta:
         for _ in range(MAX_REDIRECTS + 1):
             parts = urlsplit(self.url)
             host, port = parts.hostname or "", parts.port or 443
-            self.close()
-            try:
-                self.conn = self.net.connect_tls(
-                    host, port, cadata=self.config.cadata, timeout_ms=self.config.timeout_ms,
-                    keepalive=self.config.keepalive,
-                )
-            except ConnectError as exc:
-                self._connect_failed(exc)
+            if self.conn is None:
+                try:
+                    self.conn = self.net.connect_tls(
+                        host, port, cadata=self.config.cadata, timeout_ms=self.config.timeout_ms,
+                        keepalive=self.config.keepalive,
+                    )
+                except ConnectError as exc:
+                    self._connect_failed(exc)
             headers = {"Range": range_header} if range_header else {}
             try:
                 assert self.conn is not None
                 resp = request(self.conn, method, host, port, parts.path or "/", headers)
             except (ReadError, ReadTimeout) as exc:
-                self._log(LogLevel.ERROR, "Failed to open HTTP connection: ESP_ERR_HTTP_FETCH_HEADER")
-                raise EspError(Err.ESP_FAIL) from exc
+                self.close()
+                raise EspError(Err.ESP_ERR_HTTP_FETCH_HEADER) from exc
             location = resp.headers.get("location")
             if resp.status in _REDIRECTS and location:
                 self.url = location if "://" in location else f"{parts.scheme}://{parts.netloc}{location}"
+                self.close()
                 continue
+            if check_status:
+                self._handle_response_code(resp.status)
             return resp
         raise EspError(Err.ESP_FAIL)
 
@@ -103,34 +123,48 @@ class HttpsOta:
         self._log(LogLevel.ERROR, "Failed to open a new connection", "transport_base")
         self._log(LogLevel.ERROR, "Connection failed, sock < 0", "HTTP_CLIENT")
         self._log(LogLevel.ERROR, "Failed to open HTTP connection: ESP_ERR_HTTP_CONNECT")
-        self._log(LogLevel.ERROR, "Failed to establish HTTP connection")
         raise EspError(Err.ESP_ERR_HTTP_CONNECT)
 
-    def _check_status(self, status: int) -> None:
-        if status in (200, 206):
-            return
+    def _handle_response_code(self, status: int) -> None:
+        """esp_https_ota.c:_http_handle_response_code() (v5.5.5: the resumption check also
+        covers partial downloads, CONFIG_ESP_HTTPS_OTA_ENABLE_PARTIAL_DOWNLOAD being absent)."""
+        if status == 304:
+            self._log(LogLevel.INFO, f"OTA image not modified since last request (status code: {status})")
+            raise EspError(Err.ESP_ERR_HTTP_NOT_MODIFIED)
         if status == 416:
             self._log(LogLevel.INFO, f"Requested range is incorrect (status code: {status})")
-            self._log(LogLevel.ERROR, "Failed to establish HTTP connection")
             raise EspError(Err.ESP_ERR_HTTP_RANGE_NOT_SATISFIABLE)
         if status in (403, 404):
             self._log(LogLevel.ERROR, f"File not found({status})")
-        elif 400 <= status < 500:
+            raise EspError(Err.ESP_FAIL)
+        if 400 <= status < 500:
             self._log(LogLevel.ERROR, f"Client error ({status})")
-        elif status >= 500:
+            raise EspError(Err.ESP_FAIL)
+        if status >= 500:
             self._log(LogLevel.ERROR, f"Server error ({status})")
-        else:
-            self._log(LogLevel.ERROR, f"Received incorrect http status {status}")
-        self._log(LogLevel.ERROR, "Failed to establish HTTP connection")
-        raise EspError(Err.ESP_FAIL)
+            raise EspError(Err.ESP_FAIL)
+        if self.resumption and status != 206:
+            self._log(LogLevel.WARN, "Server ignored the requested Range header")
+            self._log(LogLevel.WARN, "OTA resumption requires server with range request support.")
+            raise EspError(Err.ESP_ERR_HTTP_RANGE_NOT_SATISFIABLE)
 
-    def _range_for(self, start: int) -> str | None:
+    def _first_range(self, start: int) -> str | None:
+        """The Range of the first GET (esp_https_ota.c:esp_https_ota_begin()): partial download
+        asks for `bytes=<start>-<end>` with ESP-IDF's end (the image length for the tail, and
+        no header when one range covers the image); resumption alone asks `bytes=<start>-`,
+        `bytes=0-` on a fresh download, to learn at once whether the server honours Range."""
         if self.config.partial_http_download and self.image_length is not None:
-            end = start + self.max_request - 1
-            if end >= self.image_length - 1:
-                return f"bytes={start}-" if start else None
-            return f"bytes={start}-{end}"
-        return f"bytes={start}-" if start else None
+            tail = self.image_length <= self.max_request + start
+            end = self.image_length if tail else start + self.max_request - 1
+            return f"bytes={start}-{end}" if end - start < self.image_length else None
+        return f"bytes={start}-" if self.resumption else None
+
+    def _next_range(self) -> str:
+        """The Range of each later partial-download request (esp_https_ota_perform())."""
+        assert self.image_length is not None
+        if self.image_length - self.received > self.max_request:
+            return f"bytes={self.received}-{self.received + self.max_request - 1}"
+        return f"bytes={self.received}-"
 
     def close(self) -> None:
         """esp_http_client_close: drop the connection, keep the handle."""
@@ -138,53 +172,92 @@ class HttpsOta:
             self.conn.close()
         self.conn = None
 
+    def _keep_alive(self) -> bool:
+        """esp_http_client.c:esp_http_client_is_persistent_connection(): HTTP/1.1 without
+        `Connection: close` (http_should_keep_alive)."""
+        return self.resp is not None and self.resp.headers.get("connection", "").lower() != "close"
+
     # -- the esp_https_ota API --------------------------------------------------------
 
     def begin(self) -> None:
-        """esp_https_ota_begin."""
+        """esp_https_ota.c:esp_https_ota_begin()."""
         self.cpu.set_activity(Activity.RADIO)
+        written = self.config.ota_image_bytes_written if self.resumption else 0
+        self.received = written if written >= IMAGE_HEADER_SIZE else 0
         if self.config.partial_http_download:
-            head = self._open("HEAD", None)
-            if head.status != 200:
-                self._log(LogLevel.ERROR, f"Received incorrect http status {head.status}")
-                raise EspError(Err.ESP_FAIL)
+            head = self._head()
             self.image_length = head.content_length
-        resume = self.config.ota_image_bytes_written if self.config.ota_resumption else 0
-        resume = resume if resume >= 1024 else 0
-        self.resp = self._open("GET", self._range_for(resume))
-        if resume and self.resp.status == 200:
-            self._log(LogLevel.WARN, "Server ignored the requested Range header")
+        try:
+            self.resp = self._connect("GET", self._first_range(self.received))
+        except EspError as exc:
+            if exc.err is not Err.ESP_ERR_HTTP_RANGE_NOT_SATISFIABLE or not self.resumption:
+                self._establish_failed(exc)
+            self._log(LogLevel.ERROR, f"OTA resumption failed with err: {int(exc.err)}.")
             message = "Falling back to OTA without resumption and restarting download from beginning"
             self._log(LogLevel.INFO, message)
-            resume = 0
-        self._check_status(self.resp.status)
-        if self.image_length is None:
+            self.resumption = False
+            self.received = 0
+            self.close()
+            try:
+                self.resp = self._connect("GET", self._first_range(0))
+            except EspError as again:
+                self._establish_failed(again)
+        if not self.config.partial_http_download:
             length = self.resp.content_length
-            self.image_length = None if length is None else length + resume
-        self.received = resume
-        if resume:
-            self.handle = self.ota.begin(self.partition, resume_from=resume)
+            self.image_length = None if length is None else length + self.received
         self._log(LogLevel.INFO, "Starting OTA...")
         part = self.partition
         self._log(LogLevel.INFO, f"Writing to <{part.name}> partition at offset 0x{part.offset:x}")
+        self.state = _State.RESUME if self.received else _State.BEGIN
+
+    def _head(self) -> HttpResponse:
+        """Partial download's HEAD through esp_http_client_perform(): no response-code
+        handling, but it must answer 200."""
+        try:
+            head = self._connect("HEAD", None, check_status=False)
+        except EspError as exc:
+            self._log(LogLevel.ERROR, f"ESP HTTP client perform failed: {int(exc.err)}")
+            self.close()
+            raise
+        self.close()
+        if head.status != 200:
+            self._log(LogLevel.ERROR, f"Received incorrect http status {head.status}")
+            raise EspError(Err.ESP_FAIL)
+        return head
+
+    def _establish_failed(self, exc: EspError) -> NoReturn:
+        if exc.err is not Err.ESP_ERR_HTTP_NOT_MODIFIED:
+            self._log(LogLevel.ERROR, "Failed to establish HTTP connection")
+        self.close()
+        raise exc
 
     def _read(self, size: int) -> bytes | None:
-        """One esp_http_client_read; None = EAGAIN (caller reports IN_PROGRESS)."""
+        """esp_http_client.c:esp_http_client_read(): fills `size` bytes unless the body ends
+        first; a timeout returns what arrived (None, i.e. -ESP_ERR_HTTP_EAGAIN, if nothing)."""
         assert self.resp is not None
-        try:
-            return self.resp.read(size)
-        except ReadTimeout:
-            return None
-        except ReadError as exc:
-            # newlib's strerror text for lwIP's errno (the host's differ: 113 is EHOSTUNREACH on Linux).
-            self._log(LogLevel.ERROR, f"esp_tls_conn_read error, errno={exc.reason}", "transport_base")
-            self._log(LogLevel.WARN, f"esp_transport_read returned:-1 and errno:{exc.errno} ", "HTTP_CLIENT")
-            self._log(LogLevel.ERROR, f"data read -1, errno {exc.errno}")
-            raise EspError(Err.ESP_FAIL) from exc
+        data = b""
+        while len(data) < size:
+            try:
+                chunk = self.resp.read(size - len(data))
+            except ReadTimeout:
+                return data or None
+            except ReadError as exc:
+                if data:
+                    return data
+                # newlib's strerror text for lwIP's errno (the host's differ: 113 is EHOSTUNREACH on Linux).
+                self._log(LogLevel.ERROR, f"esp_tls_conn_read error, errno={exc.reason}", "transport_base")
+                returned = f"esp_transport_read returned:-1 and errno:{exc.errno} "
+                self._log(LogLevel.WARN, returned, "HTTP_CLIENT")
+                self._log(LogLevel.ERROR, f"data read -1, errno {exc.errno}")
+                raise EspError(Err.ESP_FAIL) from exc
+            if not chunk:
+                return data
+            data += chunk
+        return data
 
     def get_img_desc(self) -> AppDescriptor:
-        """Read until the first 1024 bytes are in; nothing is written yet. A resumed download
-        already has the descriptor in the partition: v5.5 reads it from there."""
+        """esp_https_ota.c:get_description_from_image(): read until the first 1024 bytes are in
+        (nothing is written yet); a resumed download reads the descriptor from the partition."""
         desc_end = APP_DESC_FILE_OFFSET + APP_DESC_SIZE
         if self.received >= desc_end:
             raw = self.cpu.flash.read(self.partition.offset + APP_DESC_FILE_OFFSET, APP_DESC_SIZE)
@@ -192,6 +265,15 @@ class HttpsOta:
                 self._log(LogLevel.ERROR, "Incorrect app descriptor magic")
                 raise EspError(Err.ESP_FAIL)
             return decode(raw)
+        self._read_header()
+        raw = self.header[APP_DESC_FILE_OFFSET:desc_end]
+        if int.from_bytes(raw[:4], "little") != APP_DESC_MAGIC:
+            self._log(LogLevel.ERROR, "Incorrect app descriptor magic")
+            raise EspError(Err.ESP_FAIL)
+        return decode(raw)
+
+    def _read_header(self) -> None:
+        """esp_https_ota.c:read_header(): IMAGE_HEADER_SIZE bytes, waiting out timeouts."""
         while len(self.header) < IMAGE_HEADER_SIZE:
             data = self._read(IMAGE_HEADER_SIZE - len(self.header))
             if data is None:
@@ -200,36 +282,40 @@ class HttpsOta:
                 self._log(LogLevel.ERROR, "Complete headers were not received")
                 raise EspError(Err.ESP_FAIL)
             self.header += data
-        raw = self.header[APP_DESC_FILE_OFFSET:desc_end]
-        if int.from_bytes(raw[:4], "little") != APP_DESC_MAGIC:
-            self._log(LogLevel.ERROR, "Incorrect app descriptor magic")
-            raise EspError(Err.ESP_FAIL)
-        return decode(raw)
 
-    def _first_write(self) -> None:
-        """Chip id and revision are checked before anything touches flash."""
-        if len(self.header) < IMAGE_HEADER_SIZE:
-            self.get_img_desc()
+    def _verify_chip(self) -> None:
+        """esp_ota_verify_chip_id() then esp_ota_verify_chip_revision() →
+        bootloader_common_loader.c:bootloader_common_check_chip_revision_validity(hdr, true):
+        the minimum and, when set (not 0 or 0xFFFF), the maximum revision."""
         chip_id = int.from_bytes(self.header[12:14], "little")
         if chip_id != 0:
             self._log(LogLevel.ERROR, f"Mismatch chip id, expected 0, found {chip_id}")
             raise EspError(Err.ESP_ERR_INVALID_VERSION)
         min_rev = int.from_bytes(self.header[15:17], "little")
+        max_rev = int.from_bytes(self.header[17:19], "little")
         rev = self.ota.config.chip_rev_full
         if rev < min_rev:
-            self._log(
-                LogLevel.ERROR,
-                f"chip revision check failed. Required >= v{min_rev // 100}.{min_rev % 100}, "
-                f"found v{rev // 100}.{rev % 100}.",
-                "boot_comm",
-            )
-            raise EspError(Err.ESP_ERR_INVALID_VERSION)
-        self.handle = self.ota.begin(self.partition)
-        self._write(self.header)
+            self._chip_revision_failed(">=", min_rev, rev)
+        if max_rev not in (0, 0xFFFF) and rev > max_rev:
+            self._chip_revision_failed("<=", max_rev, rev)
+
+    def _chip_revision_failed(self, relation: str, limit: int, rev: int) -> NoReturn:
+        self._log(
+            LogLevel.ERROR,
+            f"chip revision check failed. Required {relation} v{limit // 100}.{limit % 100}, "
+            f"found v{rev // 100}.{rev % 100}.",
+            "boot_comm",
+        )
+        raise EspError(Err.ESP_ERR_INVALID_VERSION)
 
     def _write(self, data: bytes) -> None:
+        """esp_https_ota.c:_ota_write()."""
         assert self.handle is not None
-        self.ota.write(self.handle, data)
+        try:
+            self.ota.write(self.handle, data)
+        except EspError as exc:
+            self._log(LogLevel.ERROR, f"Error: esp_ota_write failed! err={exc.hex}")
+            raise
         self.cpu.set_activity(Activity.RADIO)
         self.received += len(data)
 
@@ -237,27 +323,55 @@ class HttpsOta:
         return self.image_length is not None and self.received >= self.image_length
 
     def perform(self) -> bool:
-        """One step; True = ESP_ERR_HTTPS_OTA_IN_PROGRESS."""
-        if self.handle is None:
-            self._first_write()
+        """esp_https_ota.c:esp_https_ota_perform(); True = ESP_ERR_HTTPS_OTA_IN_PROGRESS.
+
+        The first call runs esp_ota_begin() before the chip checks (so its PENDING_VERIFY
+        check and otadata erase happen even for an image refused there), then writes the
+        header; a resumed download calls esp_ota_resume() instead and reads on.
+        """
+        if self.state is _State.BEGIN:
+            try:
+                self.handle = self.ota.begin(self.partition)
+            except EspError as exc:
+                self._log(LogLevel.ERROR, f"esp_ota_begin failed ({exc.err.name})")
+                raise
+            self.state = _State.IN_PROGRESS
+            self._read_header()
+            self._verify_chip()
+            self._write(self.header)
             return True
-        if self.is_complete_data_received():
+        if self.state is _State.RESUME:
+            try:
+                self.handle = self.ota.resume(self.partition, self.received)
+            except EspError as exc:
+                self._log(LogLevel.ERROR, f"esp_ota_resume failed ({exc.err.name})")
+                raise
+            self.state = _State.IN_PROGRESS
+        if self.state is _State.SUCCESS:
             return False
         data = self._read(OTA_BUF_SIZE)
         if data is None:
-            return True
+            return True  # -ESP_ERR_HTTP_EAGAIN: "Call timed out before data was ready" (DEBUG)
         if data:
             self._write(data)
             return True
+        assert self.resp is not None
+        if not self.resp.complete:
+            self._log(LogLevel.ERROR, "Connection closed before complete data was received!")
+            raise EspError(Err.ESP_FAIL)
         if self.config.partial_http_download and self.image_length and self.received < self.image_length:
-            self.resp = self._open("GET", self._range_for(self.received))
-            self._check_status(self.resp.status)
+            if not self._keep_alive():
+                self.close()
+            try:
+                self.resp = self._connect("GET", self._next_range())
+            except EspError as exc:
+                self._log(LogLevel.ERROR, "Failed to establish HTTP connection")
+                raise EspError(Err.ESP_FAIL) from exc
             return True
-        if self.image_length is None or self.is_complete_data_received():
+        if self.image_length is None:
             self.image_length = self.received
-            return False
-        self._log(LogLevel.ERROR, "Connection closed before complete data was received!")
-        raise EspError(Err.ESP_FAIL)
+        self.state = _State.SUCCESS
+        return False
 
     def finish(self) -> None:
         """esp_https_ota_finish: esp_ota_end, then esp_ota_set_boot_partition (no reboot)."""

@@ -27,7 +27,7 @@ from twin.ota_ops import Err, EspError
 TAG = "rig_agent"
 EXAMPLE_TAG = "advanced_https_ota_example"
 # `ota failed` steps after which a retry must start from byte 0 (PROTOCOL §3).
-FORGETS_PROGRESS = ("finish", "stale_resume")
+FORGETS_PROGRESS = ("finish",)
 MAX_LINE = 2048
 PROGRESS_EVERY = 64 * 1024
 SAVE_EVERY = 4096
@@ -228,7 +228,7 @@ class ReferenceFirmware(FirmwareModel):
             keepalive=rt.config.keepalive,
             partial_http_download=request_size > 0,
             max_http_request_size=request_size,
-            ota_resumption=resume_from > 0,
+            ota_resumption=agent.setting("resume") == "on",
             ota_image_bytes_written=resume_from,
         )
         agent.url = url
@@ -238,6 +238,10 @@ class ReferenceFirmware(FirmwareModel):
             ota = HttpsOta(rt.cpu, rt.net, rt.ota, config)
             agent.ota = ota
             ota.begin()
+            if resume_from and ota.received == 0:
+                # esp_https_ota_begin() fell back to byte 0 (Range ignored, or 416 to progress
+                # saved right before finish): the saved progress no longer means anything.
+                rt.nvs.erase("ota_progress")
             step = "image_desc"
             desc = ota.get_img_desc()
             agent.log(
@@ -245,13 +249,11 @@ class ReferenceFirmware(FirmwareModel):
                 f"ota image version={desc.version} secure_version={desc.secure_version}"
                 f" project={desc.project_name}",
             )
-            if not ota.handle and self._rejected(agent, desc):
+            if self._rejected(agent, desc):
                 return
             agent.next_progress = ota.received + PROGRESS_EVERY
             agent.next_save = (ota.received // SAVE_EVERY + 1) * SAVE_EVERY
         except EspError as exc:
-            if exc.err is Err.ESP_ERR_HTTP_RANGE_NOT_SATISFIABLE and resume_from:
-                step = "stale_resume"  # saved progress at or past the image's end
             self._failed(agent, exc, step)
 
     def _resume_from(self, agent: Agent, url: str) -> int:
@@ -352,7 +354,7 @@ class ReferenceFirmware(FirmwareModel):
 
     def _failed(self, agent: Agent, exc: EspError, step: str) -> None:
         """PROTOCOL §2 `ota failed`: `reason` names the step that failed. Progress is kept
-        for a retry unless the image itself failed or the saved progress is stale (§3)."""
+        for a retry unless the image itself failed (PROTOCOL.md §3)."""
         if step in FORGETS_PROGRESS:
             agent.rt.nvs.erase("ota_progress")
         if agent.ota is not None:

@@ -122,19 +122,24 @@ def test_resume_after_reset_requests_the_rest(make_lab: MakeLab, served: Served)
 
 
 def test_server_ignoring_range_restarts_from_the_beginning(make_lab: MakeLab, served: Served) -> None:
+    """esp_https_ota.c:_http_handle_response_code() turns a 200 to a resumed request into
+    ESP_ERR_HTTP_RANGE_NOT_SATISFIABLE with two warnings; esp_https_ota_begin() then logs the
+    failure and the fallback and sends a second GET without Range, in the same attempt."""
     lab = make_lab()
     _cut_after_a_save(lab, served)
     served.server.mode = ServeMode(range_support=False)
     c = lab.console
     saved = start_ota(lab, served, "big.bin", resume_from=None)
     c.expect(r"^W \(\d+\) esp_https_ota: Server ignored the requested Range header$")
+    c.expect(r"^W \(\d+\) esp_https_ota: OTA resumption requires server with range request support\.$")
+    c.expect(r"^E \(\d+\) esp_https_ota: OTA resumption failed with err: 28682\.$")
     c.expect(
         r"^I \(\d+\) esp_https_ota: Falling back to OTA without resumption "
         r"and restarting download from beginning$"
     )
     c.expect(r"rig_agent: ota complete bytes=524288$")
     c.expect(r"rig_agent: ready version=1\.0\.1 running=ota_1 state=VALID$")
-    assert _requests(served)[-1] == ("GET", f"bytes={saved}-")
+    assert _requests(served)[-2:] == [("GET", f"bytes={saved}-"), ("GET", None)]
     assert served.server.records[-1].status == 200
 
 
