@@ -47,12 +47,15 @@ def test_wrong_chip_rejected_before_write(request: pytest.FixtureRequest, ota: O
     """Field failure: an image built for another chip (or a newer silicon revision) is
     flashed and the device never boots again.
 
-    Fault: `next` with chip id 0xFE.. in its header, and `next` requiring chip revision
-    v4.0. Correct outcome (ESP-IDF): the chip id is checked in `esp_https_ota_begin` on the
-    header, before anything is written (`E esp_https_ota: Mismatch chip id, expected 0,
-    found ...`, no `ota saved` or `ota progress` marker); the revision is checked on the
-    first block passed to `esp_ota_write`, before it is written (`E boot_comm: chip revision
-    check failed. Required >= v4.0, found v3.0.`, ESP_ERR_INVALID_VERSION). Old app keeps running.
+    Fault: `next` with chip id 0xFE.. in its header, `next` requiring chip revision v4.0,
+    and `next` allowing at most v2.0. Correct outcome (ESP-IDF v5.5.5
+    esp_https_ota.c:esp_https_ota_perform()): the first call runs `esp_ota_begin`, then checks
+    the header's chip id and revision range (`esp_ota_verify_chip_revision` →
+    `bootloader_common_check_chip_revision_validity(hdr, true)`, minimum and maximum) before
+    anything is written: `E esp_https_ota: Mismatch chip id, expected 0, found ...`,
+    `E boot_comm: chip revision check failed. Required >= v4.0, found v3.0.` and
+    `... Required <= v2.0, found v3.0.` (ESP_ERR_INVALID_VERSION), no `ota saved` or
+    `ota progress` marker. Old app keeps running.
     """
     prepare(ota)
     wrong_chip = ok(request, ota, "wrong_chip_id")
@@ -62,9 +65,10 @@ def test_wrong_chip_rejected_before_write(request: pytest.FixtureRequest, ota: O
     assert_no_log(ota, wrong_chip, "rig_agent: ota saved", "rig_agent: ota progress")
     ended_on(wrong_chip, ota.images.base_version)
 
-    # The manifest files this under verify-time rejection; ESP-IDF checks the revision on
-    # the first block handed to esp_ota_write, before it is written.
-    too_new = ok(request, ota, "chip_rev_too_high", expect=Final.OLD)
-    assert_log(ota, too_new, "chip revision check failed. Required >= v4.0", "rig_agent: ota failed")
-    assert_no_log(ota, too_new, "rig_agent: ota saved", "rig_agent: ota progress", "rig_agent: ota complete")
-    ended_on(too_new, ota.images.base_version)
+    revisions = (("chip_rev_too_high", "Required >= v4.0"), ("chip_rev_max_too_low", "Required <= v2.0"))
+    for image, needle in revisions:
+        refused = ok(request, ota, image)
+        assert_log(ota, refused, f"chip revision check failed. {needle}", "rig_agent: ota failed")
+        assert_no_log(ota, refused, "rig_agent: ota saved", "rig_agent: ota progress",
+                      "rig_agent: ota complete")
+        ended_on(refused, ota.images.base_version)

@@ -365,6 +365,12 @@ def derive_images(base: bytes, out_dir: Path, key: SigningKey | None, seed: int 
           # esp_https_ota checks the chip revision on the first block, before any write (§8.2).
           Expect.REJECT_BEFORE_WRITE, _verify_fail_logs(_strip_or_keep(high), image.chip_id)[:1])
 
+    low_max = patch_image(next_unsigned, max_rev_full=200, key=key)
+    found = f"v{ASSUMED_CHIP_REV_FULL // 100}.{ASSUMED_CHIP_REV_FULL % 100}"
+    w.add("chip_rev_max_too_low", low_max, "maximum chip revision v2.0 (below an ESP32 v3.x)",
+          # esp_ota_verify_chip_revision -> bootloader_common_check_chip_revision_validity(hdr, true)
+          Expect.REJECT_BEFORE_WRITE,
+          (f"E boot_comm: chip revision check failed. Required <= v2.0, found {found}.",))
     _signature_mutants(w, key, next_unsigned, next_signed, desc, next2_v)
     _behaviour_mutants(w, key, unsigned, desc.version, next_v)
     _version_order_mutants(w, key, unsigned, parsed, prefix, next_v)

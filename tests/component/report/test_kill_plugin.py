@@ -149,7 +149,8 @@ def test_sigkill_keeps_committed_outcomes_and_resume_runs_only_the_rest(tmp_path
     keys = Counter(o.key for o in store.outcomes(RUN_ID))
     assert keys == Counter({(f"test_step[{step}]", "-"): 1 for step in range(STEPS)})
     assert (reports / RUN_ID / "index.html").is_file()
-    assert f"run {RUN_ID} finished: 0 BRICK, 0 FAIL, 0 INFRA, 0 INCONCLUSIVE, {STEPS} PASS, 0 SKIP" in resumed.stdout
+    counts = f"0 BRICK, 0 FAIL, 0 INFRA, 0 INCONCLUSIVE, {STEPS} PASS, 0 SKIP"
+    assert f"run {RUN_ID} finished: {counts}" in resumed.stdout
 
 
 def test_resume_of_a_complete_run_runs_nothing_and_succeeds(tmp_path: Path) -> None:
