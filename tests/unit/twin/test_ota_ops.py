@@ -1,4 +1,5 @@
-"""esp_ota_ops on the twin, called directly (facts §2.6, §3.4, §3.5): which otadata sector
+"""esp_ota_ops on the twin, called directly (components/app_update/esp_ota_ops.c,
+bootloader_support/src/bootloader_utility.c at ESP-IDF v5.5.5): which otadata sector
 each call writes, the PENDING_VERIFY refusal, in-place state changes, sequential erase,
 and what a power cut between an otadata erase and its program leaves behind."""
 
@@ -16,8 +17,9 @@ from rig.esp.partitions import Partition
 from rig.esp.testimage import make_test_app
 from tests.support.cpu import TABLE, FakeCpu, Restarted
 from twin.bootloader import VerifiedApp
-from twin.config import BoardConfig
+from twin.config import BoardConfig, KeepAlive
 from twin.efuse import Efuse
+from twin.firmware.https_ota import HttpsOta, OtaConfig
 from twin.flash import NorFlash, PowerLost
 from twin.ota_ops import Err, EspError, OtaOps
 
@@ -86,6 +88,32 @@ def test_begin_refuses_while_the_running_app_is_pending_verify(tmp_path: Path) -
     ]
 
 
+def test_resume_has_no_pending_verify_check_and_begin_refuses_a_factory_slot(tmp_path: Path) -> None:
+    """esp_ota_ops.c:esp_ota_resume() checks only the partition (is_ota_partition, not the
+    running one); esp_ota_begin() answers ESP_ERR_INVALID_ARG for a non-OTA app partition."""
+    board = make_board(
+        tmp_path, OtaEntry.make(1, OtaState.VALID), OtaEntry.make(2, OtaState.PENDING_VERIFY), OTA_1
+    )
+    handle = board.ota.resume(OTA_0, 8192)
+    assert (handle.written, handle.erased_end) == (8192, 8192) and board.cpu.lines == []
+    factory = Partition("factory", 0x00, 0x00, OTA_0.offset, OTA_0.size, 0)
+    with pytest.raises(EspError) as raised:
+        board.ota.begin(factory)
+    assert raised.value.err is Err.ESP_ERR_INVALID_ARG
+
+
+def test_write_erases_the_first_sector_before_the_magic_check_fails(tmp_path: Path) -> None:
+    """esp_ota_ops.c:esp_ota_write() erases a sector before its first write, and only then
+    looks at the first byte: the old image in the slot loses its first 4 KiB."""
+    board = make_board(tmp_path, OtaEntry.make(1, OtaState.VALID), OtaEntry.erased(), OTA_0)
+    handle = board.ota.begin(OTA_1)
+    with pytest.raises(EspError) as raised:
+        board.ota.write(handle, b"\x00" * 1024)
+    assert raised.value.err is Err.ESP_ERR_OTA_VALIDATE_FAILED
+    assert board.cpu.flash.read(OTA_1.offset, SECTOR_SIZE) == b"\xff" * SECTOR_SIZE
+    assert board.cpu.lines[-1] == "E esp_ota_ops: OTA image has invalid magic byte (expected 0xE9, saw 0x00)"
+
+
 def test_mark_valid_rewrites_the_active_entry_in_place(tmp_path: Path) -> None:
     board = make_board(
         tmp_path, OtaEntry.make(1, OtaState.VALID), OtaEntry.make(2, OtaState.PENDING_VERIFY), OTA_1
@@ -145,3 +173,34 @@ def test_cut_between_otadata_erase_and_program_leaves_the_other_entry_active(
     assert e1.is_erased
     assert (e0.seq, e0.state) == (1, OtaState.VALID)
     assert board.ota.get_boot_partition() == OTA_0
+
+
+class _SilentPeer:
+    """A TLS connection whose server closes before sending a response head."""
+
+    def send(self, data: bytes) -> None:
+        pass
+
+    def recv(self, size: int) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
+
+
+class _Net:
+    def connect_tls(self, *args: object, **kwargs: object) -> _SilentPeer:
+        return _SilentPeer()
+
+
+def test_a_response_head_that_never_comes_is_failed_to_establish_not_failed_to_open(tmp_path: Path) -> None:
+    """esp_https_ota.c:_http_connect() returns esp_http_client_fetch_headers()'s error without
+    a line of its own (`Failed to open HTTP connection` is only for esp_http_client_open());
+    esp_https_ota_begin() then prints `Failed to establish HTTP connection`."""
+    board = make_board(tmp_path, OtaEntry.make(1, OtaState.VALID), OtaEntry.erased(), OTA_0)
+    config = OtaConfig(url="https://127.0.0.1:1/next", cadata=b"ca", timeout_ms=1000, keepalive=KeepAlive())
+    ota = HttpsOta(board.cpu, _Net(), board.ota, config)  # type: ignore[arg-type]
+    with pytest.raises(EspError) as raised:
+        ota.begin()
+    assert raised.value.err is Err.ESP_ERR_HTTP_FETCH_HEADER
+    assert board.cpu.lines == ["E esp_https_ota: Failed to establish HTTP connection"]
