@@ -30,6 +30,7 @@ TAG = "boot"
 IMAGE_TAG = "esp_image"
 FACTORY_INDEX = -1
 TEST_INDEX = -2
+ESP_ERR_NOT_FOUND = 0x105  # esp_err.h
 TABLE_SIZE = 0xC00
 # A real bootloader resets within a millisecond; a little slower keeps an idle crash loop cheap.
 RESET_LOOP_DELAY_S = 0.05
@@ -259,8 +260,9 @@ class Bootloader:
         otadata = table.otadata
         if otadata is not None and otadata.size < 2 * SECTOR_SIZE:
             minimum = 2 * SECTOR_SIZE
+            # bootloader_common_read_otadata() fails, get_selected_boot_partition() returns
+            # INVALID_INDEX and bootloader_start.c resets: no "load partition table error!".
             self.log(ERROR, f"ota_info partition size {otadata.size} is too small (minimum {minimum} bytes)")
-            self.log(ERROR, "load partition table error!")
             self._fail()
         return table
 
@@ -304,9 +306,7 @@ class Bootloader:
         if self.config.rollback and entry.state == OtaState.NEW:
             write_otadata(self.cpu, part, active, entry.with_state(OtaState.PENDING_VERIFY))
         if self.config.anti_rollback and entry.state == OtaState.VALID:
-            version = app_secure_version(self.cpu, table.ota_slots[slot])
-            if version is not None:
-                update_anti_rollback(self.cpu, version)
+            self._update_anti_rollback(table.ota_slots[slot])
         return slot
 
     def _select_anti_rollback(
@@ -322,10 +322,10 @@ class Bootloader:
         n = len(table.ota_slots)
         entries = list(otadata.entries)
         for i, entry in enumerate(entries):
-            if entry.is_selectable and n:
-                version = app_secure_version(self.cpu, table.ota_slots[((entry.seq - 1) & 0xFFFFFFFF) % n])
-                if version is None or version < fuse:
-                    entries[i] = OtaEntry.erased()
+            # get_active_otadata_with_check_anti_rollback() runs check_anti_rollback() per entry
+            slot = table.ota_slots[((entry.seq - 1) & 0xFFFFFFFF) % n] if n else None
+            if entry.is_selectable and slot is not None and not self._check_anti_rollback(slot):
+                entries[i] = OtaEntry.erased()
         return self._from_active(table, part, OtaData((entries[0], entries[1])))
 
     def _partition(self, table: PartitionTable, index: int) -> Partition | None:
@@ -349,8 +349,6 @@ class Bootloader:
             return app
         if index == FACTORY_INDEX:
             self.log(ERROR, "Factory app partition is not bootable")
-        elif index == TEST_INDEX:
-            self.log(ERROR, "Factory test app partition is not bootable")
         else:
             self.log(ERROR, f"OTA app partition slot {index} is not bootable")
         return None
@@ -362,10 +360,15 @@ class Bootloader:
         return trusted_keys_of(self.cpu.flash.read(part.offset, part.size))
 
     def _check_anti_rollback(self, part: Partition) -> bool:
+        """bootloader_utility.c:check_anti_rollback(): an app whose descriptor cannot be read
+        is refused with `Failed to get partition description 261` (ESP_ERR_NOT_FOUND)."""
         if not self.config.anti_rollback:
             return True
         version = app_secure_version(self.cpu, part)
-        return version is not None and version >= self.cpu.efuse.secure_version
+        if version is None:
+            self.log(ERROR, f"Failed to get partition description {ESP_ERR_NOT_FOUND}")
+            return False
+        return version >= self.cpu.efuse.secure_version
 
     def _load_loop(self, table: PartitionTable, start: int) -> VerifiedApp:
         """bootloader_utility_load_boot_image's order: start down to factory, then up, then test."""
@@ -380,12 +383,14 @@ class Bootloader:
                 return app
         test = table.test_app
         if test is not None:
+            # bootloader_utility_load_boot_image(): the warning comes before load_image()
+            # prints where it loaded from, and a test app that fails goes straight to the
+            # final error (log_invalid_app_partition() is never called for it here).
             app = self.verifier.verify(test) if self._check_anti_rollback(test) else None
             if app is not None:
-                self.log(INFO, f"Loaded app from partition at offset 0x{test.offset:x}")
                 self.log(WARN, "Falling back to test app as only bootable partition")
+                self.log(INFO, f"Loaded app from partition at offset 0x{test.offset:x}")
                 return app
-            self.log(ERROR, "Factory test app partition is not bootable")
         self.log(ERROR, "No bootable app partitions in the partition table")
         self._fail()
         raise AssertionError("unreachable: reset returned")
@@ -398,6 +403,12 @@ class Bootloader:
         write_otadata(self.cpu, part, 0, entry)
         self.log(INFO, f"Set actual ota_seq={entry.seq} in otadata[0]")
         if self.config.anti_rollback:
-            version = app_secure_version(self.cpu, table.ota_slots[index])
-            if version is not None:
-                update_anti_rollback(self.cpu, version)
+            self._update_anti_rollback(table.ota_slots[index])
+
+    def _update_anti_rollback(self, part: Partition) -> None:
+        """bootloader_utility.c:update_anti_rollback()."""
+        version = app_secure_version(self.cpu, part)
+        if version is None:
+            self.log(ERROR, f"Failed to get partition description {ESP_ERR_NOT_FOUND}")
+        else:
+            update_anti_rollback(self.cpu, version)

@@ -3,12 +3,15 @@ which slot holds a good image → the slot booted, the otadata left behind, the 
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from rig.esp.flashimage import flash_regions
 from rig.esp.otadata import OtaData, OtaEntry, OtaState
+from rig.esp.partitions import PartitionTable
 from rig.esp.testimage import make_test_app
 from tests.support.cpu import TABLE, FakeCpu, Reset
 from twin.bootloader import Bootloader
@@ -148,3 +151,34 @@ def test_anti_rollback_valid_entry_raises_the_efuse(tmp_path: Path) -> None:
     assert booted == "ota_1"
     assert cpu.efuse.secure_version == 3
     assert "I efuse: Anti-rollback is set. eFuse field is updated(3)." in cpu.lines
+
+
+def test_anti_rollback_without_a_descriptor_says_it_could_not_read_one(tmp_path: Path) -> None:
+    """bootloader_utility.c:check_anti_rollback(): bootloader_common_get_partition_description()
+    answers ESP_ERR_NOT_FOUND (261) for a slot without the descriptor magic."""
+    config = BoardConfig(anti_rollback=True)
+    flash_path = tmp_path / "blank"
+    flash_path.mkdir()
+    cpu, booted = boot(flash_path, entry("VALID", 1), entry("VALID", 2), {0}, config)
+    cpu.flash.erase(SLOTS[1], 0x1000)  # slot 1 loses its header and descriptor
+    with contextlib.suppress(Reset):
+        Bootloader(cpu, config).run()  # type: ignore[arg-type]
+    assert "E boot: Failed to get partition description 261" in cpu.lines
+    assert booted == "ota_0"
+
+
+def test_a_too_small_otadata_resets_without_a_partition_table_error(tmp_path: Path) -> None:
+    """bootloader_common_read_otadata() logs the size and fails; get_selected_boot_partition()
+    returns INVALID_INDEX and bootloader_start.c resets: no `load partition table error!`."""
+    # gen_esp32part refuses such a table; a hand-edited one still reaches the bootloader
+    small = tuple(replace(p, size=0x1000) if p.name == "otadata" else p for p in TABLE.partitions)
+    flash = NorFlash(tmp_path / "flash.bin")
+    for offset, data in flash_regions(TABLE, app=make_test_app(version="1.0.0", size=16 * 1024)):
+        flash.program(offset, data)
+    flash.erase(0x8000, 0x1000)
+    flash.program(0x8000, PartitionTable(small).to_binary())
+    cpu = FakeCpu(flash, Efuse(tmp_path / "efuse.json"))
+    with pytest.raises(Reset):
+        Bootloader(cpu, BoardConfig()).run()  # type: ignore[arg-type]
+    assert cpu.lines[-1] == "E boot: ota_info partition size 4096 is too small (minimum 8192 bytes)"
+    assert "E boot: load partition table error!" not in cpu.lines
