@@ -20,7 +20,14 @@ from rig.esp.appdesc import APP_DESC_MAGIC
 from rig.esp.image import AppImage, ImageCheck, ImageFault, fault_log_line, parse, verify_image
 from rig.esp.otadata import SECTOR_SIZE, OtaData, OtaEntry, OtaState, ota_seq_crc
 from rig.esp.partitions import Partition, PartitionTable, verify_table_bytes
-from rig.esp.signing import SignatureVerdict, signed_by, verify_signature
+from rig.esp.signing import (
+    SignatureVerdict,
+    SigningScheme,
+    pss_verify_error,
+    sbv2_sector_offset,
+    signed_by,
+    verify_signature,
+)
 from twin.config import BoardConfig, SignedUpdates
 from twin.cpu import Cpu, LogLevel, ResetReason
 
@@ -36,8 +43,10 @@ TABLE_SIZE = 0xC00
 RESET_LOOP_DELAY_S = 0.05
 BOOTLOADER_COMPILE_TIME = "Jan  1 2025 00:00:00"
 _SPI_SIZE_NAMES = {1: "1MB", 2: "2MB", 4: "4MB", 8: "8MB", 16: "16MB"}
-# MBEDTLS_ERR_RSA_VERIFY_FAILED, what mbedtls_rsa_rsassa_pss_verify returns for a bad signature.
-_MBEDTLS_RSA_VERIFY_FAILED = -0x4380
+_SCHEMES = {
+    SignedUpdates.RSA3072: SigningScheme.RSA3072_SBV2,
+    SignedUpdates.ECDSA256_V1: SigningScheme.ECDSA256_V1,
+}
 
 # ESP32 flash-mapped windows (DROM, IROM): segments there are mapped, the rest loaded.
 _Log = Callable[[LogLevel, str, str], None]
@@ -118,6 +127,7 @@ class ImageVerifier:
             chip_rev_full=self.config.chip_rev_full,
             partition_size=partition.size,
             partition_offset=partition.offset,
+            signed_apps=_SCHEMES.get(self.config.signed_updates),
         )
         log: _Log = _quiet if silent else self.cpu.log
         image = check.image
@@ -136,14 +146,17 @@ class ImageVerifier:
                 log(LogLevel(level), tag, message)
             return None
         assert image is not None
-        if check_signature and not self._signature_ok(data, check, image, trusted_keys, log):
+        # verify_secure_boot_signature() and the secure_boot_v2 lines log whatever the mode:
+        # ESP_IMAGE_VERIFY_SILENT only quiets esp_image's segment and format lines.
+        if check_signature and not self._signature_ok(data, check, image, trusted_keys, self.cpu.log):
             return None
         return VerifiedApp(partition, image, data)
 
     def _signature_ok(
         self, data: bytes, check: ImageCheck, image: AppImage, trusted: Sequence[bytes], log: _Log
     ) -> bool:
-        """The §5.5 sequences: signature first, the simple hash only to explain a failure."""
+        """esp_image_format.c:verify_secure_boot_signature(): the signature first, the simple
+        hash only to explain a failure."""
         log(INFO, IMAGE_TAG, "Verifying image signature...")
         rsa = self.config.signed_updates is SignedUpdates.RSA3072
         if rsa:
@@ -154,11 +167,14 @@ class ImageVerifier:
                 log(INFO, "secure_boot_v2", "#0 app key digest == #0 trusted key digest")
                 log(INFO, "secure_boot_v2", "Verifying with RSA-PSS...")
                 log(INFO, "secure_boot_v2_rsa", "Signature verified successfully!")
-            return check.fault is None
+            # esp_image_format.c:verify_secure_boot_signature(): with a signature the appended
+            # SHA-256 ("simple hash") is only looked at to explain a failed signature.
+            return check.fault in (None, ImageFault.HASH)
         if verdict in (SignatureVerdict.BAD_SIGNATURE, SignatureVerdict.DIGEST_MISMATCH) and rsa:
             log(INFO, "secure_boot_v2", "#0 app key digest == #0 trusted key digest")
             log(INFO, "secure_boot_v2", "Verifying with RSA-PSS...")
-            message = f"Failed mbedtls_rsa_rsassa_pss_verify, err: {_MBEDTLS_RSA_VERIFY_FAILED}"
+            error = pss_verify_error(data, sbv2_sector_offset(image.image_length))
+            message = f"Failed mbedtls_rsa_rsassa_pss_verify, err: {error}"
             log(ERROR, "secure_boot_v2_rsa", message)
         if verdict is SignatureVerdict.NO_SIGNATURE and not rsa:
             end = image.image_length

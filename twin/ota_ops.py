@@ -211,10 +211,11 @@ class OtaOps:
     def _trusted_keys(self) -> list[bytes]:
         return trusted_keys_of(self.running.data)
 
-    def _verify(self, partition: Partition) -> VerifiedApp | None:
+    def _verify(self, partition: Partition, *, silent: bool = False) -> VerifiedApp | None:
+        """image_validate(): esp_image_verify(), with the signature when updates are signed."""
         signed = self.config.signed_updates is not SignedUpdates.NONE
         keys = self._trusted_keys() if signed else []
-        return self.verifier.verify(partition, check_signature=signed, trusted_keys=keys)
+        return self.verifier.verify(partition, silent=silent, check_signature=signed, trusted_keys=keys)
 
     def end(self, handle: OtaHandle) -> VerifiedApp:
         """esp_ota_end: full verification (signature too when signed updates are on)."""
@@ -291,7 +292,9 @@ class OtaOps:
         return part, otadata, active
 
     def check_rollback_is_possible(self) -> bool:
-        """Another entry's image verifies (anti-rollback: its secure version is acceptable), or factory."""
+        """esp_ota_ops.c:esp_ota_check_rollback_is_possible(): another entry's image passes
+        image_validate(ESP_IMAGE_VERIFY_SILENT) - with signed updates that checks (and logs)
+        its signature - and, with anti-rollback, has an acceptable secure version; or factory."""
         otadata = self._otadata()
         if otadata is None or not self._slots:
             return False
@@ -304,10 +307,10 @@ class OtaOps:
             return (
                 not self.config.anti_rollback
                 and factory is not None
-                and self.verifier.verify(factory, silent=True) is not None
+                and self._verify(factory, silent=True) is not None
             )
         slot = self._slots[slot_for_seq(other.seq, len(self._slots))]
-        if self.verifier.verify(slot, silent=True) is None:
+        if self._verify(slot, silent=True) is None:
             return False
         if self.config.anti_rollback:
             version = app_secure_version(self.cpu, slot)

@@ -22,7 +22,7 @@ from esptool.bin_image import ELFSection, ESP32FirmwareImage
 from rig.errors import FormatError, InputError
 from rig.esp.appdesc import APP_DESC_FILE_OFFSET, APP_DESC_MAGIC, APP_DESC_SIZE, AppDescriptor, decode
 from rig.esp.marker import MARKER_SIZE, Behaviour, BehaviourMarker, find_marker
-from rig.esp.signing import SignatureInfo, SigningKey, find_signature, sign_image
+from rig.esp.signing import SignatureInfo, SigningKey, SigningScheme, find_signature, sign_image
 
 IMAGE_MAGIC = 0xE9
 HEADER_SIZE = 24
@@ -307,6 +307,21 @@ def _chip_checks(header: ImageHeader, chip_id: int, chip_rev_full: int) -> None:
         )
 
 
+SBV2_SIGNATURE_SECTOR = 0x1000  # sizeof(ets_secure_boot_signature_t)
+ECDSA_V1_SIG_BLOCK = 68  # sizeof(esp_secure_boot_sig_block_t)
+
+
+def signature_block_len(end: int, scheme: SigningScheme | None) -> int:
+    """Bytes a signed app occupies after its end (hash included): esp_image_format.c:
+    process_appended_hash_and_sig() - the pad to the next 4 KiB and the 4 KiB signature
+    sector for RSA (SBv2), the 68-byte block for ECDSA v1."""
+    if scheme is None:
+        return 0
+    if scheme is SigningScheme.ECDSA256_V1:
+        return ECDSA_V1_SIG_BLOCK
+    return -end % SBV2_SIGNATURE_SECTOR + SBV2_SIGNATURE_SECTOR
+
+
 def verify_image(
     data: bytes,
     *,
@@ -314,8 +329,12 @@ def verify_image(
     chip_rev_full: int = 300,
     partition_size: int | None = None,
     partition_offset: int = 0,
+    signed_apps: SigningScheme | None = None,
 ) -> ImageCheck:
     """Check an image as ESP-IDF's `image_load` does, stopping at the first fault.
+
+    `signed_apps` is the build's CONFIG_SECURE_SIGNED_APPS scheme: the length check then
+    counts the signature block too (esp_image_format.c:process_appended_hash_and_sig()).
 
     `data` may be a whole partition (trailing 0xFF or stale bytes); the image length
     comes from the segments. Offsets in `detail` are flash addresses
@@ -342,10 +361,11 @@ def verify_image(
                 ImageFault.CHECKSUM, "checksum failed",
                 calculated=image.checksum_calculated, read=image.checksum_stored,
             )
-        if partition_size is not None and image.image_length > partition_size:
+        full_length = image.image_length + signature_block_len(image.image_length, signed_apps)
+        if partition_size is not None and full_length > partition_size:
             raise _Fault(
                 ImageFault.TOO_LONG_FOR_PARTITION, "image longer than partition",
-                length=image.image_length, partition_size=partition_size,
+                length=full_length, partition_size=partition_size,
             )
         if not image.hash_ok:
             raise _Fault(ImageFault.HASH, "image hash failed")

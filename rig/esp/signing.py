@@ -291,3 +291,51 @@ def signed_by(data: bytes) -> bytes | None:
         return None
     return info.key_digest
 
+
+
+# mbedtls 3.6 library/rsa.c error codes (include/mbedtls/rsa.h).
+MBEDTLS_ERR_RSA_BAD_INPUT_DATA = -0x4080
+MBEDTLS_ERR_RSA_INVALID_PADDING = -0x4100
+MBEDTLS_ERR_RSA_VERIFY_FAILED = -0x4380
+_N_OFFSET, _E_OFFSET, _SIG_OFFSET, _RSA_LEN = 36, 420, 812, 384
+
+
+def pss_verify_error(data: bytes, sector: int) -> int:
+    """What mbedtls_rsa_rsassa_pss_verify() returns for the SBv2 block at `sector` and the
+    digest of the image before it, as secure_boot_rsa_signature.c:verify_rsa_signature_block()
+    calls it (SHA-256, MGF1-SHA-256, any salt length); 0 when the signature holds.
+
+    Follows mbedtls 3.6 library/rsa.c:mbedtls_rsa_rsassa_pss_verify_ext() check by check, so a
+    flipped signature byte (random EM: no 0xBC trailer) and a good signature over other bytes
+    (the hash comparison) end in the codes a real board prints.
+    """
+    block = data[sector : sector + SIG_BLOCK_SIZE]
+    n = int.from_bytes(block[_N_OFFSET : _N_OFFSET + _RSA_LEN], "little")
+    e = int.from_bytes(block[_E_OFFSET : _E_OFFSET + 4], "little")
+    s = int.from_bytes(block[_SIG_OFFSET : _SIG_OFFSET + _RSA_LEN], "little")
+    if n == 0 or s >= n:
+        return MBEDTLS_ERR_RSA_BAD_INPUT_DATA
+    em = pow(s, e, n).to_bytes(_RSA_LEN, "big")
+    if em[-1] != 0xBC:
+        return MBEDTLS_ERR_RSA_INVALID_PADDING
+    msb = n.bit_length() - 1
+    if em[0] >> (8 - (_RSA_LEN * 8 - msb)):
+        return MBEDTLS_ERR_RSA_BAD_INPUT_DATA
+    if msb % 8 == 0:
+        em = em[1:]
+    hlen = hashlib.sha256().digest_size
+    masked, h = em[: len(em) - hlen - 1], em[len(em) - hlen - 1 : -1]
+    db = bytearray(a ^ b for a, b in zip(masked, _mgf1(h, len(masked)), strict=True))
+    db[0] &= 0xFF >> (len(em) * 8 - msb)
+    start = next((i for i, byte in enumerate(db[:-1]) if byte != 0), len(db) - 1)
+    if db[start] != 0x01:
+        return MBEDTLS_ERR_RSA_INVALID_PADDING
+    salt = bytes(db[start + 1 :])
+    digest = hashlib.sha256(data[:sector]).digest()
+    m_prime = b"\x00" * 8 + digest + salt
+    return 0 if hashlib.sha256(m_prime).digest() == h else MBEDTLS_ERR_RSA_VERIFY_FAILED
+
+
+def _mgf1(seed: bytes, length: int) -> bytes:
+    out = b"".join(hashlib.sha256(seed + struct.pack(">I", i)).digest() for i in range(-(-length // 32)))
+    return out[:length]

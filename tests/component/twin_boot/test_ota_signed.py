@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from rig.esp.image import parse, recompute_digests
-from rig.esp.signing import SigningKey, find_signature
+from rig.esp.signing import SigningKey, find_signature, sign_image
 from rig.esp.testimage import make_test_app
 from twin.config import SignedUpdates
 
@@ -26,11 +26,15 @@ VERIFYING = [
     "I esp_image: Verifying image signature...",
     "I secure_boot_v2: Take trusted digest key(s) from running app",
 ]
-RSA_FAILED = [
+RSA_VERIFYING = [
     "I secure_boot_v2: #0 app key digest == #0 trusted key digest",
     "I secure_boot_v2: Verifying with RSA-PSS...",
-    "E secure_boot_v2_rsa: Failed mbedtls_rsa_rsassa_pss_verify, err: -17280",
 ]
+# mbedtls 3.6 rsa.c:mbedtls_rsa_rsassa_pss_verify_ext(): a good signature over other bytes
+# fails the hash comparison (VERIFY_FAILED); a flipped signature bit decodes to a random EM
+# without the 0xBC trailer (INVALID_PADDING).
+RSA_FAILED = [*RSA_VERIFYING, "E secure_boot_v2_rsa: Failed mbedtls_rsa_rsassa_pss_verify, err: -17280"]
+RSA_BAD_PADDING = [*RSA_VERIFYING, "E secure_boot_v2_rsa: Failed mbedtls_rsa_rsassa_pss_verify, err: -16640"]
 TAIL = [
     "E esp_image: Secure boot signature verification failed",
     "I esp_image: Calculating simple hash to check for corruption...",
@@ -68,7 +72,7 @@ def _variants(keys: Keys) -> dict[str, tuple[bytes, list[str]]]:
     return {
         "unsigned": (make_test_app(version="1.0.1", size=SIZE), [*VERIFYING, *TAIL, valid_bad]),
         "wrong-key": (make_test_app(version="1.0.1", size=SIZE, key=other), [*VERIFYING, *TAIL, valid_bad]),
-        "corrupted-signature": (_corrupt_signature(good), [*VERIFYING, *RSA_FAILED, *TAIL, valid_bad]),
+        "corrupted-signature": (_corrupt_signature(good), [*VERIFYING, *RSA_BAD_PADDING, *TAIL, valid_bad]),
         "tampered-after-signing": (_tamper(good, fix_hash=True), [*VERIFYING, *RSA_FAILED, *TAIL, valid_bad]),
         "corrupted-after-signing": (
             _tamper(good, fix_hash=False),
@@ -121,3 +125,24 @@ def test_signed_by_the_running_key_is_accepted_and_booted(
     ]
     c.expect(r"boot: Loaded app from partition at offset 0x1d0000$")
     c.expect(r"rig_agent: ready version=1\.0\.1 running=ota_1 state=VALID$")
+
+
+def test_a_good_signature_over_a_bad_appended_hash_passes_the_update_but_not_the_boot(
+    make_lab: MakeLab, served: Served, keys: Keys
+) -> None:
+    """esp_image_format.c: with CONFIG_SECURE_SIGNED_ON_UPDATE the app checks the signature and
+    only looks at the appended SHA-256 to explain a failure, so the update is accepted and the
+    boot partition switched; the bootloader (no CONFIG_SECURE_SIGNED_ON_BOOT) checks the simple
+    hash instead, refuses the slot and boots the old app."""
+    ours, _ = keys
+    unsigned = bytearray(make_test_app(version="1.0.1", size=SIZE))
+    unsigned[parse(bytes(unsigned)).image_length - 1] ^= 0xFF  # last byte of the appended SHA-256
+    served.images["bad_hash.bin"] = sign_image(bytes(unsigned), ours)
+    lab = _signed_lab(make_lab, ours)
+    start_ota(lab, served, "bad_hash.bin")
+    c = lab.console
+    c.expect(r"secure_boot_v2_rsa: Signature verified successfully!$")
+    c.expect(r"rig_agent: ota complete ")
+    c.expect(r"E \(\d+\) esp_image: Image hash failed - image is corrupt$")
+    c.expect(r"E \(\d+\) boot: OTA app partition slot 1 is not bootable$")
+    c.expect(r"rig_agent: ready version=1\.0\.0 running=ota_0 state=VALID$")

@@ -16,8 +16,17 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from rig.cli import main
 from rig.errors import InputError
-from rig.esp.image import parse, patch_image, recompute_digests, verify_image
-from rig.esp.signing import SignatureVerdict, SigningKey, SigningScheme, signed_by, verify_signature
+from rig.esp.image import ImageFault, parse, patch_image, recompute_digests, signature_block_len, verify_image
+from rig.esp.signing import (
+    MBEDTLS_ERR_RSA_INVALID_PADDING,
+    MBEDTLS_ERR_RSA_VERIFY_FAILED,
+    SignatureVerdict,
+    SigningKey,
+    SigningScheme,
+    pss_verify_error,
+    signed_by,
+    verify_signature,
+)
 from rig.esp.testimage import make_test_app
 
 
@@ -157,3 +166,31 @@ def test_keys_generate_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert main(["keys", "generate", str(tmp_path / "no" / "dir.pem")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("rig: error: ") for line in err)
+
+
+def test_pss_verify_error_is_what_mbedtls_returns_for_each_kind_of_bad_signature(
+    app: bytes, rsa_key: SigningKey
+) -> None:
+    """mbedtls 3.6 rsa.c:mbedtls_rsa_rsassa_pss_verify_ext(): a flipped signature byte decodes
+    to a random EM without the 0xBC trailer (INVALID_PADDING, -16640); a good signature over
+    other image bytes decodes fine and fails the hash comparison (VERIFY_FAILED, -17280)."""
+    signed = patch_image(app, key=rsa_key)
+    sector = len(app)
+    assert pss_verify_error(signed, sector) == 0
+    flipped = bytearray(signed)
+    flipped[sector + 900] ^= 0x01
+    assert pss_verify_error(bytes(flipped), sector) == MBEDTLS_ERR_RSA_INVALID_PADDING == -16640
+    tampered = bytearray(signed)
+    tampered[100] ^= 0x01
+    assert pss_verify_error(bytes(tampered), sector) == MBEDTLS_ERR_RSA_VERIFY_FAILED == -17280
+
+
+def test_a_signed_image_that_outgrows_its_slot_counts_its_signature_sector(app: bytes) -> None:
+    """esp_image_format.c:process_appended_hash_and_sig(): the length check adds the pad to
+    4 KiB plus the 4 KiB signature sector (RSA) or the 68-byte block (ECDSA v1)."""
+    assert verify_image(app, partition_size=len(app)).ok
+    check = verify_image(app, partition_size=len(app), signed_apps=SigningScheme.RSA3072_SBV2)
+    assert check.fault is ImageFault.TOO_LONG_FOR_PARTITION
+    assert check.detail["length"] == len(app) + 4096
+    assert signature_block_len(len(app) - 10, SigningScheme.RSA3072_SBV2) == 10 + 4096
+    assert signature_block_len(len(app), SigningScheme.ECDSA256_V1) == 68
