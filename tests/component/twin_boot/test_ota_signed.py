@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-from rig.esp.image import parse, recompute_digests
+from rig.esp.image import parse, patch_image, recompute_digests
+from rig.esp.marker import Behaviour
 from rig.esp.signing import SigningKey, find_signature, sign_image
 from rig.esp.testimage import make_test_app
 from twin.config import SignedUpdates
@@ -145,4 +146,25 @@ def test_a_good_signature_over_a_bad_appended_hash_passes_the_update_but_not_the
     c.expect(r"rig_agent: ota complete ")
     c.expect(r"E \(\d+\) esp_image: Image hash failed - image is corrupt$")
     c.expect(r"E \(\d+\) boot: OTA app partition slot 1 is not bootable$")
+    c.expect(r"rig_agent: ready version=1\.0\.0 running=ota_0 state=VALID$")
+
+
+def test_a_rollback_check_with_signed_updates_verifies_and_logs_the_old_slot_signature(
+    make_lab: MakeLab, served: Served, keys: Keys
+) -> None:
+    """esp_ota_ops.c:esp_ota_check_rollback_is_possible() runs image_validate(SILENT) on the
+    slot it would go back to; with signed updates that is a signature check, whose lines
+    are not silenced, before `Rollback to previously worked partition.`."""
+    ours, _ = keys
+    served.images["fails.bin"] = patch_image(
+        make_test_app(version="1.0.1", size=SIZE), behaviour=Behaviour.SELFTEST_FAIL, key=ours
+    )
+    lab = _signed_lab(make_lab, ours)
+    start_ota(lab, served, "fails.bin")
+    c = lab.console
+    mark = c.expect(r"rig_agent: selftest failed$").end()
+    c.expect(r"esp_ota_ops: Rollback to previously worked partition\.$")
+    between = c.text[mark:]
+    assert "esp_image: Verifying image signature..." in between
+    assert "secure_boot_v2_rsa: Signature verified successfully!" in between
     c.expect(r"rig_agent: ready version=1\.0\.0 running=ota_0 state=VALID$")
