@@ -48,10 +48,11 @@ _SCHEMES = {
     SignedUpdates.ECDSA256_V1: SigningScheme.ECDSA256_V1,
 }
 
-# ESP32 flash-mapped windows (DROM, IROM): segments there are mapped, the rest loaded.
 _Log = Callable[[LogLevel, str, str], None]
 
-_MAPPED = ((0x3F400000, 0x3F800000), (0x400C2000, 0x40C00000))
+# esp_image_format.c:should_map() with soc/esp32/include/soc/soc.h's SOC_DROM_LOW/HIGH and
+# SOC_IROM_LOW/HIGH: segments in these windows are mapped, the rest loaded.
+_MAPPED = ((0x3F400000, 0x3F800000), (0x400D0000, 0x40400000))
 
 
 def is_mapped(address: int) -> bool:
@@ -97,6 +98,7 @@ def segment_lines(image: AppImage, partition_offset: int, *, loading: bool) -> l
 
 
 # Faults found before esp_image walks the segments (so no segment lines precede them).
+_CHIP_FAULTS = {ImageFault.CHIP_ID_MISMATCH, ImageFault.CHIP_REV_TOO_LOW, ImageFault.CHIP_REV_TOO_HIGH}
 _HEADER_FAULTS = {
     ImageFault.PARTITION_TOO_LARGE, ImageFault.BAD_MAGIC, ImageFault.TRUNCATED, ImageFault.TOO_MANY_SEGMENTS,
     ImageFault.CHIP_ID_MISMATCH, ImageFault.CHIP_REV_TOO_LOW, ImageFault.CHIP_REV_TOO_HIGH,
@@ -143,7 +145,9 @@ class ImageVerifier:
             fault_line = fault_log_line(check)
             if fault_line is not None:
                 level, tag, message = fault_line
-                log(LogLevel(level), tag, message)
+                # bootloader_common_loader.c:bootloader_common_check_chip_validity() logs with
+                # ESP_LOGE directly, not through FAIL_LOAD: ESP_IMAGE_VERIFY_SILENT cannot quiet it.
+                (self.cpu.log if check.fault in _CHIP_FAULTS else log)(LogLevel(level), tag, message)
             return None
         assert image is not None
         # verify_secure_boot_signature() and the secure_boot_v2 lines log whatever the mode:

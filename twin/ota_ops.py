@@ -104,11 +104,17 @@ class OtaOps:
         return self.running.partition
 
     def get_boot_partition(self) -> Partition | None:
-        """esp_ota_get_boot_partition (facts §2.6)."""
+        """esp_ota_ops.c:esp_ota_get_boot_partition(): the active entry's slot; the default
+        (factory, else ota_0) when both entries are invalid, and the same with
+        `ota data invalid, no current app. Assuming factory` when neither is CRC-valid."""
         otadata = self._otadata()
-        slot = None if otadata is None else otadata.boot_slot(len(self._slots))
-        if slot is None or not self._slots:
-            return self.table.factory or (self._slots[0] if self._slots else self.table.test_app)
+        default = self.table.factory or (self._slots[0] if self._slots else self.table.test_app)
+        if otadata is None or not self._slots or all(e.is_invalid for e in otadata.entries):
+            return default
+        slot = otadata.boot_slot(len(self._slots))
+        if slot is None:
+            self._log(LogLevel.ERROR, "ota data invalid, no current app. Assuming factory")
+            return default
         return self._slots[slot]
 
     def get_next_update_partition(self) -> Partition:

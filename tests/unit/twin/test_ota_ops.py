@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rig.esp.flashimage import flash_regions
-from rig.esp.image import parse
+from rig.esp.image import parse, patch_image
 from rig.esp.otadata import SECTOR_SIZE, OtaData, OtaEntry, OtaState
 from rig.esp.partitions import Partition
 from rig.esp.testimage import make_test_app
@@ -204,3 +204,25 @@ def test_a_response_head_that_never_comes_is_failed_to_establish_not_failed_to_o
         ota.begin()
     assert raised.value.err is Err.ESP_ERR_HTTP_FETCH_HEADER
     assert board.cpu.lines == ["E esp_https_ota: Failed to establish HTTP connection"]
+
+
+def test_boot_partition_with_no_crc_valid_entry_is_assumed_factory_and_said_so(tmp_path: Path) -> None:
+    """esp_ota_ops.c:esp_ota_get_boot_partition(): entries that are not "invalid" (a seq is set)
+    but whose CRCs fail leave no active entry: the default partition, with its error line."""
+    good = OtaEntry.make(1, OtaState.VALID)
+    torn = OtaEntry(good.seq, good.state, good.crc ^ 1)
+    board = make_board(tmp_path, torn, OtaEntry(2, OtaState.VALID, 0), OTA_0)
+    assert board.ota.get_boot_partition() == OTA_0
+    assert board.cpu.lines == ["E esp_ota_ops: ota data invalid, no current app. Assuming factory"]
+
+
+def test_a_silent_verify_still_says_why_the_chip_is_wrong(tmp_path: Path) -> None:
+    """bootloader_common_loader.c:bootloader_common_check_chip_validity() logs with ESP_LOGE,
+    not FAIL_LOAD: an ESP_IMAGE_VERIFY_SILENT check (esp_ota_check_rollback_is_possible())
+    of a slot built for newer silicon still prints the revision line."""
+    board = make_board(tmp_path, OtaEntry.make(1, OtaState.VALID), OtaEntry.make(2, OtaState.VALID), OTA_1)
+    newer = patch_image(make_test_app(version="1.0.0", size=SIZE), min_rev_full=400)
+    board.cpu.flash.erase(OTA_0.offset, SIZE)
+    board.cpu.flash.program(OTA_0.offset, newer)
+    assert board.ota.verifier.verify(OTA_0, silent=True) is None
+    assert board.cpu.lines == ["E boot_comm: chip revision check failed. Required >= v4.0, found v3.0."]
