@@ -127,7 +127,9 @@ def _booted_slot(boot: BootRecord, table: PartitionTable | None) -> str | None:
 
 
 def _otadata_slot(otadata: OtaData, table: PartitionTable) -> str:
-    """The slot the bootloader would pick from this otadata (facts §2.5, §3.1)."""
+    """The slot the bootloader would pick from this otadata
+    (bootloader_common.c:bootloader_common_get_active_otadata(),
+    bootloader_utility.c:bootloader_utility_get_selected_boot_partition())."""
     slots = table.ota_slots
     index = otadata.boot_slot(len(slots))
     if index is not None and index < len(slots):

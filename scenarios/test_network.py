@@ -15,7 +15,7 @@ def test_link_cut_mid_transfer(request: pytest.FixtureRequest, ota: OtaSession) 
     """Field failure: the connection drops mid-download (server restart, NAT timeout, AP roam).
 
     Fault: the fault proxy closes the OTA connection at 50 % of the image with a FIN, then
-    (next attempt) with an RST. Correct outcome (ESP-IDF, facts §8): `esp_https_ota_perform`
+    (next attempt) with an RST. Correct outcome (ESP-IDF v5.5.5 esp_https_ota.c): `esp_https_ota_perform`
     fails and the example's failure path runs (`E rig_agent: ota failed`), otadata is
     untouched, the old app keeps running (so the next attempt starts from the same known
     state); a retry completes and the new app confirms itself. Resumption is off: each

@@ -57,7 +57,8 @@ def test_cut_during_erase(request: pytest.FixtureRequest, ota: OtaSession) -> No
 def test_cut_after_switch_before_first_boot(request: pytest.FixtureRequest, ota: OtaSession) -> None:
     """Field failure: power lost between `esp_ota_set_boot_partition` and the restart.
 
-    Fault: power cut on `rig_agent: ota complete`. Correct outcome (ESP-IDF, facts §3):
+    Fault: power cut on `rig_agent: ota complete`. Correct outcome (ESP-IDF,
+    bootloader_utility.c:bootloader_utility_get_selected_boot_partition()):
     otadata already selects ota_1 in state NEW; at power-on the bootloader makes it
     PENDING_VERIFY and gives it its one boot attempt, the healthy image confirms itself
     (`rig_agent: app confirmed valid`) and stays; the otadata entry of ota_1 is VALID.
@@ -74,7 +75,7 @@ def test_cut_during_first_boot(request: pytest.FixtureRequest, ota: OtaSession) 
     """Field failure: power lost while the new image runs its first-boot self-test.
 
     Fault: power cut on `rig_agent: selftest begin` of a healthy image whose self-test
-    takes 800 ms. Correct outcome (ESP-IDF rollback, facts §3): the unconfirmed entry is
+    takes 800 ms. Correct outcome (ESP-IDF rollback, bootloader_utility.c): the unconfirmed entry is
     PENDING_VERIFY at the cut, so the next boot marks it ABORTED and boots the old slot
     again (`ready version=<old> running=ota_0 state=VALID`).
     """

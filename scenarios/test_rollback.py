@@ -17,7 +17,8 @@ def test_bad_app_rolls_back(request: pytest.FixtureRequest, ota: OtaSession) -> 
 
     Fault: `next` builds that panic at first boot, fail their self-test, hang (task
     watchdog) or never call `esp_ota_mark_app_valid_cancel_rollback`. Correct outcome
-    (ESP-IDF app rollback, facts §3): the image boots once in PENDING_VERIFY; a panic,
+    (ESP-IDF app rollback, bootloader_utility.c and esp_ota_ops.c): the image boots once in
+    PENDING_VERIFY; a panic,
     watchdog reset or the next reset without confirm makes the bootloader mark it ABORTED,
     `esp_ota_mark_app_invalid_rollback_and_reboot` marks it INVALID (`I esp_ota_ops:
     Rollback to previously worked partition.`); then the old slot boots (`ready

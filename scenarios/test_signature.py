@@ -18,7 +18,8 @@ def test_bad_signatures_rejected(request: pytest.FixtureRequest, ota: OtaSession
 
     Fault: `next` without a signature, signed with another key, with one signature byte
     flipped, and with its version changed after signing. Correct outcome (ESP-IDF signed
-    updates, facts §5.5): `esp_ota_end` verifies the signature and fails (`E esp_image:
+    updates, esp_image_format.c:verify_secure_boot_signature()): `esp_ota_end` verifies the signature and
+    fails (`E esp_image:
     Secure boot signature verification failed`, `W esp_image: image valid, signature
     bad`, `E esp_ota_ops: New image failed verification`); the boot partition is not
     switched and the old app keeps running.

@@ -1,5 +1,6 @@
 """The twin's ESP-IDF v5.5 2nd-stage bootloader: partition table, otadata, rollback,
-anti-rollback, full image verification and the fallback order (facts §3, §4.7, §7.3).
+anti-rollback, full image verification and the fallback order (ESP-IDF v5.5.5 bootloader_support:
+bootloader_utility.c, esp_image_format.c).
 
 Every decision is ESP-IDF's and every line is printed as ESP-IDF prints it, because
 the rig judges a boot only from these lines and from otadata read back from flash.
@@ -200,7 +201,8 @@ def _quiet(level: LogLevel, tag: str, message: str) -> None:
 
 
 def trusted_keys_of(running_image: bytes) -> list[bytes]:
-    """Signed apps without secure boot trust the key that signed the running app (facts §5.4)."""
+    """Signed apps without secure boot trust the key that signed the running app
+    (secure_boot_v2/secure_boot_signatures_app.c: the running app's key)."""
     digest = signed_by(running_image)
     return [] if digest is None else [digest]
 
@@ -287,7 +289,7 @@ class Bootloader:
         return table
 
     def _select(self, table: PartitionTable) -> int:
-        """bootloader_utility_get_selected_boot_partition (facts §3.1)."""
+        """bootloader_utility.c:bootloader_utility_get_selected_boot_partition()."""
         part = table.otadata
         if part is None:
             return FACTORY_INDEX

@@ -16,7 +16,8 @@ from rig.errors import InputError
 
 
 class SignedUpdates(Enum):
-    """`CONFIG_SECURE_SIGNED_APPS_NO_SECURE_BOOT` and its scheme (facts §5.4)."""
+    """`CONFIG_SECURE_SIGNED_APPS_NO_SECURE_BOOT` and its scheme
+    (bootloader_support/src/secure_boot_v2/secure_boot_signatures_app.c)."""
 
     NONE = "none"
     RSA3072 = "rsa3072"

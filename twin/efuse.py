@@ -2,7 +2,7 @@
 
 eFuses are one-time programmable: bits can only ever go from 0 to 1, and they
 survive everything, so they live in a small JSON file beside the flash image.
-esptool reads them as BLK0 words at 0x3FF5A000 + 4n (facts §11.3).
+esptool reads them as BLK0 words at 0x3FF5A000 + 4n (esptool/targets/esp32.py EFUSE_RD_REG_BASE).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The twin's network stack: TLS client sockets that die with the chip, and an
-HTTP/1.1 client with esp_http_client's read semantics (facts §8.4).
+HTTP/1.1 client with esp_http_client's read semantics (esp_http_client.c:esp_http_client_read(),
+transport_ssl.c:ssl_read()).
 
 Reads return what esp_http_client returns: data, 0 on a FIN, `ReadTimeout` when
 `timeout_ms` passes without data (ESP_ERR_HTTP_EAGAIN), `ReadError` on a reset.

@@ -1,4 +1,4 @@
-"""esp_ota_ops for the twin (ESP-IDF v5.5, facts §2.6–§2.7, §3.4, §3.7, §5.5).
+"""esp_ota_ops for the twin (ESP-IDF v5.5.5 components/app_update/esp_ota_ops.c).
 
 A firmware model updates itself only through this class, so every flash write an
 OTA makes (sequential sector erases, the image, the otadata flip) goes through

@@ -1,6 +1,6 @@
 """The ESP32 serial download loader (ROM) and the flasher stub esptool uploads into it.
 
-Speaks esptool's protocol exactly as facts §11 lays it out, so the real esptool
+Speaks esptool's protocol exactly as esptool 5.6 esptool/loader.py speaks it, so the real esptool
 (v5, with or without `--no-stub`) flashes, reads and verifies the twin. The stub is
 not executed: a MEM_END that asks to run code switches this loader into stub
 behaviour (2-byte status, stub-only commands), which is what the real stub does.

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from rig.logs import events as ev
 
-# ROM reset reasons meaning "a watchdog reset the chip" (facts §7.2; names as printed).
+# ROM reset reasons meaning "a watchdog reset the chip" (esp_rom ets_main reset-reason names, as the ROM
+# prints them).
 _WATCHDOG_RESETS = frozenset(
     {
         "OWDT_RESET",

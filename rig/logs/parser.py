@@ -1,6 +1,7 @@
 """Turn raw serial output into `LogLine`s and typed events.
 
-The vocabulary is ESP-IDF's exact message text (facts §7) plus the rig_agent
+The vocabulary is ESP-IDF's exact message text (v5.5.5: bootloader_support, esp_https_ota, app_update,
+esp_app_format) plus the rig_agent
 markers of PROTOCOL.md. Anything else becomes `OtherLine`: a serial port that
 spits noise during a power cut must never stop the run.
 """

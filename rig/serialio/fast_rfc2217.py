@@ -4,7 +4,8 @@ pyserial's RFC2217 client re-sends baud/size/parity/stop bits and then sleeps at
 least 50 ms on *every* settings change, including read-timeout changes, which are
 purely local; it also sleeps 50 ms before looking for each DTR/RTS/purge answer.
 esptool changes its timeout around nearly every command, so a 500 KB write takes
-~26 s (facts §13). This subclass renegotiates only a real line-setting change and
+~26 s (pyserial 3.5 serial/rfc2217.py sleeps 50 ms per settings change). This subclass renegotiates only
+a real line-setting change and
 wakes the moment the server's acknowledgement arrives. On the wire it is the
 standard protocol, so it works against ser2net as well as the twin.
 """

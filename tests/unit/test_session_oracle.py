@@ -1,4 +1,5 @@
-"""The one place that decides what a correct device does after a fault (facts §3.2, §3.5)."""
+"""The one place that decides what a correct device does after a fault (bootloader_utility.c,
+esp_ota_ops.c)."""
 
 from __future__ import annotations
 

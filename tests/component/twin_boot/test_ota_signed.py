@@ -19,7 +19,7 @@ from .conftest import Keys, Lab, Served, lab_config, start_ota
 
 MakeLab = Callable[..., Lab]
 SIZE = 64 * 1024
-# Offsets inside an SBv2 signature block (facts §5.1).
+# Offsets inside an SBv2 signature block (esp_secure_boot.h ets_secure_boot_sig_block_t).
 _SIGNATURE_AT = 812
 _CRC_AT = 1196
 

@@ -21,7 +21,7 @@ from rig.esp.otadata import (
     slot_for_seq,
 )
 
-# facts §2.3: the right CRC, and what plain zlib.crc32 would (wrongly) give.
+# bootloader_common_ota_select_crc(): the right CRC, and what plain zlib.crc32 would (wrongly) give.
 CRC_TABLE = [
     (1, 0x4743989A, 0x99F8B879),
     (2, 0x55F63774, 0x8B4D1797),
@@ -132,7 +132,8 @@ def test_next_seq_rejects_missing_slot() -> None:
 
 
 def test_plan_set_boot_canonical_trace() -> None:
-    """facts §3.5: virgin -> ota_0 seq 1 in sector 0; OTA to ota_1 -> {2, NEW} in sector 1."""
+    """bootloader_utility.c / esp_ota_ops.c: virgin -> ota_0 seq 1 in sector 0; OTA to ota_1 -> {2, NEW}
+    in sector 1."""
     virgin = OtaData.blank()
     sector, entry = plan_set_boot(virgin, 0, 2, rollback=True)
     assert (sector, entry.seq, entry.state, entry.crc_ok) == (0, 1, OtaState.NEW, True)

@@ -1,4 +1,4 @@
-"""The bootloader's decision table (facts §3.1–§3.3): every pair of otadata states ×
+"""The bootloader's decision table (bootloader_utility.c v5.5.5): every pair of otadata states ×
 which slot holds a good image → the slot booted, the otadata left behind, the lines."""
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ def read(cpu: FakeCpu) -> OtaData:
 
 
 def expected_slot(k0: str, k1: str, good: set[int]) -> tuple[int | None, bool]:
-    """Oracle written from facts §3.1–§3.3: (slot that boots, entry-0 rewritten as virgin)."""
+    """Oracle written from bootloader_utility.c:bootloader_utility_get_selected_boot_partition() and
+    load_boot_image(): (slot that boots, entry-0 rewritten as virgin)."""
     states = {0: entry(k0, 1), 1: entry(k1, 2)}
     after = {
         i: e.with_state(OtaState.ABORTED) if e.state == OtaState.PENDING_VERIFY else e
