@@ -41,18 +41,19 @@ class On(enum.Enum):
 class NetFault(enum.Enum):
     """What the fault proxy does to the OTA connection."""
 
-    STALL = "stall"
+    STALL = "stall"  # the proxy stops forwarding; the peer's kernel keeps the connection alive
     RST = "rst"
     FIN = "fin"
     THROTTLE = "throttle"
+    DEAD = "dead"  # packets dropped both ways until the OTA ends (rig/net/netns.py)
 
 
 _PARAMS = {
     CutKind.POWER: {"off", "delay", "seed"},
-    CutKind.NET: {"stall", "rst", "fin", "throttle", "delay", "seed"},
+    CutKind.NET: {"stall", "rst", "fin", "throttle", "dead", "delay", "seed"},
     CutKind.BROWNOUT: {"volts", "hold", "delay", "seed"},
 }
-_FLAGS = {"rst", "fin"}
+_FLAGS = {"rst", "fin", "dead"}
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s)?$")
 
 
@@ -221,6 +222,6 @@ def _set_param(text: str, fields: dict[str, Any], key: str, raw: str) -> None:
 
 def _check_kind(text: str, kind: CutKind, fields: dict[str, Any]) -> None:
     if kind is CutKind.NET and "net_fault" not in fields:
-        raise _fail(text, "net cuts need one of stall=<duration>, rst, fin, throttle=<bytes/s>")
+        raise _fail(text, "net cuts need one of stall=<duration>, rst, fin, throttle=<bytes/s>, dead")
     if kind is CutKind.BROWNOUT and "volts" not in fields:
         raise _fail(text, "brownout cuts need volts=<V>")

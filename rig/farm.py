@@ -58,12 +58,19 @@ class BoardSpec:
         return str(driver) if driver is not None else None
 
 
+FAULT_PATHS = ("none", "namespace")
+
+
 @dataclass(frozen=True)
 class NetworkSpec:
     """Where the rig's OTA server listens and the address boards use to reach it."""
 
     bind: str = "127.0.0.1"
     board_facing_address: str = "127.0.0.1"
+    # "namespace": the fault proxy listens in a network namespace the rig creates, so a dead
+    # path (packets dropped both ways) is a real fault (rig/net/netns.py). Boards must reach
+    # that namespace's address: a virtual lab's twins do; a real farm leaves this "none".
+    fault_path: str = "none"
 
 
 @dataclass(frozen=True)
@@ -256,6 +263,7 @@ def parse_farm(data: object, path: Path | None = None) -> Farm:
     network = NetworkSpec(
         bind=net.text("bind", "127.0.0.1"),
         board_facing_address=net.text("board_facing_address", net.data.get("bind") or "127.0.0.1"),
+        fault_path=net.text("fault_path", "none", FAULT_PATHS),
     )
     net.reject_unknown()
     boards_raw = root.items("boards")

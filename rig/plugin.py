@@ -38,6 +38,8 @@ from rig.imageset import ImageSet, prepare_image_set
 from rig.net.certs import CertBundle, ensure_bundle, ensure_wrong_bundle
 from rig.net.events import EventBus
 from rig.net.fault_proxy import FaultProxy
+from rig.net.listener import listen
+from rig.net.netns import FaultPath, open_fault_path
 from rig.net.ota_server import OtaServer
 from rig.results.from_pytest import (
     INFRA_PREFIX,
@@ -391,10 +393,21 @@ def ota_server(
         yield server
 
 
+@pytest.fixture(scope="session")
+def fault_path(farm: Farm) -> Iterator[FaultPath]:
+    """The network namespace the proxy listens in, when the farm asks for one and this host
+    can make it (one per worker); otherwise why not, for the scenarios that need it."""
+    with open_fault_path(farm.network) as path:
+        yield path
+
+
 @pytest.fixture
-def fault_proxy(ota_server: OtaServer, farm: Farm, bus: EventBus) -> Iterator[FaultProxy]:
+def fault_proxy(
+    ota_server: OtaServer, farm: Farm, bus: EventBus, fault_path: FaultPath
+) -> Iterator[FaultProxy]:
     # Same bus as the server: the proxy maps image bytes to wire bytes from its checkpoints.
-    proxy = FaultProxy((ota_server.host, ota_server.port), host=farm.network.bind, bus=bus)
+    listener = fault_path.namespace.listener if fault_path.namespace is not None else listen
+    proxy = FaultProxy((ota_server.host, ota_server.port), host=farm.network.bind, bus=bus, listener=listener)
     with proxy:
         yield proxy
 
@@ -427,9 +440,12 @@ def ota(
     images: ImageSet,
     farm: Farm,
     seed: int,
+    fault_path: FaultPath,
 ) -> Iterator[OtaSession]:
     """Everything one scenario needs to run OTAs on one board, with faults and verdicts."""
-    session = OtaSession(board, ota_server, fault_proxy, certs, images, farm.network, seed=seed)
+    session = OtaSession(
+        board, ota_server, fault_proxy, certs, images, farm.network, seed=seed, path=fault_path
+    )
     try:
         yield session
     finally:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 
 from rig.board import Board, FlashState, Ready
 from rig.cutspec import CutKind, CutSpec, NetFault, On
-from rig.errors import InfraError
+from rig.errors import InfraError, InputError
 from rig.esp.otadata import OtaData
 from rig.farm import NetworkSpec
 from rig.imageset import ImageSet
@@ -27,6 +27,7 @@ from rig.logs.parser import parse_text
 from rig.net.certs import CertBundle
 from rig.net.events import Direction, Event, WireProgress
 from rig.net.fault_proxy import Close, Cut, FaultProxy, Position, Stall, Throttle, Unit
+from rig.net.netns import FaultPath, NetNamespace
 from rig.net.ota_server import OtaServer, RequestRecord
 from rig.phase import FaultSeen, Final, Phase, acceptable_outcomes, lines_before_supply_loss, phase_of
 from rig.triggers import Firing, TriggerEngine
@@ -108,6 +109,7 @@ class OtaSession:
         network: NetworkSpec,
         *,
         seed: int = 0,
+        path: FaultPath | None = None,
     ) -> None:
         self.board = board
         self.server = server
@@ -116,6 +118,8 @@ class OtaSession:
         self.images = images
         self.network = network
         self.seed = seed
+        # Where the proxy listens when the rig owns the path to the board (dead-path faults).
+        self.path = path
         self.engine = TriggerEngine()
         # The rig process runs the TLS server, proxy pumps and console readers at once; with
         # CPython's default 5 ms GIL slice a log-triggered power cut waits behind them.
@@ -137,6 +141,8 @@ class OtaSession:
             timer.cancel()
         self.engine.close()
         self.proxy.disarm()
+        if self.path is not None and self.path.namespace is not None:
+            self.path.namespace.heal()
         self.server.bus.unsubscribe(self._on_bus_event)
         self.board.console.remove_listener(self._on_line)
 
@@ -187,6 +193,8 @@ class OtaSession:
 
     def url(self, image: str, *, via_proxy: bool = True, redirects: int = 0) -> str:
         host = self.network.board_facing_address
+        if via_proxy and self.path is not None and self.path.namespace is not None:
+            host = self.path.namespace.address
         port = self.proxy.port if via_proxy else self.server.port
         return self.server.url_for(image, redirects=redirects, host=host, port=port)
 
@@ -197,7 +205,8 @@ class OtaSession:
         if cut.on is On.RANDOM and "seed=" not in cut.text:
             cut = replace(cut, seed=self.seed)  # the run's --seed makes random cuts reproducible
         position = _proxy_position(cut)
-        if cut.kind is CutKind.NET and position is not None and cut.net_fault is not NetFault.THROTTLE:
+        proxy_acts = cut.net_fault not in (NetFault.THROTTLE, NetFault.DEAD)
+        if cut.kind is CutKind.NET and position is not None and proxy_acts:
             # Exact to the byte: the proxy counts and acts itself, no trigger round trip.
             self.proxy.arm(self._net_fault(cut, position))
             return
@@ -235,7 +244,17 @@ class OtaSession:
                 self._later(hold, lambda: power.set_voltage(nominal))
 
             return brownout
+        if cut.net_fault is NetFault.DEAD:
+            namespace = self._dead_path(cut)
+            return lambda: namespace.kill_port(self.proxy.port)
         return lambda: self._arm_proxy_now(cut)
+
+    def _dead_path(self, cut: CutSpec) -> NetNamespace:
+        """The namespace a dead path is made in; a farm without one cannot have the fault."""
+        if self.path is None or self.path.namespace is None:
+            why = self.path.unavailable if self.path is not None else "the farm sets no network.fault_path"
+            raise InputError(f"--cut {cut.text}: no dead path on this farm: {why}")
+        return self.path.namespace
 
     def _power_on(self) -> None:
         self.board.power.on()
@@ -315,6 +334,8 @@ class OtaSession:
             raise InfraError(
                 f"board {self.board.name}: OTA of {image} neither ended nor reset within {timeout:.0f} s"
             )
+        if self.path is not None and self.path.namespace is not None:
+            self.path.namespace.heal()  # a dead path lasts until the OTA ended
         ready = self._gave_up(mark) if GAVE_UP.search(ended.string) else None
         if ready is None:
             ready = self.settle(mark, timeout)

@@ -284,6 +284,13 @@ def need_version_check(ota: OtaSession) -> None:
         pytest.skip(f"board {ota.board.name}: firmware built without the version check")
 
 
+def need_dead_path(ota: OtaSession) -> None:
+    path = ota.path
+    if path is None or path.namespace is None:
+        why = path.unavailable if path is not None else "no fault path"
+        pytest.skip(f"board {ota.board.name}: no dead-path fault here: {why}")
+
+
 def need_image(ota: OtaSession, name: str) -> None:
     reason = ota.images.skipped_reason(name)
     if reason is not None:

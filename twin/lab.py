@@ -335,7 +335,7 @@ class Lab:
         return {
             "name": "virtual-lab",
             "virtual": True,
-            "network": {"bind": "127.0.0.1", "board_facing_address": "127.0.0.1"},
+            "network": {"bind": "127.0.0.1", "board_facing_address": "127.0.0.1", "fault_path": "namespace"},
             "instruments": instruments,
             "boards": boards,
         }

@@ -4,9 +4,11 @@ transport_ssl.c:ssl_read()).
 
 Reads return what esp_http_client returns: data, 0 on a FIN, `ReadTimeout` when
 `timeout_ms` passes without data (ESP_ERR_HTTP_EAGAIN), `ReadError` on a reset.
-A silent link ends only when lwIP's keep-alive gives up (idle + interval × count
-without a byte), which a loopback peer's kernel would never let happen, so it is
-modelled from the time the last byte arrived.
+Keep-alive is the kernel's, set from the board's config as esp_http_client sets lwIP's
+(esp_transport_tcp_set_keep_alive(): SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL,
+TCP_KEEPCNT): probes a live peer answers reset it, as in lwIP's tcp_keepalive(); unanswered
+ones abort the connection after idle + interval × count (tcp_slowtmr()), which only a dead
+path (packets dropped) does, never a peer that merely stops sending.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ _POLL_S = 0.05
 USER_AGENT = "ESP32 HTTP Client/1.0"
 ECONNRESET = 104
 ECONNABORTED = 113
+TCP_CLOSE = 7  # tcpi_state (linux/tcp_states.h): closed without a FIN from the peer
 
 
 class ReadTimeout(Exception):
@@ -73,15 +76,30 @@ class TlsConnection:
                     data = self.sock.recv(size)
                 except ssl.SSLWantReadError:
                     continue
+                except TimeoutError as exc:
+                    # keep-alive gave up: lwIP's tcp_slowtmr() aborts the pcb, ERR_ABRT -> ECONNABORTED
+                    raise ReadError(ECONNABORTED, "Software caused connection abort") from exc
                 except (ConnectionResetError, ssl.SSLError, OSError) as exc:
                     raise ReadError(ECONNRESET, "Connection reset by peer") from exc
+                if not data and self._aborted():
+                    raise ReadError(ECONNABORTED, "Software caused connection abort")
                 self.last_rx = time.monotonic()
                 return data
-            now = time.monotonic()
-            if now - self.last_rx >= self.keepalive.give_up_s:
-                raise ReadError(ECONNABORTED, "Software caused connection abort")
-            if now >= deadline:
+            if time.monotonic() >= deadline:
                 raise ReadTimeout()
+
+    def _aborted(self) -> bool:
+        """An empty read that is the kernel's keep-alive giving up, not a FIN: Python's TLS
+        layer reports both as an EOF. Keep-alive can only fire after idle + interval x count
+        of silence and leaves the socket closed (TCP_CLOSE); lwIP's tcp_slowtmr() aborts the
+        pcb then and the read fails with ECONNABORTED."""
+        if time.monotonic() - self.last_rx < self.keepalive.give_up_s:
+            return False
+        try:
+            info = self.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)
+        except OSError:
+            return False
+        return info[0] == TCP_CLOSE
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -114,6 +132,7 @@ class Net:
             raw = self.connect_tcp(host, port, max(timeout_ms / 1000, 0.1))
         except OSError as exc:
             raise ConnectError(str(exc), tls=False) from exc
+        _set_keepalive(raw, keepalive)
         try:
             sock = context.wrap_socket(raw, server_hostname=None, suppress_ragged_eofs=True)
         except (ssl.SSLError, OSError) as exc:
@@ -136,6 +155,14 @@ class Net:
             sock.close()
             raise
         return sock
+
+
+def _set_keepalive(sock: socket.socket, keepalive: KeepAlive) -> None:
+    """esp_transport_tcp_set_keep_alive() on the kernel's socket (whole seconds, at least 1)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, round(keepalive.idle_s)))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, round(keepalive.interval_s)))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, max(1, keepalive.count))
 
 
 @dataclass

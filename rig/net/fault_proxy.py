@@ -39,6 +39,7 @@ import termios
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Self
@@ -520,8 +521,10 @@ class FaultProxy(Service):
         host: str = "127.0.0.1",
         port: int = 0,
         bus: EventBus | None = None,
+        listener: Callable[[str, int, str], socket.socket] = listen,
     ) -> None:
         self.bus = bus if bus is not None else EventBus()
+        self._make_listener = listener
         self._upstream = upstream
         self._host = host
         self._port = port
@@ -626,7 +629,9 @@ class FaultProxy(Service):
     # -- accepting ---------------------------------------------------------------------------
 
     def _listen(self) -> socket.socket:
-        return listen(self._host, self._port, "fault proxy")
+        listener = self._make_listener(self._host, self._port, "fault proxy")
+        self._host = listener.getsockname()[0]
+        return listener
 
     def _close_listener(self) -> None:
         with self._lock:

@@ -54,6 +54,7 @@ def test_net_and_brownout_forms() -> None:
     assert (throttle.net_fault, throttle.throttle_bps) == (NetFault.THROTTLE, 20000)
     wire = parse_cut("net@wire=5000:rst")
     assert wire.on is On.WIRE and wire.condition().describe() == "wire bytes >= 5000"
+    assert parse_cut("net@fraction=0.4:dead").net_fault is NetFault.DEAD
     brown = parse_cut("brownout@fraction=0.3:volts=2.2:hold=0.5s")
     assert (brown.kind, brown.volts, brown.hold_s) == (CutKind.BROWNOUT, 2.2, 0.5)
 
@@ -90,7 +91,7 @@ def test_spec_trigger_fires_with_delay_and_name() -> None:
         ("power@bytes=1:seed=3", "--cut power@bytes=1:seed=3: seed= only applies to random="),
         (
             "net@bytes=1",
-            "--cut net@bytes=1: net cuts need one of stall=<duration>, rst, fin, throttle=<bytes/s>",
+            "--cut net@bytes=1: net cuts need one of stall=<duration>, rst, fin, throttle=<bytes/s>, dead",
         ),
         ("net@bytes=1:rst:fin", "--cut net@bytes=1:rst:fin: fin conflicts with rst"),
         ("net@bytes=1:rst=2", "--cut net@bytes=1:rst=2: rst takes no value"),

@@ -64,6 +64,7 @@ def test_a_good_farm_loads_with_defaults(farm: Farm) -> None:
     assert b1.power_driver == "scpi-psu"  # taken from the instrument's kind
     assert farm.board("b2").power_driver is None
     assert farm.network.bind == "127.0.0.1" and not farm.virtual
+    assert farm.network.fault_path == "none"  # a real farm has no namespace path unless it says so
 
 
 MISTAKES: list[tuple[object, str]] = [
@@ -73,6 +74,7 @@ MISTAKES: list[tuple[object, str]] = [
     ({**GOOD, "boards": [GOOD["boards"][0], GOOD["boards"][0]]}, ".boards: board name 'b1' is used twice"),
     ({**GOOD, "colour": "red"}, ": unknown key 'colour'"),
     ({**GOOD, "network": {"bind": "0.0.0.0", "port": 1}}, ".network: unknown key 'port'"),
+    ({**GOOD, "network": {"fault_path": "veth"}}, ".network.fault_path: 'veth' is not one of none"),
     (with_board(speed=9600), ".boards[0]: unknown key 'speed'"),
     (with_board(firmware={"rollback": True, "secure": 1}), ".boards[0].firmware: unknown key 'secure'"),
     (with_board(name=None), ".boards[0].name: missing (required)"),
