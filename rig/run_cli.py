@@ -190,6 +190,8 @@ def repro(
     from rig.net.certs import ensure_bundle
     from rig.net.events import EventBus
     from rig.net.fault_proxy import FaultProxy
+    from rig.net.listener import listen
+    from rig.net.netns import open_fault_path
     from rig.net.ota_server import OtaServer
     from rig.session import OtaSession
 
@@ -223,10 +225,14 @@ def repro(
                 log_path=out / "server.log",
             )
         )
-        proxy = stack.enter_context(FaultProxy((server.host, server.port), host=parsed.network.bind, bus=bus))
+        path = stack.enter_context(open_fault_path(parsed.network))
+        listener = path.namespace.listener if path.namespace is not None else listen
+        proxy = stack.enter_context(
+            FaultProxy((server.host, server.port), host=parsed.network.bind, bus=bus, listener=listener)
+        )
         board = stack.enter_context(Board(parsed, spec, out / spec.name))
         session = OtaSession(
-            board, server, proxy, ensure_bundle(out / "certs"), images, parsed.network, seed=seed
+            board, server, proxy, ensure_bundle(out / "certs"), images, parsed.network, seed=seed, path=path
         )
         stack.callback(session.close)
         with RichConsole(stderr=True).status(f"{spec.name}: flashing {base_name} into a known state"):
