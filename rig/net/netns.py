@@ -187,7 +187,11 @@ def open_fault_path(network: NetworkSpec) -> Iterator[FaultPath]:
     if reason is not None:
         yield FaultPath(None, reason)
         return
-    namespace = NetNamespace().create()
+    try:
+        namespace = NetNamespace().create()
+    except InfraError as error:  # e.g. a container without CAP_NET_ADMIN: the rest still runs
+        yield FaultPath(None, f"cannot create a network namespace: {error}")
+        return
     try:
         yield FaultPath(namespace)
     finally:
