@@ -18,7 +18,17 @@ from dataclasses import dataclass
 
 from rig.errors import FormatError
 from rig.esp.appdesc import APP_DESC_MAGIC
-from rig.esp.image import AppImage, ImageCheck, ImageFault, fault_log_line, parse, verify_image
+from rig.esp.image import (
+    AppImage,
+    ImageCheck,
+    ImageFault,
+    Segment,
+    fault_log_line,
+    is_mapped,
+    leading_segments,
+    parse,
+    verify_image,
+)
 from rig.esp.otadata import SECTOR_SIZE, OtaData, OtaEntry, OtaState, ota_seq_crc
 from rig.esp.partitions import Partition, PartitionTable, verify_table_bytes
 from rig.esp.signing import (
@@ -51,14 +61,6 @@ _SCHEMES = {
 
 _Log = Callable[[LogLevel, str, str], None]
 
-# esp_image_format.c:should_map() with soc/esp32/include/soc/soc.h's SOC_DROM_LOW/HIGH and
-# SOC_IROM_LOW/HIGH: segments in these windows are mapped, the rest loaded.
-_MAPPED = ((0x3F400000, 0x3F800000), (0x400D0000, 0x40400000))
-
-
-def is_mapped(address: int) -> bool:
-    return any(lo <= address < hi for lo, hi in _MAPPED)
-
 
 @dataclass(frozen=True)
 class VerifiedApp:
@@ -84,10 +86,10 @@ def write_otadata(cpu: Cpu, part: Partition, index: int, entry: OtaEntry) -> Non
     cpu.flash.program(address, entry.encode())
 
 
-def segment_lines(image: AppImage, partition_offset: int, *, loading: bool) -> list[str]:
+def segment_lines(segments: Sequence[Segment], partition_offset: int, *, loading: bool) -> list[str]:
     """esp_image's per-segment lines; the bootloader says `load`, the app leaves RAM segments blank."""
     lines = []
-    for index, seg in enumerate(image.segments):
+    for index, seg in enumerate(segments):
         paddr = partition_offset + seg.file_offset + 8
         suffix = "map" if is_mapped(seg.load_addr) else "load" if loading else ""
         size = len(seg.data)
@@ -99,6 +101,7 @@ def segment_lines(image: AppImage, partition_offset: int, *, loading: bool) -> l
 
 
 # Faults found before esp_image walks the segments (so no segment lines precede them).
+_SEGMENT_FAULTS = {ImageFault.BAD_SEGMENT_LENGTH, ImageFault.SEGMENT_MISMATCH}
 _CHIP_FAULTS = {ImageFault.CHIP_ID_MISMATCH, ImageFault.CHIP_REV_TOO_LOW, ImageFault.CHIP_REV_TOO_HIGH}
 _HEADER_FAULTS = {
     ImageFault.PARTITION_TOO_LARGE, ImageFault.BAD_MAGIC, ImageFault.TRUNCATED, ImageFault.TOO_MANY_SEGMENTS,
@@ -136,12 +139,16 @@ class ImageVerifier:
         image = check.image
         if image is None and check.fault not in _HEADER_FAULTS:
             image = parse(data)
-        if image is not None:
-            for line in segment_lines(image, partition.offset, loading=self.loading):
-                log(INFO, IMAGE_TAG, line)
-            if self.loading:
-                # bootloader_utility loads and SHA-checks the image at flash-read speed.
-                self.cpu.sleep(image.image_length / self.config.flash_read_bytes_per_s)
+        segments = image.segments if image is not None else ()
+        if check.fault in _SEGMENT_FAULTS:
+            # esp_image walks the segments logging each: those before the failing one print.
+            segments = leading_segments(data, check.detail["segment"])
+            image = None
+        for line in segment_lines(segments, partition.offset, loading=self.loading):
+            log(INFO, IMAGE_TAG, line)
+        if image is not None and self.loading:
+            # bootloader_utility loads and SHA-checks the image at flash-read speed.
+            self.cpu.sleep(image.image_length / self.config.flash_read_bytes_per_s)
         if check.fault is not None and not (check_signature and check.fault is ImageFault.HASH):
             fault_line = fault_log_line(check)
             if fault_line is not None:

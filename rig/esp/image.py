@@ -27,6 +27,14 @@ from rig.esp.signing import SignatureInfo, SigningKey, SigningScheme, find_signa
 IMAGE_MAGIC = 0xE9
 HEADER_SIZE = 24
 SEGMENT_HEADER_SIZE = 8
+# esp_image_format.c:should_map() with soc/esp32/include/soc/soc.h's SOC_DROM_LOW/HIGH and
+# SOC_IROM_LOW/HIGH: segments in these windows are mapped through the 64 KiB MMU pages.
+MAPPED_WINDOWS = ((0x3F400000, 0x3F800000), (0x400D0000, 0x40400000))
+MMU_PAGE_SIZE = 0x10000
+
+
+def is_mapped(address: int) -> bool:
+    return any(lo <= address < hi for lo, hi in MAPPED_WINDOWS)
 MAX_SEGMENTS = 16
 MAX_PARTITION_SIZE = 16 * 1024 * 1024
 CHECKSUM_SEED = 0xEF
@@ -66,6 +74,7 @@ class ImageFault(Enum):
     CHIP_REV_TOO_HIGH = "chip_rev_too_high"
     TOO_MANY_SEGMENTS = "too_many_segments"
     BAD_SEGMENT_LENGTH = "bad_segment_length"
+    SEGMENT_MISMATCH = "segment_mismatch"
     CHECKSUM = "checksum"
     TOO_LONG_FOR_PARTITION = "too_long_for_partition"
     HASH = "hash"
@@ -285,6 +294,30 @@ def _rev(full: int) -> tuple[int, int]:
     return full // 100, full % 100
 
 
+def _mapping_ok(image: AppImage, partition_offset: int) -> None:
+    """esp_image_format.c:verify_segment_header(): a mapped segment's data must sit at the same
+    offset within a 64 KiB MMU page in flash as its load address does in the address space."""
+    for index, segment in enumerate(image.segments):
+        data_at = partition_offset + segment.file_offset + SEGMENT_HEADER_SIZE
+        if is_mapped(segment.load_addr) and data_at % MMU_PAGE_SIZE != segment.load_addr % MMU_PAGE_SIZE:
+            raise _Fault(
+                ImageFault.SEGMENT_MISMATCH, f"segment {index} is not aligned to its load address",
+                segment=index, load_addr=segment.load_addr, data=data_at,
+            )
+
+
+def leading_segments(data: bytes, count: int) -> tuple[Segment, ...]:
+    """The first `count` segments, read before a later one failed its header check (esp_image
+    logs each segment's line as it walks, so those before the fault are printed)."""
+    segments, offset = [], HEADER_SIZE
+    for _ in range(count):
+        load_addr, length = struct.unpack_from("<II", data, offset)
+        start = offset + SEGMENT_HEADER_SIZE
+        segments.append(Segment(load_addr, data[start : start + length], offset))
+        offset = start + length
+    return tuple(segments)
+
+
 def _chip_checks(header: ImageHeader, chip_id: int, chip_rev_full: int) -> None:
     if header.chip_id != chip_id:
         raise _Fault(
@@ -356,6 +389,7 @@ def verify_image(
             fault.detail["offset"] = partition_offset
             raise
         image = _parse(data)
+        _mapping_ok(image, partition_offset)
         if not image.checksum_ok:
             raise _Fault(
                 ImageFault.CHECKSUM, "checksum failed",
@@ -400,6 +434,9 @@ def fault_log_line(check: ImageCheck) -> tuple[str, str, str] | None:
             return "E", "esp_image", f"{where} segment count {d['count']} exceeds max {d['max']}"
         case ImageFault.BAD_SEGMENT_LENGTH:
             return "E", "esp_image", f"invalid segment length 0x{d['length']:x}"
+        case ImageFault.SEGMENT_MISMATCH:
+            where = f"Segment {d['segment']} load address 0x{d['load_addr']:08x}"
+            return "E", "esp_image", f"{where}, doesn't match data 0x{d['data']:08x}"
         case ImageFault.CHECKSUM:
             return "E", "esp_image", f"Checksum failed. Calculated 0x{d['calculated']:x} read 0x{d['read']:x}"
         case ImageFault.TOO_LONG_FOR_PARTITION:

@@ -180,3 +180,14 @@ def test_cli_bad_input_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureF
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("rig: error: ") for line in err)
     assert "Traceback" not in "".join(err)
+
+
+def test_a_mapped_segment_off_its_mmu_page_offset_is_refused_with_esp_idfs_line() -> None:
+    """esp_image_format.c:verify_segment_header(): flash data and load address of a mapped
+    segment must share their offset within a 64 KiB MMU page; 4 KiB off, segment 0 fails."""
+    app = make_test_app(version="1.0.0")
+    check = verify_image(app, partition_offset=0x11000)
+    assert check.fault is ImageFault.SEGMENT_MISMATCH
+    assert fault_log_line(check) == (
+        "E", "esp_image", "Segment 0 load address 0x3f400020, doesn't match data 0x00011020")
+    assert verify_image(app, partition_offset=0x20000).ok

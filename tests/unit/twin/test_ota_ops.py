@@ -226,3 +226,17 @@ def test_a_silent_verify_still_says_why_the_chip_is_wrong(tmp_path: Path) -> Non
     board.cpu.flash.program(OTA_0.offset, newer)
     assert board.ota.verifier.verify(OTA_0, silent=True) is None
     assert board.cpu.lines == ["E boot_comm: chip revision check failed. Required >= v4.0, found v3.0."]
+
+
+def test_segments_before_a_bad_segment_length_still_print_their_lines(tmp_path: Path) -> None:
+    """esp_image_format.c:process_segments() logs each segment as it walks; the one whose
+    header fails verify_segment_header() ends the walk with `invalid segment length`."""
+    board = make_board(tmp_path, OtaEntry.make(1, OtaState.VALID), OtaEntry.make(2, OtaState.VALID), OTA_1)
+    image = bytearray(make_test_app(version="1.0.0", size=SIZE))
+    second = parse(bytes(image)).segments[1].file_offset
+    image[second + 4 : second + 8] = (0x1002).to_bytes(4, "little")  # not a multiple of 4
+    board.cpu.flash.erase(OTA_0.offset, SIZE)
+    board.cpu.flash.program(OTA_0.offset, bytes(image))
+    assert board.ota.verifier.verify(OTA_0) is None
+    assert board.cpu.lines[0].startswith("I esp_image: segment 0: paddr=")
+    assert board.cpu.lines[1:] == ["E esp_image: invalid segment length 0x1002"]
