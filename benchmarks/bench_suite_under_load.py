@@ -13,10 +13,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
-import subprocess
-import sys
 import tempfile
-import time
+
+from benchmarks.bench_suite import run_suite
 
 RUNS = int(os.environ.get("BENCH_LOAD_RUNS", "5"))
 HOGS = 2
@@ -30,12 +29,7 @@ def _spin() -> None:
 
 
 def _one_run(reports: str) -> tuple[dict[str, int], float, int, list[str]]:
-    started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "rig.cli", "run", "--report-dir", reports],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    elapsed = time.monotonic() - started
+    done, elapsed = run_suite(reports)
     output = (done.stdout + done.stderr).splitlines()
     summary = [line for line in output if line.startswith("ota-rig report:")]
     counts = {name: int(n) for n, name in COUNTS.findall(summary[-1])} if summary else {}
