@@ -30,7 +30,7 @@ from rig.net.fault_proxy import Close, Cut, FaultProxy, Position, Stall, Throttl
 from rig.net.netns import FaultPath, NetNamespace
 from rig.net.ota_server import OtaServer, RequestRecord
 from rig.phase import FaultSeen, Final, Phase, acceptable_outcomes, lines_before_supply_loss, phase_of
-from rig.triggers import Firing, TriggerEngine
+from rig.triggers import Firing, Trigger, TriggerEngine
 from rig.verdicts import expect_boot, otadata_consistent
 
 ENDED = r"rig_agent: ota (failed|rejected|complete)"
@@ -43,7 +43,6 @@ DEVICE_BYTES = re.compile(r"rig_agent: ota (?:saved|progress) bytes=(\d+)")
 SAVED = re.compile(r"rig_agent: ota saved bytes=(\d+)")
 BEGIN = re.compile(r"rig_agent: ota begin url=\S+ resume_from=(\d+)")
 COMPLETE = "rig_agent: ota complete"
-SELFTEST_BEGIN = "rig_agent: selftest begin"
 SELFTEST_PASSED = "rig_agent: selftest passed"
 CONFIRMED = "rig_agent: app confirmed valid"
 # PROTOCOL.md §3: progress is saved each time the written count crosses a 4 KiB boundary. The
@@ -200,8 +199,9 @@ class OtaSession:
 
     # -- faults ------------------------------------------------------------------------
 
-    def arm(self, cut: CutSpec) -> None:
-        """Bind a parsed --cut to what carries it out when its condition is met."""
+    def arm(self, cut: CutSpec) -> Trigger | None:
+        """Bind a parsed --cut to what carries it out when its condition is met; the trigger
+        it registered, if the cut goes through the engine (the proxy acts by itself otherwise)."""
         if cut.on is On.RANDOM and "seed=" not in cut.text:
             cut = replace(cut, seed=self.seed)  # the run's --seed makes random cuts reproducible
         position = _proxy_position(cut)
@@ -209,8 +209,8 @@ class OtaSession:
         if cut.kind is CutKind.NET and position is not None and proxy_acts:
             # Exact to the byte: the proxy counts and acts itself, no trigger round trip.
             self.proxy.arm(self._net_fault(cut, position))
-            return
-        self.engine.add(cut.trigger(self._action_for(cut)))
+            return None
+        return self.engine.add(cut.trigger(self._action_for(cut)))
 
     def _net_fault(self, cut: CutSpec, at: Position | None) -> Cut | Stall | Throttle:
         if cut.net_fault is NetFault.STALL:
@@ -326,69 +326,75 @@ class OtaSession:
         firings_before = len(self.engine.firings)
         records_before = {record.id for record in self.proxy.records}
         served_before = len(self.server.records)
-        if cut is not None:
-            self.arm(cut)
-        mark = self.start_ota(image, via_proxy=via_proxy, redirects=redirects)
-        ended = self.board.console.wait_for(rf"{ENDED}|{ROM_RESET}", timeout, mark)
-        if ended is None:
-            raise InfraError(
-                f"board {self.board.name}: OTA of {image} neither ended nor reset within {timeout:.0f} s"
+        trigger = self.arm(cut) if cut is not None else None
+        try:
+            mark = self.start_ota(image, via_proxy=via_proxy, redirects=redirects)
+            ended = self.board.console.wait_for(rf"{ENDED}|{ROM_RESET}", timeout, mark)
+            if ended is None:
+                raise InfraError(
+                    f"board {self.board.name}: OTA of {image} neither ended nor reset within {timeout:.0f} s"
+                )
+            if self.path is not None and self.path.namespace is not None:
+                self.path.namespace.heal()  # a dead path lasts until the OTA ended
+            ready = self._gave_up(mark) if GAVE_UP.search(ended.string) else None
+            if ready is None:
+                ready = self.settle(mark, timeout)
+            if ready is not None and ready.state == "PENDING_VERIFY":
+                # A new image that never confirms keeps running until the next reset; ESP-IDF
+                # then rolls it back. Give it that reset, as the field eventually will.
+                ready = self.settle(self.board.reset(), timeout)
+            self.engine.wait_idle(timeout=5.0)
+            expected = self._expected_contents(running, target, entry.expect)
+            state = self.board.read_state([(offset, len(data)) for offset, data in expected.values()])
+            after_read = self.board.reset()
+            final_ready = self.settle(after_read, timeout) or ready
+            lines = [(line.text, line.t) for line in self.board.console.lines(mark)]
+            timeline = fold_boots(parse_text(self.board.console.text(mark)), final=True)
+            firings = self.engine.firings[firings_before:]
+            t_fault = min((f.t_action_start for f in firings), default=None)
+            proxy_hit = any(r.faults for r in self.proxy.records if r.id not in records_before)
+            supply = bool(firings) and _cuts_supply(cut)
+            # A log-triggered network fault fires through the engine, then acts in the proxy.
+            network = proxy_hit or (bool(firings) and not supply)
+            fault = FaultSeen(power=supply, network=network, t_fired=t_fault)
+            top_seq = _top_seq(state)
+            phase = phase_of(lines, fault, switched_in_otadata=top_seq > self._top_seq)
+            served = self.server.records[served_before:]
+            result = OtaResult(
+                board=self.board.name,
+                image=image,
+                expect=entry.expect,
+                old_version=old_version,
+                new_version=entry.version,
+                cut=cut.text if cut else None,
+                firings=list(firings),
+                phase=phase,
+                acceptable=acceptable_outcomes(entry.expect, phase, rollback),
+                final=None,
+                final_ready=final_ready,
+                otadata=state.otadata,
+                timeline=timeline,
+                bytes_sent=sum(r.body_bytes for r in served),
+                duration_s=time.monotonic() - started,
+                started=started,
+                time_to_recover_s=self._recovery_time(ready, t_fault),
+                mark=mark,
+                readback_mark=after_read,
             )
-        if self.path is not None and self.path.namespace is not None:
-            self.path.namespace.heal()  # a dead path lasts until the OTA ended
-        ready = self._gave_up(mark) if GAVE_UP.search(ended.string) else None
-        if ready is None:
-            ready = self.settle(mark, timeout)
-        if ready is not None and ready.state == "PENDING_VERIFY":
-            # A new image that never confirms keeps running until the next reset; ESP-IDF
-            # then rolls it back. Give it that reset, as the field eventually will.
-            ready = self.settle(self.board.reset(), timeout)
-        self.engine.wait_idle(timeout=5.0)
-        expected = self._expected_contents(running, target, entry.expect)
-        state = self.board.read_state([(offset, len(data)) for offset, data in expected.values()])
-        after_read = self.board.reset()
-        final_ready = self.settle(after_read, timeout) or ready
-        lines = [(line.text, line.t) for line in self.board.console.lines(mark)]
-        timeline = fold_boots(parse_text(self.board.console.text(mark)), final=True)
-        firings = self.engine.firings[firings_before:]
-        t_fault = min((f.t_action_start for f in firings), default=None)
-        proxy_hit = any(r.faults for r in self.proxy.records if r.id not in records_before)
-        supply = bool(firings) and _cuts_supply(cut)
-        # A log-triggered network fault fires through the engine, then acts in the proxy.
-        fault = FaultSeen(power=supply, network=proxy_hit or (bool(firings) and not supply), t_fired=t_fault)
-        top_seq = _top_seq(state)
-        phase = phase_of(lines, fault, switched_in_otadata=top_seq > self._top_seq)
-        served = self.server.records[served_before:]
-        result = OtaResult(
-            board=self.board.name,
-            image=image,
-            expect=entry.expect,
-            old_version=old_version,
-            new_version=entry.version,
-            cut=cut.text if cut else None,
-            firings=list(firings),
-            phase=phase,
-            acceptable=acceptable_outcomes(entry.expect, phase, rollback),
-            final=None,
-            final_ready=final_ready,
-            otadata=state.otadata,
-            timeline=timeline,
-            bytes_sent=sum(r.body_bytes for r in served),
-            duration_s=time.monotonic() - started,
-            started=started,
-            time_to_recover_s=self._recovery_time(ready, t_fault),
-            mark=mark,
-            readback_mark=after_read,
-        )
-        self._judge(result)
-        device_lines = [text for text, _ in lines]
-        if supply and t_fault is not None:
-            device_lines = lines_before_supply_loss(lines, t_fault)
-        result.problems.extend(_confirm_order_problems([text for text, _ in lines]))
-        result.problems.extend(self._flash_problems(state, expected))
-        result.problems.extend(self._resume_problems(device_lines, fault, served, self._image_size))
-        self._remember(result, target, device_lines, top_seq)
-        return result
+            self._judge(result)
+            device_lines = [text for text, _ in lines]
+            if supply and t_fault is not None:
+                device_lines = lines_before_supply_loss(lines, t_fault)
+            result.problems.extend(_confirm_order_problems([text for text, _ in lines]))
+            result.problems.extend(self._flash_problems(state, expected))
+            result.problems.extend(self._resume_problems(device_lines, fault, served, self._image_size))
+            self._remember(result, target, device_lines, top_seq)
+            return result
+        finally:
+            # A retried experiment arms the same cut again: this one is spent either way.
+            if trigger is not None:
+                self.engine.remove(trigger)
+            self.proxy.disarm()  # a proxy fault that never fired must not hit the next OTA
 
     def _next_slot(self, running: str) -> str | None:
         """esp_ota_get_next_update_partition(): the OTA slot after the running one, wrapping."""
@@ -521,19 +527,18 @@ class OtaSession:
 
 
 def _confirm_order_problems(texts: list[str]) -> list[str]:
-    """PROTOCOL.md §4: a first boot confirms only after its self-test passed. An app that
-    confirms first can no longer be rolled back when the self-test then fails or hangs."""
+    """PROTOCOL.md §4: an image confirms itself only in its first boot, after its self-test
+    passed. One that confirms first (or without a self-test at all) can no longer be rolled
+    back when the self-test would have failed or hung."""
     boots: list[list[str]] = [[]]
     for text in texts:
         if re.match(ROM_RESET, text):
             boots.append([])
         boots[-1].append(text)
     for boot in boots:
-        markers = [m for text in boot for m in (SELFTEST_BEGIN, SELFTEST_PASSED, CONFIRMED) if m in text]
-        if SELFTEST_BEGIN in markers and CONFIRMED in markers:
-            passed = markers.index(SELFTEST_PASSED) if SELFTEST_PASSED in markers else len(markers)
-            if markers.index(CONFIRMED) < passed:
-                return ["the new image confirmed itself (`app confirmed valid`) before its self-test passed"]
+        markers = [m for text in boot for m in (SELFTEST_PASSED, CONFIRMED) if m in text]
+        if CONFIRMED in markers and SELFTEST_PASSED not in markers[: markers.index(CONFIRMED)]:
+            return ["the new image confirmed itself (`app confirmed valid`) before its self-test passed"]
     return []
 
 

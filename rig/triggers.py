@@ -288,6 +288,11 @@ class TriggerEngine:
             self._triggers.append(trigger)
         return trigger
 
+    def remove(self, trigger: Trigger) -> None:
+        """Forget `trigger`, fired or not (a retried experiment arms one with the same name)."""
+        with self._lock:
+            self._triggers = [t for t in self._triggers if t is not trigger]
+
     def on_log_line(self, board: str | None, line: str, t: float | None = None) -> list[Firing]:
         """A serial line from `board`."""
         return self._observe(Observation(Source.LOG, self._t(t), board=board, line=line))

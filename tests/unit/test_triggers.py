@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
@@ -190,3 +191,13 @@ def test_concurrent_observers_fire_a_once_trigger_exactly_once() -> None:
     for thread in threads:
         thread.join(10)
     assert count == [1]
+
+
+def test_a_removed_trigger_frees_its_name_for_a_retry() -> None:
+    """A scenario that retries a missed window arms the same cut again."""
+    engine = TriggerEngine()
+    first = engine.add(Trigger(LogMatches(re.compile("x")), lambda: None, once=True, name="cut"))
+    with pytest.raises(ValueError):
+        engine.add(Trigger(LogMatches(re.compile("x")), lambda: None, once=True, name="cut"))
+    engine.remove(first)
+    engine.add(Trigger(LogMatches(re.compile("x")), lambda: None, once=True, name="cut"))
