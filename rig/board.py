@@ -8,7 +8,6 @@ esptool).
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,14 +18,13 @@ from rig.esp.otadata import OtaData
 from rig.esp.partitions import PartitionTable
 from rig.farm import BoardSpec, Farm
 from rig.flashing import FlashTarget, read_back, write_regions
+from rig.logs import events as ev
 from rig.power import create_driver
 from rig.power.base import PowerDriver
+from rig.resources import fixture
 
-DEFAULT_TABLE = Path(__file__).resolve().parent.parent / "fixtures" / "partitions" / "two_ota_large.csv"
+DEFAULT_TABLE = ("partitions", "two_ota_large.csv")  # under fixtures/
 TABLE_OFFSET = 0x8000
-READY = re.compile(r"rig_agent: ready version=(?P<version>\S+) running=(?P<running>\S+) state=(?P<state>\S+)")
-REPLY = re.compile(r"rig_agent: (?P<verdict>ok|error) (?P<command>\S+)(?: (?P<details>.*))?$")
-STATUS = re.compile(r"rig_agent: status (?P<fields>.*)$")
 
 
 @dataclass(frozen=True)
@@ -46,6 +44,11 @@ class FlashState:
     otadata: OtaData
     md5: dict[tuple[int, int], str]
 
+    @property
+    def top_seq(self) -> int:
+        """The highest CRC-valid otadata sequence number: it rises only when a switch is made."""
+        return max((e.seq for e in self.otadata.entries if not e.is_erased and e.crc_ok), default=0)
+
 
 def _sectors(size: int) -> int:
     """`size` rounded up to whole 4 KiB flash sectors."""
@@ -55,7 +58,7 @@ def _sectors(size: int) -> int:
 def load_table(spec: BoardSpec, farm: Farm) -> PartitionTable:
     """The board's partition table: its farm entry's CSV (relative to the farm file) or the default."""
     if spec.partition_table is None:
-        path = DEFAULT_TABLE
+        path = fixture(*DEFAULT_TABLE)
     else:
         path = Path(spec.partition_table)
         if not path.is_absolute() and farm.path is not None:
@@ -77,7 +80,9 @@ class Board:
         self.artifacts = artifacts
         artifacts.mkdir(parents=True, exist_ok=True)
         self.table = load_table(spec, farm)
-        self.console = Console(spec.serial, spec.baud, artifacts / "serial.log", name=spec.name)
+        slots = {part.offset: part.name for part in self.table.partitions}
+        log = artifacts / "serial.log"
+        self.console = Console(spec.serial, spec.baud, log, name=spec.name, partitions=slots)
         self.esptool_log = artifacts / "esptool.log"
         self.flash_target = FlashTarget(spec.name, spec.serial, spec.flash_baud, spec.reset, spec.chip)
         self._power: PowerDriver | None = None
@@ -169,11 +174,11 @@ class Board:
         return mark
 
     def wait_ready(self, timeout: float, since: int) -> Ready | None:
-        found = self.console.wait_for(READY, timeout, since)
+        found = self.console.wait_event(ev.RigReady, timeout, since)
         if found is None:
             return None
-        index = self._index_of(found, since)
-        return Ready(found["version"], found["running"], found["state"], index)
+        assert isinstance(found.event, ev.RigReady)
+        return Ready(found.event.version, found.event.running, found.event.state, found.index)
 
     def reset_and_wait_ready(self, timeout: float) -> Ready:
         mark = self.reset()
@@ -186,26 +191,22 @@ class Board:
         """Send a PROTOCOL.md command; returns its `ok` details. An `error` reply raises InputError."""
         word = text.split()[0]
         mark = self.console.send_line(text)
-        reply = self.console.wait_for(
-            re.compile(rf"rig_agent: (ok|error) {re.escape(word)}(?: |$)"), timeout, mark
-        )
-        if reply is None:
+        found = self.console.wait_event(
+            lambda e: isinstance(e, ev.RigReply) and e.command == word, timeout, mark
+        )  # this command's reply, not an earlier one's
+        if found is None:
             raise InfraError(f"board {self.name}: no reply to {word!r} within {timeout:.0f} s")
-        parsed = REPLY.search(reply.string)  # this command's reply, not an earlier one's
-        if parsed is None or parsed["verdict"] == "error":
-            raise InputError(f"board {self.name}: {word} refused: {reply.string.split(word, 1)[-1].strip()}")
-        return parsed["details"] or ""
+        reply = found.event
+        assert isinstance(reply, ev.RigReply)
+        if not reply.ok:
+            raise InputError(f"board {self.name}: {word} refused: {reply.details}")
+        return reply.details
 
     def status(self, timeout: float = 5.0) -> dict[str, str]:
         """The status line's key=value fields (PROTOCOL.md §1)."""
         mark = self.console.send_line("status")
-        found = self.console.wait_for(STATUS, timeout, mark)
+        found = self.console.wait_event(ev.RigStatus, timeout, mark)
         if found is None:
             raise InfraError(f"board {self.name}: no status line within {timeout:.0f} s")
-        return dict(field.split("=", 1) for field in found["fields"].split() if "=" in field)
-
-    def _index_of(self, match: re.Match[str], since: int) -> int:
-        for line in self.console.lines(since):
-            if line.text == match.string:
-                return line.index
-        return since
+        assert isinstance(found.event, ev.RigStatus)
+        return dict(found.event.fields)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeGuard
 
-SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+from rig.resources import scenarios_dir
+
 MARKERS = {
     "power_cut": "cuts the board's power (needs a power driver that really cuts power)",
     "brownout": "sags the supply voltage (needs a PSU)",
@@ -35,10 +36,10 @@ class Catalog:
     groups: frozenset[str]
 
 
-def load_catalog(folder: Path = SCENARIOS) -> Catalog:
+def load_catalog(folder: Path | None = None) -> Catalog:
     scenarios: set[str] = set()
     groups: set[str] = set()
-    for path in sorted(folder.glob("test_*.py")):
+    for path in sorted((folder or scenarios_dir()).glob("test_*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         module_marks = _marks(next((node.value for node in tree.body if _is_pytestmark(node)), None))
         for node in tree.body:

@@ -17,7 +17,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,9 @@ from pytest_embedded.dut import Dut
 from pytest_embedded.log import PexpectProcess
 
 from rig.errors import InfraError
+from rig.logs import events as ev
+from rig.logs.parser import LogParser
 from rig.serialio import enable_fast_rfc2217
-
-LineListener = Callable[[str, float], None]
 
 # Reopen attempts after the port vanished (USB-UART re-enumerating after a power cut).
 REOPEN_INTERVAL_S = 0.2
@@ -38,11 +38,24 @@ REOPEN_INTERVAL_S = 0.2
 
 @dataclass(frozen=True)
 class ConsoleLine:
-    """One line received from the board, with the host time it completed."""
+    """One line received from the board, with the host time it completed and its typed
+    event (PROTOCOL.md and ESP-IDF vocabulary, `OtherLine` for anything else)."""
 
     index: int
     text: str
     t: float
+    event: ev.Event
+
+
+LineListener = Callable[[ConsoleLine], None]
+EventMatch = type[ev.Event] | tuple[type[ev.Event], ...] | Callable[[ev.Event], bool]
+
+
+def _matcher(match: EventMatch) -> Callable[[ev.Event], bool]:
+    if isinstance(match, type | tuple):
+        classes = match
+        return lambda event: isinstance(event, classes)
+    return match
 
 
 class _QueueWriter:
@@ -62,7 +75,14 @@ class _QueueWriter:
 class Console:
     """One serial console; open it, read lines, write commands, pause for esptool."""
 
-    def __init__(self, url: str, baud: int, log_path: Path, name: str = "dut") -> None:
+    def __init__(
+        self,
+        url: str,
+        baud: int,
+        log_path: Path,
+        name: str = "dut",
+        partitions: Mapping[int, str] | None = None,
+    ) -> None:
         self.url = url
         self.baud = baud
         self.name = name
@@ -71,6 +91,8 @@ class Console:
         self._port_lock = threading.Lock()
         self._lines: list[ConsoleLine] = []
         self._partial = bytearray()
+        # Parsed live, line by line, so waits and triggers see typed events as lines arrive.
+        self._parser = LogParser(partitions)
         self._changed = threading.Condition()
         self._listeners: list[LineListener] = []
         self._stop = threading.Event()
@@ -168,7 +190,7 @@ class Console:
             raise InfraError(f"{self.name}: cannot reset through {self.url}: {error}") from None
 
     def add_listener(self, listener: LineListener) -> None:
-        """Call `listener(line, t)` on the reader thread for every completed line."""
+        """Call `listener(line)` on the reader thread for every completed line."""
         self._listeners.append(listener)
 
     def remove_listener(self, listener: LineListener) -> None:
@@ -188,6 +210,27 @@ class Console:
 
     def text(self, since: int = 0) -> str:
         return "\n".join(line.text for line in self.lines(since))
+
+    def events(self, since: int = 0) -> list[ev.Event]:
+        return [line.event for line in self.lines(since)]
+
+    def wait_event(self, match: EventMatch, timeout: float, since: int = 0) -> ConsoleLine | None:
+        """First line at or after `since` whose event matches (an event class, a tuple of
+        them, or a predicate), waiting up to `timeout` s."""
+        test = _matcher(match)
+        deadline = time.monotonic() + timeout
+        position = since
+        with self._changed:
+            while True:
+                while position < len(self._lines):
+                    line = self._lines[position]
+                    position += 1
+                    if test(line.event):
+                        return line
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._changed.wait(remaining)
 
     def wait_for(
         self, pattern: str | re.Pattern[str], timeout: float, since: int = 0
@@ -281,12 +324,13 @@ class Console:
             raw = bytes(self._partial[:newline])
             del self._partial[: newline + 1]
             text = raw.decode("utf-8", errors="replace").rstrip("\r")
+            event = self._parser.line(text, t)
             with self._changed:
-                line = ConsoleLine(len(self._lines), text, t)
+                line = ConsoleLine(len(self._lines), text, t, event)
                 self._lines.append(line)
                 self._changed.notify_all()
             for listener in list(self._listeners):
-                listener(text, t)
+                listener(line)
 
     def _pump_pipe(self) -> None:
         """Feed the DUT's pexpect pipe on its own thread so a full pipe never stalls reading."""

@@ -1,27 +1,29 @@
-"""The `--cut` mini-language of `rig repro`: what fault to inject and when.
+"""The `--cut` mini-language of `rig repro` and the scenarios: what fault to inject and when.
 
     power@bytes=400000            power@fraction=0.4:off=2s
     power@log="esp_image: Verifying"   power@log=/Loaded app .* 0x1d0000/:delay=0.2s
     power@random=0.1..0.9:seed=7  net@fraction=0.4:stall=20s   net@bytes=300000:rst
     net@fraction=0.5:throttle=20000   brownout@fraction=0.3:volts=2.2:hold=0.5s
 
-A spec parses into a `CutSpec`; `CutSpec.condition()` gives the trigger condition.
-Bad specs raise `InputError` naming the offending part.
+A spec parses into one of a small family of cuts (`PowerCut`, `Brownout`, `NetClose`,
+`NetStall`, `NetThrottle`), each holding only its own parameters, at one of a family of
+cut points (`AtBytes`, `AtFraction`, `AtWire`, `AtLog`, `AtRandom`). Bad specs raise
+`InputError` naming the offending part.
 """
 
 from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import ClassVar, Self
 
 from rig import triggers
 from rig.errors import InputError
 
 
 class CutKind(enum.Enum):
-    """What gets cut."""
+    """What gets cut (the results store's `fault` column)."""
 
     POWER = "power"
     NET = "net"
@@ -29,7 +31,7 @@ class CutKind(enum.Enum):
 
 
 class On(enum.Enum):
-    """What the cut point is measured in."""
+    """What the cut point is measured in, as the spec names it."""
 
     BYTES = "bytes"
     FRACTION = "fraction"
@@ -38,15 +40,176 @@ class On(enum.Enum):
     WIRE = "wire"
 
 
-class NetFault(enum.Enum):
-    """What the fault proxy does to the OTA connection."""
+class Close(enum.Enum):
+    """How the link ends for a `NetClose`."""
 
-    STALL = "stall"  # the proxy stops forwarding; the peer's kernel keeps the connection alive
     RST = "rst"
     FIN = "fin"
-    THROTTLE = "throttle"
     DEAD = "dead"  # packets dropped both ways until the OTA ends (rig/net/netns.py)
 
+
+# -- cut points ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AtBytes:
+    """Once the device reports `count` image bytes written."""
+
+    count: int
+
+    def condition(self, seed: int) -> triggers.Condition:
+        return triggers.BytesAtLeast(self.count)
+
+    def earlier(self, by: float) -> AtBytes:
+        return AtBytes(max(int(self.count * (1.0 - by)), 1))
+
+    def unmet(self, image_size: int) -> str:
+        return f"the device never reported byte {self.count} of the {image_size}-byte image written"
+
+
+@dataclass(frozen=True)
+class AtFraction:
+    """Once the device reports this fraction of the image written."""
+
+    fraction: float
+
+    def condition(self, seed: int) -> triggers.Condition:
+        return triggers.FractionAtLeast(self.fraction)
+
+    def earlier(self, by: float) -> AtFraction:
+        return AtFraction(max(round(self.fraction * (1.0 - by), 3), 0.01))
+
+    def unmet(self, image_size: int) -> str:
+        return f"the device never reported {self.fraction:.0%} of the {image_size}-byte image written"
+
+
+@dataclass(frozen=True)
+class AtWire:
+    """Once `count` bytes went down the OTA connection (TLS records included)."""
+
+    count: int
+
+    def condition(self, seed: int) -> triggers.Condition:
+        return triggers.WireBytesAtLeast(self.count)
+
+    def earlier(self, by: float) -> AtWire:
+        return self
+
+    def unmet(self, image_size: int) -> str:
+        return f"only fewer than {self.count} bytes went down the OTA connection"
+
+
+@dataclass(frozen=True)
+class AtLog:
+    """When a console line matches `pattern`."""
+
+    pattern: re.Pattern[str]
+    typed: str  # as the user wrote it, for messages
+
+    def condition(self, seed: int) -> triggers.Condition:
+        return triggers.LogMatches(self.pattern)
+
+    def earlier(self, by: float) -> AtLog:
+        return self
+
+    def unmet(self, image_size: int) -> str:
+        return f"the log line /{self.typed}/ never appeared"
+
+
+@dataclass(frozen=True)
+class AtRandom:
+    """A point drawn from [lo, hi] (fractions when hi <= 1, else device-written bytes); the
+    run's seed unless the spec names one, so a run's random cuts are reproducible."""
+
+    lo: float
+    hi: float
+    seed: int | None = None
+
+    def condition(self, seed: int) -> triggers.Condition:
+        unit = triggers.Unit.FRACTION if self.hi <= 1.0 else triggers.Unit.BYTES
+        return triggers.RandomPointInWindow(seed if self.seed is None else self.seed, self.lo, self.hi, unit)
+
+    def earlier(self, by: float) -> AtRandom:
+        return self
+
+    def unmet(self, image_size: int) -> str:
+        return f"the drawn point in {self.lo:g}..{self.hi:g} was never reached"
+
+
+CutPoint = AtBytes | AtFraction | AtWire | AtLog | AtRandom
+
+
+# -- cuts -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Cut:
+    text: str
+    point: CutPoint
+    delay_s: float
+    kind: ClassVar[CutKind]
+
+    def condition(self, seed: int = 0) -> triggers.Condition:
+        """The trigger condition for this cut (delay is applied by `Trigger.delay_s`)."""
+        return self.point.condition(seed)
+
+    def trigger(self, action: triggers.Action, seed: int = 0) -> triggers.Trigger:
+        """A one-shot trigger named after the spec that runs `action` at the cut point (plus `delay_s`)."""
+        return triggers.Trigger(self.condition(seed), action, once=True, name=self.text, delay_s=self.delay_s)
+
+    def earlier(self, by: float) -> Self:
+        """The same cut with a byte or fraction threshold moved earlier by `by` (0.1 = 10 %):
+        how a retry aims again at a window the cut landed after."""
+        point = self.point.earlier(by)
+        if point == self.point:
+            return self
+        on, value = _spec_of(point)
+        text = re.sub(rf"@{on}=[0-9.]+", f"@{on}={value}", self.text, count=1)
+        return replace(self, point=point, text=text)
+
+
+@dataclass(frozen=True)
+class PowerCut(_Cut):
+    """The supply goes off, then on again after `off_s` (the power driver's default if None)."""
+
+    off_s: float | None = None
+    kind: ClassVar[CutKind] = CutKind.POWER
+
+
+@dataclass(frozen=True)
+class Brownout(_Cut):
+    """The supply sags to `volts` for `hold_s`, then returns to its setpoint."""
+
+    volts: float = 2.2
+    hold_s: float = 0.5
+    kind: ClassVar[CutKind] = CutKind.BROWNOUT
+
+
+@dataclass(frozen=True)
+class NetClose(_Cut):
+    """The OTA connection ends: FIN, RST, or a dead path (nothing answers any more)."""
+
+    close: Close = Close.FIN
+    kind: ClassVar[CutKind] = CutKind.NET
+
+
+@dataclass(frozen=True)
+class NetStall(_Cut):
+    """The proxy stops forwarding for `seconds`; the peer's kernel keeps the connection alive."""
+
+    seconds: float = 30.0
+    kind: ClassVar[CutKind] = CutKind.NET
+
+
+@dataclass(frozen=True)
+class NetThrottle(_Cut):
+    """The proxy forwards at most `bytes_per_second` from the cut point on."""
+
+    bytes_per_second: int = 10_000
+    kind: ClassVar[CutKind] = CutKind.NET
+
+
+CutSpec = PowerCut | Brownout | NetClose | NetStall | NetThrottle
 
 _PARAMS = {
     CutKind.POWER: {"off", "delay", "seed"},
@@ -54,45 +217,16 @@ _PARAMS = {
     CutKind.BROWNOUT: {"volts", "hold", "delay", "seed"},
 }
 _FLAGS = {"rst", "fin", "dead"}
+_NET_FAULTS = ("stall", "rst", "fin", "throttle", "dead")
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s)?$")
 
 
-@dataclass(frozen=True)
-class CutSpec:
-    """One parsed `--cut`. `at` is the threshold (int bytes, float fraction, (lo, hi), or a log regex)."""
-
-    text: str
-    kind: CutKind
-    on: On
-    at: int | float | tuple[float, float] | re.Pattern[str]
-    off_s: float | None = None
-    delay_s: float = 0.0
-    seed: int = 0
-    net_fault: NetFault | None = None
-    stall_s: float | None = None
-    throttle_bps: int | None = None
-    volts: float | None = None
-    hold_s: float | None = None
-
-    def condition(self) -> triggers.Condition:
-        """The trigger condition for this cut (delay is applied by `Trigger.delay_s`)."""
-        at = self.at
-        if self.on is On.LOG:
-            assert isinstance(at, re.Pattern)
-            return triggers.LogMatches(at)
-        if self.on is On.RANDOM:
-            assert isinstance(at, tuple)
-            unit = triggers.Unit.FRACTION if at[1] <= 1.0 else triggers.Unit.BYTES
-            return triggers.RandomPointInWindow(self.seed, at[0], at[1], unit)
-        if self.on is On.FRACTION:
-            assert isinstance(at, float)
-            return triggers.FractionAtLeast(at)
-        assert isinstance(at, int)
-        return triggers.WireBytesAtLeast(at) if self.on is On.WIRE else triggers.BytesAtLeast(at)
-
-    def trigger(self, action: triggers.Action) -> triggers.Trigger:
-        """A one-shot trigger named after the spec that runs `action` at the cut point (plus `delay_s`)."""
-        return triggers.Trigger(self.condition(), action, once=True, name=self.text, delay_s=self.delay_s)
+def _spec_of(point: CutPoint) -> tuple[str, str]:
+    if isinstance(point, AtFraction):
+        return On.FRACTION.value, f"{point.fraction:g}"
+    if isinstance(point, AtBytes):
+        return On.BYTES.value, str(point.count)
+    return "", ""
 
 
 def _fail(text: str, problem: str) -> InputError:
@@ -139,28 +273,6 @@ def _number(text: str, key: str, value: str, kind: type[int] | type[float]) -> f
     return number
 
 
-def _threshold(text: str, on: On, value: str) -> int | float | tuple[float, float] | re.Pattern[str]:
-    if not value:
-        raise _fail(text, f"{on.value}= needs a value")
-    if on in (On.BYTES, On.WIRE):
-        return int(_number(text, on.value, value, int))
-    if on is On.FRACTION:
-        fraction = _number(text, "fraction", value, float)
-        if not 0.0 <= fraction <= 1.0:
-            raise _fail(text, f"fraction={value} must be between 0 and 1")
-        return fraction
-    if on is On.RANDOM:
-        lo_text, sep, hi_text = value.partition("..")
-        if not sep:
-            raise _fail(text, f"random={value!r} must be a window lo..hi (e.g. 0.1..0.9)")
-        lo = _number(text, "random", lo_text, float)
-        hi = _number(text, "random", hi_text, float)
-        if lo > hi or (hi <= 1.0) != (lo <= 1.0):
-            raise _fail(text, f"random={value} must be lo..hi fractions (0..1) or byte counts with lo <= hi")
-        return (lo, hi)
-    return _log_pattern(text, value)
-
-
 def _log_pattern(text: str, value: str) -> re.Pattern[str]:
     if value.startswith("/"):
         try:
@@ -188,7 +300,7 @@ def parse_cut(text: str) -> CutSpec:
     if not eq:
         raise _fail(text, f"condition {on_text!r} needs =<value>")
     value, param_text = _split_value(text, rest)
-    fields: dict[str, Any] = {"text": text, "kind": kind, "on": on, "at": _threshold(text, on, value)}
+    params: dict[str, str] = {}
     for item in filter(None, param_text.split(":")):
         key, has_value, raw = item.partition("=")
         if key not in _PARAMS[kind]:
@@ -196,32 +308,55 @@ def parse_cut(text: str) -> CutSpec:
             raise _fail(text, f"unknown parameter {key!r} for {kind.value} (use {allowed})")
         if (key in _FLAGS) == bool(has_value):
             raise _fail(text, f"{key} takes no value" if key in _FLAGS else f"{key} needs =<value>")
-        _set_param(text, fields, key, raw)
-    if "seed" in fields and on is not On.RANDOM:
+        earlier_fault = next((k for k in params if k in _NET_FAULTS), None)
+        if key in _NET_FAULTS and earlier_fault is not None:
+            raise _fail(text, f"{key} conflicts with {earlier_fault}")
+        params[key] = raw
+    if "seed" in params and on is not On.RANDOM:
         raise _fail(text, "seed= only applies to random=")
-    _check_kind(text, kind, fields)
-    return CutSpec(**fields)
-
-
-def _set_param(text: str, fields: dict[str, Any], key: str, raw: str) -> None:
-    if key in ("off", "delay", "hold"):
-        fields[f"{key}_s"] = _duration(text, key, raw)
-    elif key == "seed":
-        fields["seed"] = int(_number(text, key, raw, int))
-    elif key == "volts":
-        fields["volts"] = _number(text, key, raw, float)
-    else:
-        if "net_fault" in fields:
-            raise _fail(text, f"{key} conflicts with {fields['net_fault'].value}")
-        fields["net_fault"] = NetFault(key)
-        if key == "stall":
-            fields["stall_s"] = _duration(text, key, raw)
-        elif key == "throttle":
-            fields["throttle_bps"] = int(_number(text, key, raw, int))
-
-
-def _check_kind(text: str, kind: CutKind, fields: dict[str, Any]) -> None:
-    if kind is CutKind.NET and "net_fault" not in fields:
+    seed = int(_number(text, "seed", params["seed"], int)) if "seed" in params else None
+    point = _point(text, on, value, seed)
+    delay = _duration(text, "delay", params["delay"]) if "delay" in params else 0.0
+    if kind is CutKind.POWER:
+        off = _duration(text, "off", params["off"]) if "off" in params else None
+        return PowerCut(text, point, delay, off_s=off)
+    if kind is CutKind.BROWNOUT:
+        if "volts" not in params:
+            raise _fail(text, "brownout cuts need volts=<V>")
+        volts = _number(text, "volts", params["volts"], float)
+        hold = _duration(text, "hold", params["hold"]) if "hold" in params else 0.5
+        return Brownout(text, point, delay, volts=volts, hold_s=hold)
+    if "stall" in params:
+        return NetStall(text, point, delay, seconds=_duration(text, "stall", params["stall"]))
+    if "throttle" in params:
+        rate = int(_number(text, "throttle", params["throttle"], int))
+        return NetThrottle(text, point, delay, bytes_per_second=rate)
+    close = next((Close(k) for k in params if k in _FLAGS), None)
+    if close is None:
         raise _fail(text, "net cuts need one of stall=<duration>, rst, fin, throttle=<bytes/s>, dead")
-    if kind is CutKind.BROWNOUT and "volts" not in fields:
-        raise _fail(text, "brownout cuts need volts=<V>")
+    return NetClose(text, point, delay, close=close)
+
+
+def _point(text: str, on: On, value: str, seed: int | None) -> CutPoint:
+    if not value:
+        raise _fail(text, f"{on.value}= needs a value")
+    if on is On.BYTES:
+        return AtBytes(int(_number(text, on.value, value, int)))
+    if on is On.WIRE:
+        return AtWire(int(_number(text, on.value, value, int)))
+    if on is On.FRACTION:
+        fraction = _number(text, "fraction", value, float)
+        if not 0.0 <= fraction <= 1.0:
+            raise _fail(text, f"fraction={value} must be between 0 and 1")
+        return AtFraction(fraction)
+    if on is On.RANDOM:
+        lo_text, sep, hi_text = value.partition("..")
+        if not sep:
+            raise _fail(text, f"random={value!r} must be a window lo..hi (e.g. 0.1..0.9)")
+        lo = _number(text, "random", lo_text, float)
+        hi = _number(text, "random", hi_text, float)
+        if lo > hi or (hi <= 1.0) != (lo <= 1.0):
+            raise _fail(text, f"random={value} must be lo..hi fractions (0..1) or byte counts with lo <= hi")
+        return AtRandom(lo, hi, seed)
+    typed = value[1:-1] if value[:1] in ('"', "/") else value
+    return AtLog(_log_pattern(text, value), typed.replace('\\"', '"'))

@@ -31,3 +31,10 @@ class InfraError(RigError):
     """The rig's own infrastructure failed: port gone, instrument silent, server down."""
 
     exit_code = 3
+
+
+class WindowMissed(RigError):
+    """The fault landed outside the phase the experiment targets on every try: the run says
+    nothing about that phase (INCONCLUSIVE, neither a pass nor a firmware failure)."""
+
+    exit_code = 4

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import shutil
 import signal
@@ -20,20 +19,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from rig.errors import InfraError, InputError
+from rig.labstate import LabRunState, LabStateFile
 
 # The file interface the lab daemon publishes in its directory.
 FARM_FILE = "farm.yaml"
-STATE_FILE = "lab.json"
 LOG_FILE = "lab.log"
 DEFAULT_DIR = Path(".lab")
 START_TIMEOUT_S = 60.0
@@ -94,14 +92,6 @@ class LabStatus:
     @property
     def alive(self) -> bool:
         return self.health in (LabHealth.RUNNING, LabHealth.DEGRADED)
-
-
-def _read_state(directory: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((directory / STATE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _last_log_line(directory: Path) -> str:
@@ -181,53 +171,47 @@ def _scpi_identity(host: str, port: int) -> str | None:
     return reply.decode("ascii", errors="replace").strip()
 
 
-def _instruments(state: dict[str, Any]) -> tuple[InstrumentStatus, ...]:
+def _instruments(state: LabStateFile) -> tuple[InstrumentStatus, ...]:
     found = []
-    for name, spec in sorted((state.get("instruments") or {}).items()):
-        kind = str(spec.get("kind"))
-        if kind == "scpi-psu":
-            host, port = str(spec.get("host")), int(spec.get("port", 0))
+    for name, spec in sorted(state.instruments.items()):
+        if spec.kind == "scpi-psu":
+            host, port = str(spec.host), spec.port or 0
             answering = _scpi_identity(host, port) is not None
-            found.append(InstrumentStatus(name, kind, f"{host}:{port}", answering))
+            found.append(InstrumentStatus(name, spec.kind, f"{host}:{port}", answering))
         else:
-            path = str(spec.get("port"))
-            found.append(InstrumentStatus(name, kind, path, os.path.exists(path)))
+            path = str(spec.path)
+            found.append(InstrumentStatus(name, spec.kind, path, os.path.exists(path)))
     return tuple(found)
 
 
-def _boards(state: dict[str, Any], probe: bool) -> tuple[BoardStatus, ...]:
-    boards = []
-    for entry in state.get("boards") or []:
-        port = int(entry.get("port", 0))
-        power = f"{entry.get('instrument')} ch{entry.get('channel')}"
-        listening = probe and _port_held(port)
-        boards.append(BoardStatus(str(entry.get("name")), str(entry.get("serial")), port, power, listening))
-    return tuple(boards)
+def _boards(state: LabStateFile, probe: bool) -> tuple[BoardStatus, ...]:
+    return tuple(
+        BoardStatus(b.name, b.serial, b.port, f"{b.instrument} ch{b.channel}", probe and _port_held(b.port))
+        for b in state.boards
+    )
 
 
 def lab_status(directory: Path = DEFAULT_DIR) -> LabStatus:
     """Running? Its pid alive? Its serial ports listening and its PSU answering?"""
-    state = _read_state(directory)
-    pid = state.get("pid")
-    pid = pid if isinstance(pid, int) else None
-    if pid is None:
+    state = LabStateFile.read(directory)
+    pid = state.pid if state is not None else None
+    if state is None or pid is None:
         health = LabHealth.STOPPED
     elif not _is_lab_process(pid):
         health = LabHealth.DEAD
     else:
         health = LabHealth.RUNNING
     alive = health is LabHealth.RUNNING
-    boards = _boards(state, probe=alive) if health is not LabHealth.STOPPED else ()
-    instruments = _instruments(state) if alive else ()
+    boards = _boards(state, probe=alive) if state is not None and health is not LabHealth.STOPPED else ()
+    instruments = _instruments(state) if state is not None and alive else ()
     if alive and not all([*(b.listening for b in boards), *(i.answering for i in instruments)]):
         health = LabHealth.DEGRADED
-    count = state.get("board_count")
     return LabStatus(
         directory=directory,
         health=health,
         pid=pid,
-        board_count=count if isinstance(count, int) else None,
-        started_at=str(state.get("started_at") or ""),
+        board_count=state.board_count if state is not None else None,
+        started_at=state.started_at if state is not None else "",
         boards=boards,
         instruments=instruments,
     )
@@ -255,8 +239,8 @@ def _wait_ready(process: subprocess.Popen[bytes], directory: Path, timeout_s: fl
         code = process.poll()
         if code is not None:
             raise InfraError(f"the lab exited with code {code}: {_last_log_line(directory)}")
-        state = _read_state(directory)
-        if state.get("pid") == process.pid and state.get("state") == "running":
+        state = LabStateFile.read(directory)
+        if state is not None and state.pid == process.pid and state.state is LabRunState.RUNNING:
             break
         if time.monotonic() > deadline:
             _kill(process)
@@ -312,9 +296,9 @@ def start_lab(
 def stop_lab(directory: Path = DEFAULT_DIR, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
     """SIGTERM the lab, SIGKILL it after `timeout_s`; returns the pid stopped (None: none ran)."""
     directory = directory.resolve()
-    state = _read_state(directory)
-    pid = state.get("pid")
-    if not isinstance(pid, int) or not _is_lab_process(pid):
+    state = LabStateFile.read(directory)
+    pid = state.pid if state is not None else None
+    if state is None or pid is None or not _is_lab_process(pid):
         return None
     os.kill(pid, signal.SIGTERM)
     if _wait_gone(pid, timeout_s):
@@ -325,8 +309,7 @@ def stop_lab(directory: Path = DEFAULT_DIR, timeout_s: float = STOP_TIMEOUT_S) -
         raise InfraError(f"lab process {pid} survived SIGKILL")
     # Killed: it could not withdraw its own files.
     (directory / FARM_FILE).unlink(missing_ok=True)
-    state.update(pid=None, state="killed")
-    (directory / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+    replace(state, pid=None, state=LabRunState.KILLED).write(directory)
     return pid
 
 

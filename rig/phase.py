@@ -14,17 +14,13 @@ otadata read-back.
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-COMPLETE = "rig_agent: ota complete"
-SELFTEST_PASSED = "rig_agent: selftest passed"
-CONFIRMED = "rig_agent: app confirmed valid"
-LOADED_APP = "boot: Loaded app from partition"
-# ROM banners of a reset the supply caused (esp_rom: POWERON_RESET, RTCWDT_BROWN_OUT_RESET).
-SUPPLY_RESET = re.compile(r"^rst:0x(?:1|f) \((?:POWERON_RESET|RTCWDT_BROWN_OUT_RESET)\)")
-ALL_WRITTEN = re.compile(r"rig_agent: ota progress bytes=(\d+) total=(\d+)")
+from rig.logs import events as ev
+
+# ROM reset reasons the supply causes (esp_rom's RESET_REASON: POWERON_RESET, RTCWDT_BROWN_OUT_RESET).
+SUPPLY_RESETS = frozenset({"POWERON_RESET", "RTCWDT_BROWN_OUT_RESET"})
 
 
 class Phase(enum.Enum):
@@ -53,34 +49,6 @@ class Final(enum.Enum):
     NEW = "new"
 
 
-def acceptable_outcomes(expect: str, phase: Phase, rollback: bool) -> frozenset[Final]:
-    """The ESP-IDF-correct end states for an image with manifest expectation `expect`.
-
-    Only an image the device should accept can end on NEW. otadata is written only by
-    `esp_ota_set_boot_partition()` (components/app_update/esp_ota_ops.c), after the whole
-    image verified, so a fault before the switch leaves the old app. After it the new image
-    gets its one boot attempt: with rollback,
-    `bootloader_utility.c:bootloader_utility_get_selected_boot_partition()` turns NEW into
-    PENDING_VERIFY and, at the next boot, an unconfirmed PENDING_VERIFY into ABORTED, so a
-    fault before confirm ends on OLD. A cut between the switch and the first boot may land
-    inside the bootloader's own NEW -> PENDING_VERIFY rewrite, and a cut right after a passed
-    self-test may land on either side of `esp_ota_mark_app_valid_cancel_rollback()`: there
-    either end state is correct.
-    """
-    if expect != "accept":
-        return frozenset({Final.OLD})
-    either = frozenset({Final.OLD, Final.NEW})
-    return {
-        Phase.NO_FAULT: frozenset({Final.NEW}),
-        Phase.DOWNLOAD: frozenset({Final.OLD}),
-        Phase.SWITCHED: either,
-        Phase.FIRST_BOOT: frozenset({Final.OLD} if rollback else {Final.NEW}),
-        Phase.CONFIRMING: either if rollback else frozenset({Final.NEW}),
-        Phase.CONFIRMED: frozenset({Final.NEW}),
-        Phase.RECOVERED: frozenset({Final.NEW}),
-    }[phase]
-
-
 @dataclass(frozen=True)
 class FaultSeen:
     """What the rig knows about the faults of one OTA, independent of line arrival times."""
@@ -90,22 +58,23 @@ class FaultSeen:
     t_fired: float | None = None  # host time the first power action started
 
 
-def lines_before_supply_loss(lines: Sequence[tuple[str, float]], t_fired: float) -> list[str]:
-    """The lines the device printed before its supply dropped: those before the first
+def before_supply_loss(events: Sequence[ev.Event], t_fired: float) -> list[ev.Event]:
+    """What the device printed before its supply dropped: the events before the first
     supply-reset ROM banner received after the fault fired (a banner the host received
     earlier cannot be this fault's, whose power-on comes after it)."""
-    texts = []
-    for text, t in lines:
-        if t >= t_fired and SUPPLY_RESET.search(text):
+    kept = []
+    for event in events:
+        supply_reset = isinstance(event, ev.RomReset) and event.reason in SUPPLY_RESETS
+        if supply_reset and event.t is not None and event.t >= t_fired:
             break
-        texts.append(text)
-    return texts
+        kept.append(event)
+    return kept
 
 
-def phase_of(lines: Sequence[tuple[str, float]], fault: FaultSeen, *, switched_in_otadata: bool) -> Phase:
+def phase_of(events: Sequence[ev.Event], fault: FaultSeen, *, switched_in_otadata: bool) -> Phase:
     """Where this OTA's first fault landed.
 
-    `lines` are the OTA's console lines (text, host receive time) in order;
+    `events` are the OTA's console events in order, each with its host receive time;
     `switched_in_otadata` says whether the read-back shows a boot-partition switch this OTA
     made (its top otadata sequence number rose). That fills the one gap the log leaves: a
     cut after the last byte was written and the switch made, but before `ota complete`
@@ -115,25 +84,23 @@ def phase_of(lines: Sequence[tuple[str, float]], fault: FaultSeen, *, switched_i
         if not fault.network:
             return Phase.NO_FAULT
         # Proxy faults act on the download only: did the download survive it?
-        return Phase.RECOVERED if any(COMPLETE in text for text, _ in lines) else Phase.DOWNLOAD
-    before = lines_before_supply_loss(lines, fault.t_fired if fault.t_fired is not None else float("-inf"))
-    if any(CONFIRMED in text for text in before):
+        survived = any(isinstance(e, ev.RigOtaComplete) for e in events)
+        return Phase.RECOVERED if survived else Phase.DOWNLOAD
+    before = before_supply_loss(events, fault.t_fired if fault.t_fired is not None else float("-inf"))
+    if any(isinstance(e, ev.RigAppConfirmed) for e in before):
         return Phase.CONFIRMED
-    completed = [i for i, text in enumerate(before) if COMPLETE in text]
+    completed = [i for i, e in enumerate(before) if isinstance(e, ev.RigOtaComplete)]
     if not completed:
         return Phase.SWITCHED if switched_in_otadata and _all_written(before) else Phase.DOWNLOAD
     after_complete = before[completed[-1] :]
-    if not any(LOADED_APP in text for text in after_complete):
+    if not any(isinstance(e, ev.SlotLoaded) for e in after_complete):
         return Phase.SWITCHED
-    if any(SELFTEST_PASSED in text for text in after_complete):
+    if any(isinstance(e, ev.RigSelftest) and e.step is ev.SelftestStep.PASSED for e in after_complete):
         return Phase.CONFIRMING
     return Phase.FIRST_BOOT
 
 
-def _all_written(texts: Sequence[str]) -> bool:
+def _all_written(events: Sequence[ev.Event]) -> bool:
     """The device reported every byte of the image written (`ota progress bytes=N total=N`)."""
-    for text in reversed(texts):
-        found = ALL_WRITTEN.search(text)
-        if found is not None:
-            return int(found[2]) > 0 and int(found[1]) >= int(found[2])
-    return False
+    progress = [e for e in events if isinstance(e, ev.RigOtaProgress)]
+    return bool(progress) and progress[-1].total > 0 and progress[-1].bytes >= progress[-1].total

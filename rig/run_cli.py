@@ -8,7 +8,6 @@ real farm with `--farm bench.yaml`.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import time
@@ -20,11 +19,11 @@ import click
 from rich.console import Console as RichConsole
 from rich.table import Table
 
-from rig.catalog import SCENARIOS
-from rig.cutspec import CutSpec, On
+from rig.cutspec import AtBytes, CutSpec
 from rig.errors import InfraError, InputError, NotReproduced, RigError
 from rig.farm import BoardSpec, Farm, load_farm
 from rig.phase import Phase
+from rig.resources import scenarios_dir
 
 LAB_DIR = Path(".lab")
 
@@ -94,7 +93,7 @@ def run(
             sys.executable,
             "-m",
             "pytest",
-            str(SCENARIOS),
+            str(scenarios_dir()),
             "--farm",
             str(farm_path),
             "--resume" if resume else "--run-id",
@@ -185,15 +184,9 @@ def repro(
     fault never fired (not reproduced: the verdict would say nothing about the fault).
     """
     from rig.board import Board
+    from rig.builder import Services
     from rig.cutspec import parse_cut
     from rig.imageset import prepare_image_set
-    from rig.net.certs import ensure_bundle
-    from rig.net.events import EventBus
-    from rig.net.fault_proxy import FaultProxy
-    from rig.net.listener import listen
-    from rig.net.netns import open_fault_path
-    from rig.net.ota_server import OtaServer
-    from rig.session import OtaSession
 
     cut = parse_cut(cut_text) if cut_text else None
     run_id = "repro-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -215,54 +208,28 @@ def repro(
         image_size = images.entry(image_name).path.stat().st_size
         if cut is not None:
             _check_reachable(cut, image_size)
-        bus = EventBus()
-        server = stack.enter_context(
-            OtaServer(
-                ensure_bundle(out / "certs"),
-                images.source(),
-                host=parsed.network.bind,
-                bus=bus,
-                log_path=out / "server.log",
-            )
+        services = stack.enter_context(
+            Services.open(parsed, out, images, seed=seed, server_log=out / "server.log")
         )
-        path = stack.enter_context(open_fault_path(parsed.network))
-        listener = path.namespace.listener if path.namespace is not None else listen
-        proxy = stack.enter_context(
-            FaultProxy((server.host, server.port), host=parsed.network.bind, bus=bus, listener=listener)
-        )
+        proxy = stack.enter_context(services.proxy())
         board = stack.enter_context(Board(parsed, spec, out / spec.name))
-        session = OtaSession(
-            board, server, proxy, ensure_bundle(out / "certs"), images, parsed.network, seed=seed, path=path
-        )
-        stack.callback(session.close)
+        session = stack.enter_context(services.session(board, proxy))
         with RichConsole(stderr=True).status(f"{spec.name}: flashing {base_name} into a known state"):
             session.prepare(base_name)
         with RichConsole(stderr=True).status(f"{spec.name}: OTA {image_name} with cut {cut_text or 'none'}"):
             result = session.run(image_name, cut)
     _print_result(result, out)
     if cut is not None and result.phase is Phase.NO_FAULT:
-        raise NotReproduced(f"not reproduced: {_why_not_fired(cut, image_size)}; artifacts: {out}")
+        raise NotReproduced(f"not reproduced: {cut.point.unmet(image_size)}; artifacts: {out}")
     sys.exit(0 if result.passed else 1)
 
 
 def _check_reachable(cut: CutSpec, image_size: int) -> None:
     """An image byte the update never reaches is bad input, refused before anything is flashed."""
-    if cut.on is On.BYTES and isinstance(cut.at, int) and cut.at > image_size:
+    if isinstance(cut.point, AtBytes) and cut.point.count > image_size:
         raise InputError(
-            f"--cut {cut.text}: the image is {image_size} bytes, so byte {cut.at} is never written"
+            f"--cut {cut.text}: the image is {image_size} bytes, so byte {cut.point.count} is never written"
         )
-
-
-def _why_not_fired(cut: CutSpec, image_size: int) -> str:
-    if cut.on is On.LOG:
-        assert isinstance(cut.at, re.Pattern)
-        pattern = re.sub(r"\\(.)", r"\1", cut.at.pattern)  # as the user typed it, not re.escape'd
-        return f"the log line /{pattern}/ never appeared"
-    if cut.on is On.FRACTION:
-        return f"the device never reported {cut.at:.0%} of the {image_size}-byte image written"
-    if cut.on is On.BYTES:
-        return f"the device never reported byte {cut.at} of the {image_size}-byte image written"
-    return f"the fault's condition ({cut.text}) was never met during the OTA"
 
 
 def _file_or_none(value: str) -> Path | None:
@@ -275,7 +242,7 @@ def _extra(image: str) -> dict[str, Path]:
 
 
 def _print_result(result: object, out: Path) -> None:
-    from rig.session import OtaResult
+    from rig.outcome import OtaResult
 
     assert isinstance(result, OtaResult)
     console = RichConsole()

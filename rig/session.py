@@ -1,98 +1,76 @@
 """One board's OTA experiment: start an update, fire a fault at the cut point, let
 the board recover, and judge what it did against what ESP-IDF says it must do.
 
-`rig repro` and every scenario go through here, so "what is the correct outcome of
-a power cut at this point" is decided in exactly one place (`acceptable_outcomes`).
+`rig repro` and every scenario go through here. The session observes (console events,
+fault firings, proxy and server records, the flash read-back); what is correct is
+decided in `rig/verdicts.py`; the outcome is classed in `rig/outcome.py` and handed to
+the session's recorder (the `ota` fixture records it on the test item).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import re
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
-from rig.board import Board, FlashState, Ready
-from rig.cutspec import CutKind, CutSpec, NetFault, On
-from rig.errors import InfraError, InputError
-from rig.esp.otadata import OtaData
+from rig import verdicts
+from rig.board import Board, Ready
+from rig.console import ConsoleLine
+from rig.cutspec import (
+    AtBytes,
+    AtFraction,
+    AtWire,
+    Brownout,
+    Close,
+    CutPoint,
+    CutSpec,
+    NetClose,
+    NetStall,
+    NetThrottle,
+    PowerCut,
+    parse_cut,
+)
+from rig.errors import InfraError, InputError, WindowMissed
+from rig.esp.image import patch_image
+from rig.esp.marker import Behaviour
 from rig.farm import NetworkSpec
+from rig.images.mutants import Expect
 from rig.imageset import ImageSet
-from rig.logs.boots import BootTimeline, fold_boots
-from rig.logs.parser import parse_text
+from rig.logs import events as ev
+from rig.logs.boots import fold_boots
 from rig.net.certs import CertBundle
 from rig.net.events import Direction, Event, WireProgress
-from rig.net.fault_proxy import Close, Cut, FaultProxy, Position, Stall, Throttle, Unit
+from rig.net.fault_proxy import Close as ProxyClose
+from rig.net.fault_proxy import Cut, FaultProxy, Position, Stall, Throttle, Unit
 from rig.net.netns import FaultPath, NetNamespace
-from rig.net.ota_server import OtaServer, RequestRecord
-from rig.phase import FaultSeen, Final, Phase, acceptable_outcomes, lines_before_supply_loss, phase_of
-from rig.triggers import Firing, Trigger, TriggerEngine
-from rig.verdicts import expect_boot, otadata_consistent
+from rig.net.ota_server import OtaServer
+from rig.outcome import OtaRecord, OtaResult, ProblemKind
+from rig.phase import FaultSeen, Final, Phase, before_supply_loss, phase_of
+from rig.triggers import Trigger, TriggerEngine
 
-ENDED = r"rig_agent: ota (failed|rejected|complete)"
-ROM_RESET = r"^rst:0x[0-9a-f]+ \("
 # How long an app must stay up after `ready` to count as settled (no crash, no reset).
 QUIET_S = 1.0
-GAVE_UP = re.compile(r"rig_agent: ota (failed|rejected)")
 CUT_SWITCH_INTERVAL_S = 0.0005
-DEVICE_BYTES = re.compile(r"rig_agent: ota (?:saved|progress) bytes=(\d+)")
-SAVED = re.compile(r"rig_agent: ota saved bytes=(\d+)")
-BEGIN = re.compile(r"rig_agent: ota begin url=\S+ resume_from=(\d+)")
-COMPLETE = "rig_agent: ota complete"
-SELFTEST_PASSED = "rig_agent: selftest passed"
-CONFIRMED = "rig_agent: app confirmed valid"
-# PROTOCOL.md §3: progress is saved each time the written count crosses a 4 KiB boundary. The
-# last `ota saved` line may die in the UART FIFO with the supply, so a resume may start one
-# save step past the last one the rig saw, never further.
-SAVE_STEP = 4096
-# Expectations under which the device must refuse the image before `esp_ota_write()`.
-REFUSED_BEFORE_WRITE = frozenset(
-    {"reject_before_write", "reject_by_version_check", "reject_by_anti_rollback"}
-)
+# The agent's verdict on an OTA it ran to the end, or a reset that ended it for it.
+ENDED = (ev.RigOtaFailed, ev.RigOtaRejected, ev.RigOtaComplete, ev.RomReset)
+GAVE_UP = (ev.RigOtaFailed, ev.RigOtaRejected)
+# An OTA whose fault missed the targeted phase is retried from the known state this often.
+WINDOW_TRIES = 3
 
 
-@dataclass
-class OtaResult:
-    """Everything one OTA experiment observed, and whether the device was correct."""
+@dataclass(frozen=True)
+class Tuning:
+    """How patient the session is with this farm's boards (a twin boots in ~60 ms)."""
 
-    board: str
-    image: str
-    expect: str
-    old_version: str
-    new_version: str
-    cut: str | None
-    firings: list[Firing]
-    phase: Phase
-    acceptable: frozenset[Final]
-    final: Final | None
-    final_ready: Ready | None
-    otadata: OtaData | None
-    timeline: BootTimeline
-    bytes_sent: int
-    duration_s: float
-    mark: int
-    readback_mark: int
-    started: float
-    time_to_recover_s: float | None
-    problems: list[str] = field(default_factory=list)
+    quiet_s: float = QUIET_S  # an app must stay up this long after `ready` to count as settled
+    agent: Mapping[str, str] = field(default_factory=dict)  # `ota-config` defaults of every prepare
 
-    @property
-    def passed(self) -> bool:
-        return not self.problems
 
-    def summary(self) -> str:
-        verdict = "PASS" if self.passed else "FAIL"
-        final = self.final.value if self.final else "nothing"
-        allowed = "/".join(sorted(f.value for f in self.acceptable))
-        head = (
-            f"{verdict} {self.board}: {self.image} ({self.expect}), cut {self.cut or 'none'} "
-            f"→ {self.phase.value}; ended on {final} firmware (correct: {allowed})"
-        )
-        return "\n".join([head, *(f"  - {p}" for p in self.problems)])
+Recorder = Callable[[OtaRecord], None]
 
 
 class OtaSession:
@@ -109,6 +87,8 @@ class OtaSession:
         *,
         seed: int = 0,
         path: FaultPath | None = None,
+        tuning: Tuning | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.board = board
         self.server = server
@@ -119,19 +99,21 @@ class OtaSession:
         self.seed = seed
         # Where the proxy listens when the rig owns the path to the board (dead-path faults).
         self.path = path
+        self.tuning = tuning or Tuning()
+        self._recorder = recorder
         self.engine = TriggerEngine()
         # The rig process runs the TLS server, proxy pumps and console readers at once; with
         # CPython's default 5 ms GIL slice a log-triggered power cut waits behind them.
         sys.setswitchinterval(min(sys.getswitchinterval(), CUT_SWITCH_INTERVAL_S))
         self._timers: list[threading.Timer] = []
         self._image_size: int | None = None
-        # What the rig knows each OTA slot holds (None: unknown, e.g. half written), the
-        # highest otadata sequence number seen, and the resume point the device may use next.
+        # The known state the scenario last prepared (what a retry restores), what the rig
+        # knows each OTA slot holds (None: unknown, e.g. half written), the highest otadata
+        # sequence number seen, and the resume point the device may use next.
+        self._known: tuple[str, dict[str, str]] | None = None
         self._slots: dict[str, bytes | None] = {}
         self._top_seq = 0
         self._resume_limit = 0
-        # A twin boots in milliseconds: a virtual farm's scenarios may shorten this.
-        self.quiet_s = QUIET_S
         board.console.add_listener(self._on_line)
         server.bus.subscribe(self._on_bus_event)
 
@@ -147,13 +129,12 @@ class OtaSession:
 
     # -- wiring ------------------------------------------------------------------------
 
-    def _on_line(self, line: str, t: float) -> None:
-        self.engine.on_log_line(self.board.name, line, t)
-        written = DEVICE_BYTES.search(line)
-        if written is not None:
+    def _on_line(self, line: ConsoleLine) -> None:
+        self.engine.on_log_line(self.board.name, line.text, line.t)
+        if isinstance(line.event, ev.RigOtaProgress | ev.RigOtaSaved):
             # "Power died at 40 % of the download" means 40 % written by the device: the
             # server's count runs ahead by whatever the sockets hold.
-            self.engine.on_progress("device", None, int(written[1]), self._image_size, t)
+            self.engine.on_progress("device", None, line.event.bytes, self._image_size, line.t)
 
     def _on_bus_event(self, event: Event) -> None:
         if isinstance(event, WireProgress) and event.direction is Direction.DOWN:
@@ -162,11 +143,14 @@ class OtaSession:
     # -- set-up ------------------------------------------------------------------------
 
     def prepare(self, image: str = "base", **settings: str) -> Ready:
-        """Flash `image` into a known state, pin the rig CA, apply agent settings.
+        """Flash `image` into a known state, pin the rig CA, apply the farm's agent settings
+        and then `settings`; remembered, so a retried experiment restores the same state.
 
         Every other slot is erased as far as the largest image of the set reaches, so
         nothing an earlier test wrote can stand in for bytes an agent failed to write.
         """
+        merged = {**self.tuning.agent, **settings}
+        self._known = (image, merged)
         data = self.images.data(image)
         blank = max(self.images.largest_size(), len(data))
         ready = self.board.prepare(data, blank_bytes=blank)
@@ -180,15 +164,56 @@ class OtaSession:
         self._top_seq = 1
         self._resume_limit = 0
         self.pin(self.certs)
-        if settings:
-            self.configure(**settings)
+        if merged:
+            self.configure(**merged)
         return ready
+
+    def restore(self) -> Ready:
+        """Back to the known state the scenario last prepared."""
+        if self._known is None:
+            raise InputError(f"board {self.board.name}: nothing prepared yet, so nothing to restore")
+        image, settings = self._known
+        return self.prepare(image, **settings)
 
     def pin(self, certs: CertBundle) -> None:
         self.board.command("cert " + base64.b64encode(certs.ca_der()).decode())
 
     def configure(self, **settings: str) -> None:
         self.board.command("ota-config " + " ".join(f"{k}={v}" for k, v in settings.items()))
+
+    def add_image(
+        self,
+        name: str,
+        data: bytes,
+        *,
+        like: str,
+        change: str,
+        expect: Expect | None = None,
+        logs: tuple[str, ...] | None = None,
+    ) -> str:
+        """Serve `data` as image `name`, judged like the manifest's `like` entry unless `expect`
+        / `logs` say otherwise: images that depend on the board (its slot size, a self-test
+        window) are derived from the run's build by the scenario. The file goes to the
+        board's artifacts."""
+        path = (self.board.artifacts / f"{name}.bin").resolve()
+        path.write_bytes(data)
+        entry = replace(
+            self.images.manifest.entry(like), name=name, file=str(path), size=len(data), change=change,
+            sha256=hashlib.sha256(data).hexdigest(),
+        )  # fmt: skip
+        entry = replace(entry, expect=expect or entry.expect, logs=entry.logs if logs is None else logs)
+        manifest = replace(self.images.manifest, entries=(*self.images.manifest.entries, entry))
+        self.images = ImageSet(self.images.directory, manifest, self.images.key)
+        self.server.set_images(self.images.source())
+        return name
+
+    def add_behaviour(self, name: str, like: str, behaviour: Behaviour, param: int, change: str) -> str:
+        """`like` re-stamped with another first-boot behaviour (and re-signed): e.g. a healthy
+        self-test that takes long enough to cut power inside it."""
+        data = patch_image(
+            self.images.data(like), behaviour=behaviour, behaviour_param=param, key=self.images.key
+        )
+        return self.add_image(name, data, like=like, change=change)
 
     def url(self, image: str, *, via_proxy: bool = True, redirects: int = 0) -> str:
         host = self.network.board_facing_address
@@ -200,32 +225,32 @@ class OtaSession:
     # -- faults ------------------------------------------------------------------------
 
     def arm(self, cut: CutSpec) -> Trigger | None:
-        """Bind a parsed --cut to what carries it out when its condition is met; the trigger
-        it registered, if the cut goes through the engine (the proxy acts by itself otherwise)."""
-        if cut.on is On.RANDOM and "seed=" not in cut.text:
-            cut = replace(cut, seed=self.seed)  # the run's --seed makes random cuts reproducible
-        position = _proxy_position(cut)
-        proxy_acts = cut.net_fault not in (NetFault.THROTTLE, NetFault.DEAD)
-        if cut.kind is CutKind.NET and position is not None and proxy_acts:
+        """Bind a parsed cut to what carries it out when its condition is met; the trigger
+        it registered, if the cut goes through the engine (the proxy acts by itself otherwise).
+        Random cut points without their own seed draw from the run's `--seed`."""
+        position = _proxy_position(cut.point)
+        by_proxy = isinstance(cut, NetStall) or (isinstance(cut, NetClose) and cut.close is not Close.DEAD)
+        if by_proxy and position is not None and isinstance(cut, NetClose | NetStall):
             # Exact to the byte: the proxy counts and acts itself, no trigger round trip.
-            self.proxy.arm(self._net_fault(cut, position))
+            self.proxy.arm(self._proxy_fault(cut, position))
             return None
-        return self.engine.add(cut.trigger(self._action_for(cut)))
+        return self.engine.add(cut.trigger(self._action_for(cut), seed=self.seed))
 
-    def _net_fault(self, cut: CutSpec, at: Position | None) -> Cut | Stall | Throttle:
-        if cut.net_fault is NetFault.STALL:
-            return Stall(seconds=cut.stall_s or 30.0, at=at)
-        if cut.net_fault is NetFault.THROTTLE:
-            return Throttle(bytes_per_second=cut.throttle_bps or 10_000)
-        close = Close.RST if cut.net_fault is NetFault.RST else Close.FIN
+    def _proxy_fault(
+        self, cut: NetClose | NetStall | NetThrottle, at: Position | None
+    ) -> Cut | Stall | Throttle:
+        if isinstance(cut, NetStall):
+            return Stall(seconds=cut.seconds, at=at)
+        if isinstance(cut, NetThrottle):
+            return Throttle(bytes_per_second=cut.bytes_per_second)
         if at is None:  # "now": the next byte of the connection that is sending
             sent = max((r.bytes_down for r in self.proxy.records if r.closed_at is None), default=0)
             at = Position(Unit.WIRE, sent + 1)
-        return Cut(at=at, close=close)
+        return Cut(at=at, close=ProxyClose.RST if cut.close is Close.RST else ProxyClose.FIN)
 
     def _action_for(self, cut: CutSpec) -> Callable[[], None]:
         power = self.board.power
-        if cut.kind is CutKind.POWER:
+        if isinstance(cut, PowerCut):
             off_s = power.off_seconds if cut.off_s is None else cut.off_s
 
             def power_cut() -> None:
@@ -234,20 +259,23 @@ class OtaSession:
                 self._later(off_s, self._power_on)
 
             return power_cut
-        if cut.kind is CutKind.BROWNOUT:
-            volts = 2.2 if cut.volts is None else cut.volts
-            hold = 0.5 if cut.hold_s is None else cut.hold_s
+        if isinstance(cut, Brownout):
 
             def brownout() -> None:
                 nominal = power.voltage_setpoint()
-                power.set_voltage(volts)
-                self._later(hold, lambda: power.set_voltage(nominal))
+                power.set_voltage(cut.volts)
+                self._later(cut.hold_s, lambda: power.set_voltage(nominal))
 
             return brownout
-        if cut.net_fault is NetFault.DEAD:
+        if isinstance(cut, NetClose) and cut.close is Close.DEAD:
             namespace = self._dead_path(cut)
             return lambda: namespace.kill_port(self.proxy.port)
-        return lambda: self._arm_proxy_now(cut)
+        net = cut
+
+        def arm_proxy_now() -> None:
+            self.proxy.arm(self._proxy_fault(net, None))
+
+        return arm_proxy_now
 
     def _dead_path(self, cut: CutSpec) -> NetNamespace:
         """The namespace a dead path is made in; a farm without one cannot have the fault."""
@@ -259,9 +287,6 @@ class OtaSession:
     def _power_on(self) -> None:
         self.board.power.on()
         self.engine.on_event("power_on")
-
-    def _arm_proxy_now(self, cut: CutSpec) -> None:
-        self.proxy.arm(self._net_fault(cut, None))
 
     def _later(self, delay: float, action: Callable[[], None]) -> None:
         timer = threading.Timer(delay, action)
@@ -282,10 +307,10 @@ class OtaSession:
         return mark
 
     def settle(self, since: int, timeout: float, quiet_s: float | None = None) -> Ready | None:
-        """The board's `ready` once it stays up: no reset for `quiet_s` (default
-        `self.quiet_s`) after it and no power action still pending. Reboots (rollbacks,
-        crash loops) are waited through; None if no app comes up within `timeout`."""
-        quiet = self.quiet_s if quiet_s is None else quiet_s
+        """The board's `ready` once it stays up: no reset for `quiet_s` (default the farm's
+        tuning) after it and no power action still pending. Reboots (rollbacks, crash loops)
+        are waited through; None if no app comes up within `timeout`."""
+        quiet = self.tuning.quiet_s if quiet_s is None else quiet_s
         console = self.board.console
         deadline = time.monotonic() + timeout
         position = since
@@ -301,20 +326,80 @@ class OtaSession:
                 and time.monotonic() < deadline
                 and (time.monotonic() < quiet_until or self._timers_pending())
             ):
-                rebooted = console.wait_for(ROM_RESET, 0.1, position)
+                rebooted = console.wait_event(ev.RomReset, 0.1, position)
             if rebooted is None:
                 return ready
 
     def run(
         self,
         image: str,
-        cut: CutSpec | None = None,
+        cut: str | CutSpec | None = None,
         *,
+        expect: Final | None = None,
+        window: Phase | frozenset[Phase] | None = None,
         timeout: float = 60.0,
         via_proxy: bool = True,
         redirects: int = 0,
     ) -> OtaResult:
-        """One OTA of `image` (optionally with a fault), recovery, read-back and judgement."""
+        """One judged OTA of `image` (optionally with the fault `cut`), handed to the recorder.
+
+        `expect` names the correct end state where the scenario changed the device's
+        starting point (a wrong pinned certificate, an eFuse already burnt) instead of the
+        manifest; every other check still applies.
+
+        `window` names the phase(s) the fault targets. A fault that lands outside it is
+        still judged for where it did land (a wrong end state there is a FAIL), but it is no
+        verdict on the window: the known state is restored and the OTA tried again, up to
+        WINDOW_TRIES times, with a byte or fraction trigger moved earlier when the fault
+        landed late. Still outside: the result is recorded INCONCLUSIVE and `WindowMissed`
+        raised.
+        """
+        spec = parse_cut(cut) if isinstance(cut, str) else cut
+        targets = frozenset({window}) if isinstance(window, Phase) else window
+        for attempt in range(1, WINDOW_TRIES + 1):
+            result = self._experiment(image, spec, expect, timeout, via_proxy, redirects)
+            if targets is None or result.phase in targets or not result.passed:
+                self._record(result)
+                return result
+            if attempt == WINDOW_TRIES:
+                wanted = " or ".join(sorted(p.value for p in targets))
+                reason = (
+                    f"{image} with cut {cut if isinstance(cut, str) else result.cut}: the fault landed "
+                    f"{result.phase.value} on {WINDOW_TRIES} tries (last cut {result.cut}); "
+                    f"this scenario targets {wanted}"
+                )
+                result.add(ProblemKind.WINDOW_MISSED, reason)
+                self._record(result)
+                raise WindowMissed(reason)
+            self.restore()
+            if spec is not None and result.phase.order > max(p.order for p in targets):
+                spec = spec.earlier(0.1 * attempt)
+        raise AssertionError("unreachable")
+
+    def ok(
+        self,
+        image: str,
+        cut: str | CutSpec | None = None,
+        *,
+        expect: Final | None = None,
+        window: Phase | frozenset[Phase] | None = None,
+        timeout: float = 60.0,
+    ) -> OtaResult:
+        """`run` that raises `AssertionError` (a firmware failure) unless the device did the
+        correct thing."""
+        result = self.run(image, cut, expect=expect, window=window, timeout=timeout)
+        assert result.passed, result.summary()
+        return result
+
+    def _record(self, result: OtaResult) -> None:
+        if self._recorder is not None:
+            self._recorder(result.record())
+
+    def _experiment(
+        self, image: str, cut: CutSpec | None, expect: Final | None, timeout: float, via_proxy: bool,
+        redirects: int,
+    ) -> OtaResult:  # fmt: skip
+        """One OTA with its fault, recovery, read-back and judgement."""
         entry = self.images.entry(image)
         rollback = self.board.spec.firmware.rollback
         started = time.monotonic()
@@ -329,14 +414,15 @@ class OtaSession:
         trigger = self.arm(cut) if cut is not None else None
         try:
             mark = self.start_ota(image, via_proxy=via_proxy, redirects=redirects)
-            ended = self.board.console.wait_for(rf"{ENDED}|{ROM_RESET}", timeout, mark)
+            console = self.board.console
+            ended = console.wait_event(ENDED, timeout, mark)
             if ended is None:
                 raise InfraError(
                     f"board {self.board.name}: OTA of {image} neither ended nor reset within {timeout:.0f} s"
                 )
             if self.path is not None and self.path.namespace is not None:
                 self.path.namespace.heal()  # a dead path lasts until the OTA ended
-            ready = self._gave_up(mark) if GAVE_UP.search(ended.string) else None
+            ready = self._gave_up(mark) if isinstance(ended.event, GAVE_UP) else None
             if ready is None:
                 ready = self.settle(mark, timeout)
             if ready is not None and ready.state == "PENDING_VERIFY":
@@ -344,12 +430,11 @@ class OtaSession:
                 # then rolls it back. Give it that reset, as the field eventually will.
                 ready = self.settle(self.board.reset(), timeout)
             self.engine.wait_idle(timeout=5.0)
-            expected = self._expected_contents(running, target, entry.expect)
-            state = self.board.read_state([(offset, len(data)) for offset, data in expected.values()])
+            keep = self._expected_contents(running, target, entry.expect)
+            state = self.board.read_state([(offset, len(data)) for offset, data in keep.values()])
             after_read = self.board.reset()
             final_ready = self.settle(after_read, timeout) or ready
-            lines = [(line.text, line.t) for line in self.board.console.lines(mark)]
-            timeline = fold_boots(parse_text(self.board.console.text(mark)), final=True)
+            events = console.events(mark)
             firings = self.engine.firings[firings_before:]
             t_fault = min((f.t_action_start for f in firings), default=None)
             proxy_hit = any(r.faults for r in self.proxy.records if r.id not in records_before)
@@ -357,8 +442,8 @@ class OtaSession:
             # A log-triggered network fault fires through the engine, then acts in the proxy.
             network = proxy_hit or (bool(firings) and not supply)
             fault = FaultSeen(power=supply, network=network, t_fired=t_fault)
-            top_seq = _top_seq(state)
-            phase = phase_of(lines, fault, switched_in_otadata=top_seq > self._top_seq)
+            top_seq = state.top_seq
+            phase = phase_of(events, fault, switched_in_otadata=top_seq > self._top_seq)
             served = self.server.records[served_before:]
             result = OtaResult(
                 board=self.board.name,
@@ -367,28 +452,43 @@ class OtaSession:
                 old_version=old_version,
                 new_version=entry.version,
                 cut=cut.text if cut else None,
+                fault=cut.kind.value if cut else "none",
+                cut_point=_fraction_of(cut),
                 firings=list(firings),
                 phase=phase,
-                acceptable=acceptable_outcomes(entry.expect, phase, rollback),
+                acceptable=(
+                    frozenset({expect}) if expect is not None
+                    else verdicts.acceptable_outcomes(entry.expect, phase, rollback)
+                ),
                 final=None,
                 final_ready=final_ready,
                 otadata=state.otadata,
-                timeline=timeline,
-                bytes_sent=sum(r.body_bytes for r in served),
+                timeline=fold_boots(events, final=True),
+                bytes_served=sum(r.body_bytes for r in served),
                 duration_s=time.monotonic() - started,
                 started=started,
                 time_to_recover_s=self._recovery_time(ready, t_fault),
                 mark=mark,
                 readback_mark=after_read,
-            )
-            self._judge(result)
-            device_lines = [text for text, _ in lines]
-            if supply and t_fault is not None:
-                device_lines = lines_before_supply_loss(lines, t_fault)
-            result.problems.extend(_confirm_order_problems([text for text, _ in lines]))
-            result.problems.extend(self._flash_problems(state, expected))
-            result.problems.extend(self._resume_problems(device_lines, fault, served, self._image_size))
-            self._remember(result, target, device_lines, top_seq)
+            )  # fmt: skip
+            verdicts.judge_end_state(result, scenario_end=expect is not None)
+            if final_ready is not None:
+                last_boot = fold_boots(console.events(after_read), final=True)
+                verdicts.judge_sources(result, last_boot, state.otadata, self.board.table, final_ready)
+            if phase is Phase.NO_FAULT and expect is None:
+                verdicts.judge_proof(
+                    result, [line.text for line in console.lines(mark)], entry.proof_patterns()
+                )
+            device_events = before_supply_loss(events, t_fault) if supply and t_fault is not None else events
+            gets = [r for r in served if r.method == "GET"]
+            ranged = gets and all(r.status == 206 for r in gets)
+            verdicts.judge_confirm_order(result, events)
+            verdicts.judge_untouched(result, state.md5, keep)
+            verdicts.judge_resume(
+                result, device_events, resume_limit=self._resume_limit, undisturbed=not (supply or network),
+                ranged_body_bytes=sum(r.body_bytes for r in gets) if ranged else None, size=self._image_size,
+            )  # fmt: skip
+            self._remember(result, target, device_events, top_seq)
             return result
         finally:
             # A retried experiment arms the same cut again: this one is spent either way.
@@ -409,7 +509,8 @@ class OtaSession:
         """Slots this OTA must leave as they are: the running slot always (nothing writes the
         app that runs), the target too when the image must be refused before
         `esp_ota_write()`. Only slots whose contents the rig knows are checked."""
-        keep = [running] + ([target] if target is not None and expect in REFUSED_BEFORE_WRITE else [])
+        refused_early = expect in verdicts.REFUSED_BEFORE_WRITE
+        keep = [running] + ([target] if target is not None and refused_early else [])
         offsets = {slot.name: slot.offset for slot in self.board.table.ota_slots}
         known: dict[str, tuple[int, bytes]] = {}
         for name in keep:
@@ -418,70 +519,32 @@ class OtaSession:
                 known[name] = (offsets[name], data)
         return known
 
-    @staticmethod
-    def _flash_problems(state: FlashState, expected: dict[str, tuple[int, bytes]]) -> list[str]:
-        problems = []
-        for name, (offset, data) in expected.items():
-            if state.md5.get((offset, len(data))) != hashlib.md5(data).hexdigest():
-                what = "erased before the OTA" if not data.strip(b"\xff") else "holding a known image"
-                problems.append(
-                    f"flash written where it must not be: slot {name} ({what}) changed during the OTA "
-                    f"(on-chip MD5 of its first {len(data)} bytes differs from what the rig left there)"
-                )
-        return problems
-
-    def _resume_problems(
-        self, device_lines: list[str], fault: FaultSeen, served: list[RequestRecord], size: int
-    ) -> list[str]:
-        """PROTOCOL.md §3 resume invariants: the device resumes from no further than it saved,
-        and asks the server for exactly the bytes it has not written."""
-        begin = next((found for text in device_lines if (found := BEGIN.search(text))), None)
-        if begin is None or int(begin[1]) == 0:
-            return []
-        resume_from = int(begin[1])
-        problems = []
-        if resume_from > self._resume_limit:
-            last = max(0, self._resume_limit - SAVE_STEP)
-            problems.append(
-                f"resumed from byte {resume_from}, past what the device saved: the progress it reported "
-                f"before the fault was {last} bytes (one unreported save step of {SAVE_STEP} allowed)"
-            )
-        gets = [r for r in served if r.method == "GET"]
-        complete = any(COMPLETE in text for text in device_lines)
-        if complete and not fault.power and not fault.network and gets and all(r.status == 206 for r in gets):
-            body = sum(r.body_bytes for r in gets)
-            if body != size - resume_from:
-                problems.append(
-                    f"resumed from byte {resume_from} of {size} but downloaded {body} bytes "
-                    f"(expected {size - resume_from}): the Range it asked for is not the offset it reported"
-                )
-        return problems
-
-    def _remember(self, result: OtaResult, target: str | None, device_lines: list[str], top_seq: int) -> None:
+    def _remember(
+        self, result: OtaResult, target: str | None, device_events: list[ev.Event], top_seq: int
+    ) -> None:
         """Carry what this OTA left behind into the next one's checks."""
         self._top_seq = max(self._top_seq, top_seq)
         if target is not None:
-            if any(COMPLETE in text for text in device_lines):
+            if any(isinstance(e, ev.RigOtaComplete) for e in device_events):
                 self._slots[target] = self.images.data(result.image)
-            elif not (result.expect in REFUSED_BEFORE_WRITE and result.passed):
+            elif not (result.expect in verdicts.REFUSED_BEFORE_WRITE and result.passed):
                 self._slots[target] = None  # partly written, or refused somewhere the rig cannot see
-        saved = [int(found[1]) for text in device_lines if (found := SAVED.search(text))]
-        begin = next((int(found[1]) for text in device_lines if (found := BEGIN.search(text))), 0)
-        self._resume_limit = max([begin, *saved]) + SAVE_STEP
+        self._resume_limit = verdicts.resume_limit_after(device_events)
 
     def _recovery_time(self, ready: Ready | None, t_fault: float | None) -> float | None:
         """Fault fired → the app's `ready` again (None without a fault or a `ready` line)."""
         if ready is None or t_fault is None:
             return None
         lines = self.board.console.lines(ready.line_index)
-        if not lines or "rig_agent: ready" not in lines[0].text:
+        if not lines or not isinstance(lines[0].event, ev.RigReady):
             return None
         return max(0.0, lines[0].t - t_fault)
 
     def _gave_up(self, mark: int) -> Ready | None:
         """The agent ended the OTA without a switch: the old app is still up, unless a
         power action is still pending or a reset follows within the quiet window."""
-        if self._timers_pending() or self.board.console.wait_for(ROM_RESET, self.quiet_s, mark) is not None:
+        reset_follows = self.board.console.wait_event(ev.RomReset, self.tuning.quiet_s, mark)
+        if self._timers_pending() or reset_follows is not None:
             return None
         status = self.board.status()
         return Ready(
@@ -491,72 +554,22 @@ class OtaSession:
             self.board.console.mark() - 1,
         )
 
-    def _judge(self, result: OtaResult) -> None:
-        ready = result.final_ready
-        if ready is None:
-            result.problems.append("BRICK: no app reached 'ready' after recovery")
-            return
-        versions = {Final.OLD: result.old_version, Final.NEW: result.new_version}
-        result.final = next((f for f, v in versions.items() if v == ready.version), None)
-        if result.final is None:
-            result.problems.append(
-                f"running version {ready.version} is neither old {result.old_version} "
-                f"nor new {result.new_version}"
-            )
-        elif result.final not in result.acceptable:
-            allowed = " or ".join(sorted(f.value for f in result.acceptable))
-            result.problems.append(
-                f"ended on {result.final.value} firmware {ready.version}; ESP-IDF-correct is {allowed}"
-            )
-        if result.otadata is not None:
-            # Two sources must agree: the boot after the read-back (log) and the otadata itself.
-            last_boot = fold_boots(parse_text(self.board.console.text(result.readback_mark)), final=True)
-            for verdict in (
-                otadata_consistent(result.otadata),
-                expect_boot(
-                    last_boot, result.otadata, self.board.table, slot=ready.running, version=ready.version
-                ),
-            ):
-                if not verdict.passed:
-                    result.problems.append(verdict.explain())
-        if result.phase is Phase.NO_FAULT:
-            lines = [line.text for line in self.board.console.lines(result.mark)]
-            for pattern in self.images.entry(result.image).proof_patterns():
-                if not any(pattern.search(text) for text in lines):
-                    result.problems.append(f"expected log line not seen: /{pattern.pattern}/")
 
-
-def _confirm_order_problems(texts: list[str]) -> list[str]:
-    """PROTOCOL.md §4: an image confirms itself only in its first boot, after its self-test
-    passed. One that confirms first (or without a self-test at all) can no longer be rolled
-    back when the self-test would have failed or hung."""
-    boots: list[list[str]] = [[]]
-    for text in texts:
-        if re.match(ROM_RESET, text):
-            boots.append([])
-        boots[-1].append(text)
-    for boot in boots:
-        markers = [m for text in boot for m in (SELFTEST_PASSED, CONFIRMED) if m in text]
-        if CONFIRMED in markers and SELFTEST_PASSED not in markers[: markers.index(CONFIRMED)]:
-            return ["the new image confirmed itself (`app confirmed valid`) before its self-test passed"]
-    return []
-
-
-def _top_seq(state: FlashState) -> int:
-    """The highest CRC-valid otadata sequence number: it rises only when a switch is made."""
-    return max((e.seq for e in state.otadata.entries if not e.is_erased and e.crc_ok), default=0)
+def _fraction_of(cut: CutSpec | None) -> float | None:
+    """The cut point as a fraction of the image, for cuts given as one."""
+    return cut.point.fraction if cut is not None and isinstance(cut.point, AtFraction) else None
 
 
 def _cuts_supply(cut: CutSpec | None) -> bool:
-    return cut is not None and cut.kind in (CutKind.POWER, CutKind.BROWNOUT)
+    return isinstance(cut, PowerCut | Brownout)
 
 
-def _proxy_position(cut: CutSpec) -> Position | None:
+def _proxy_position(point: CutPoint) -> Position | None:
     """A cut point the proxy can hit exactly by itself, or None if it needs a trigger."""
-    if cut.on is On.WIRE and isinstance(cut.at, int):
-        return Position(Unit.WIRE, cut.at)
-    if cut.on is On.BYTES and isinstance(cut.at, int):
-        return Position(Unit.IMAGE, cut.at)
-    if cut.on is On.FRACTION and isinstance(cut.at, float):
-        return Position(Unit.FRACTION, cut.at)
+    if isinstance(point, AtWire):
+        return Position(Unit.WIRE, point.count)
+    if isinstance(point, AtBytes):
+        return Position(Unit.IMAGE, point.count)
+    if isinstance(point, AtFraction):
+        return Position(Unit.FRACTION, point.fraction)
     return None

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from rig.checks import RejectReason, image_rejected
 from rig.phase import Final
 from rig.session import OtaSession
-from rig.verdicts import RejectReason, image_rejected
 from scenarios._support import (
     assert_log,
     assert_no_log,
     ended_on,
     need_anti_rollback,
     need_image,
-    ok,
-    prepare,
-    run_ota,
 )
 
 pytestmark = [pytest.mark.anti_rollback, pytest.mark.gate]
@@ -23,7 +20,7 @@ pytestmark = [pytest.mark.anti_rollback, pytest.mark.gate]
 BURN_TAG = "efuse-burnable"
 
 
-def test_lower_secure_version_refused(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+def test_lower_secure_version_refused(ota: OtaSession) -> None:
     """Field failure: an attacker downgrades the fleet to a release with a known hole.
 
     Fault: `next` with secure_version one below the eFuse's. Correct outcome (ESP-IDF
@@ -32,17 +29,17 @@ def test_lower_secure_version_refused(request: pytest.FixtureRequest, ota: OtaSe
     """
     need_anti_rollback(ota)
     need_image(ota, "lower_secure_version")
-    prepare(ota)
-    result = ok(request, ota, "lower_secure_version")
-    verdict = image_rejected(result.timeline, result.otadata, ota.board.table,
+    ota.prepare()
+    result = ota.ok("lower_secure_version")
+    check = image_rejected(result.timeline, result.otadata, ota.board.table,
                              reason=RejectReason.SECURE_VERSION)
-    assert verdict.passed, verdict.explain()
+    assert check.passed, check.explain()
     assert_no_log(ota, result, "rig_agent: ota saved", "rig_agent: ota complete")
     ended_on(result, ota.images.base_version)
 
 
 @pytest.mark.burns_efuse
-def test_bump_burns_efuse_and_blocks_downgrade(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+def test_bump_burns_efuse_and_blocks_downgrade(ota: OtaSession) -> None:
     """Field failure: after a security release, the vulnerable release can still be installed.
 
     Fault: `next` with secure_version + 1 (confirmed), then `next2` carrying the old
@@ -53,12 +50,12 @@ def test_bump_burns_efuse_and_blocks_downgrade(request: pytest.FixtureRequest, o
     need_anti_rollback(ota)
     if BURN_TAG not in ota.board.spec.tags:
         pytest.skip(f"board {ota.board.name}: this burns an eFuse for good; tag the board {BURN_TAG!r}")
-    prepare(ota)
-    bumped = ok(request, ota, "higher_secure_version")
+    ota.prepare()
+    bumped = ota.ok("higher_secure_version")
     entry = ota.images.manifest.entry("higher_secure_version")
     ended_on(bumped, ota.images.entry("higher_secure_version").version)
     assert ota.board.status().get("efuse_secure_version") == str(entry.secure_version), ota.board.status()
-    downgrade = run_ota(request, ota, "next2", expect=Final.OLD)
+    downgrade = ota.run("next2", expect=Final.OLD)
     assert downgrade.passed, downgrade.summary()
     assert_log(ota, downgrade, "rig_agent: ota rejected reason=lower_secure_version")
     assert_no_log(ota, downgrade, "rig_agent: ota saved")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from rig.checks import RejectReason, image_rejected
 from rig.phase import Final
 from rig.session import OtaSession
-from rig.verdicts import RejectReason, image_rejected
-from scenarios._support import assert_log, assert_no_log, ended_on, ok, prepare
+from scenarios._support import assert_log, assert_no_log, ended_on
 
 pytestmark = [pytest.mark.gate]
 
-# Mutant -> the ESP-IDF refusal the log must show (rig.verdicts' reason families).
+# Mutant -> the ESP-IDF refusal the log must show (rig.checks' reason families).
 BROKEN = {
     "truncated": RejectReason.VERIFICATION,
     "truncated_header": RejectReason.TRUNCATED,
@@ -21,7 +21,7 @@ BROKEN = {
 }
 
 
-def test_broken_images_rejected(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+def test_broken_images_rejected(ota: OtaSession) -> None:
     """Field failure: a broken file on the update server (truncated upload, disk error,
     wrong artifact) bricks the devices that download it.
 
@@ -32,18 +32,18 @@ def test_broken_images_rejected(request: pytest.FixtureRequest, ota: OtaSession)
     `E esp_image: Checksum failed...` / `Image hash failed...` then `E esp_ota_ops: New image
     failed verification`; otadata is untouched and the old app keeps running.
     """
-    prepare(ota)
+    ota.prepare()
     for image, reason in BROKEN.items():
         # Which esp_image line a truncated image earns depends on what the slot held past
         # the new image's end (esp_ota_begin erases only the image's length), so the
         # manifest's exact line is not required for it: any verification failure is correct.
-        result = ok(request, ota, image, expect=Final.OLD if image == "truncated" else None)
-        verdict = image_rejected(result.timeline, result.otadata, ota.board.table, reason=reason)
-        assert verdict.passed, f"{image}: {verdict.explain()}"
+        result = ota.ok(image, expect=Final.OLD if image == "truncated" else None)
+        check = image_rejected(result.timeline, result.otadata, ota.board.table, reason=reason)
+        assert check.passed, f"{image}: {check.explain()}"
         ended_on(result, ota.images.base_version)
 
 
-def test_wrong_chip_rejected_before_write(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+def test_wrong_chip_rejected_before_write(ota: OtaSession) -> None:
     """Field failure: an image built for another chip (or a newer silicon revision) is
     flashed and the device never boots again.
 
@@ -57,17 +57,17 @@ def test_wrong_chip_rejected_before_write(request: pytest.FixtureRequest, ota: O
     `... Required <= v2.0, found v3.0.` (ESP_ERR_INVALID_VERSION), no `ota saved` or
     `ota progress` marker. Old app keeps running.
     """
-    prepare(ota)
-    wrong_chip = ok(request, ota, "wrong_chip_id")
-    verdict = image_rejected(wrong_chip.timeline, wrong_chip.otadata, ota.board.table,
+    ota.prepare()
+    wrong_chip = ota.ok("wrong_chip_id")
+    check = image_rejected(wrong_chip.timeline, wrong_chip.otadata, ota.board.table,
                              reason=RejectReason.CHIP_ID)
-    assert verdict.passed, verdict.explain()
+    assert check.passed, check.explain()
     assert_no_log(ota, wrong_chip, "rig_agent: ota saved", "rig_agent: ota progress")
     ended_on(wrong_chip, ota.images.base_version)
 
     revisions = (("chip_rev_too_high", "Required >= v4.0"), ("chip_rev_max_too_low", "Required <= v2.0"))
     for image, needle in revisions:
-        refused = ok(request, ota, image)
+        refused = ota.ok(image)
         assert_log(ota, refused, f"chip revision check failed. {needle}", "rig_agent: ota failed")
         assert_no_log(ota, refused, "rig_agent: ota saved", "rig_agent: ota progress",
                       "rig_agent: ota complete")

@@ -7,12 +7,12 @@ import pytest
 from rig.logs.boots import BootOutcome
 from rig.phase import Phase
 from rig.session import OtaSession
-from scenarios._support import ended_on, need_voltage_ramp, ok, prepare
+from scenarios._support import ended_on, need_voltage_ramp
 
 pytestmark = [pytest.mark.brownout, pytest.mark.gate]
 
 
-def test_sag_during_download(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+def test_sag_during_download(ota: OtaSession) -> None:
     """Field failure: a weak supply (battery, long USB cable) sags while the radio and
     flash draw peak current mid-update.
 
@@ -22,8 +22,8 @@ def test_sag_during_download(request: pytest.FixtureRequest, ota: OtaSession) ->
     switched the boot partition, and the old app boots.
     """
     need_voltage_ramp(ota)
-    prepare(ota)
-    result = ok(request, ota, "next", "brownout@fraction=0.3:volts=2.2:hold=0.5s", window=Phase.DOWNLOAD)
+    ota.prepare()
+    result = ota.ok("next", "brownout@fraction=0.3:volts=2.2:hold=0.5s", window=Phase.DOWNLOAD)
     assert any(b.outcome is BootOutcome.BROWNOUT for b in result.timeline), (
         f"no brownout reset in {[b.outcome.value for b in result.timeline]}\n{result.summary()}")
     ended_on(result, ota.images.base_version)

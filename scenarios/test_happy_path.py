@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from rig.session import OtaSession
-from scenarios._support import ended_on, ok, prepare, slot_name, slot_states
+from scenarios._support import ended_on, slot_name, slot_states
 
 pytestmark = [pytest.mark.gate]
 
 
-def test_three_generations(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+def test_three_generations(ota: OtaSession) -> None:
     """Field failure: a fleet that updates once but not twice (the second OTA writes the
     running slot, or otadata's sequence number does not advance).
 
@@ -18,10 +18,10 @@ def test_three_generations(request: pytest.FixtureRequest, ota: OtaSession) -> N
     (`rig_agent: app confirmed valid`, `ready ... state=VALID`), and otadata's active
     entry points at that slot, VALID.
     """
-    prepare(ota)
+    ota.prepare()
     images = ota.images
     for generation, (image, slot) in enumerate((("next", 1), ("next2", 0)), start=1):
-        result = ok(request, ota, image)
+        result = ota.ok(image)
         ended_on(result, images.entry(image).version)
         assert result.final_ready is not None and result.final_ready.running == slot_name(ota, slot), (
             f"generation {generation}: {result.summary()}")

@@ -6,12 +6,12 @@ import pytest
 
 from rig.phase import Phase
 from rig.session import OtaSession
-from scenarios._support import agent_config, assert_log, assert_no_log, ended_on, need_dead_path, ok, prepare
+from scenarios._support import agent_config, assert_log, assert_no_log, ended_on, need_dead_path
 
 pytestmark = [pytest.mark.network, pytest.mark.gate]
 
 
-def test_link_cut_mid_transfer(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+def test_link_cut_mid_transfer(ota: OtaSession) -> None:
     """Field failure: the connection drops mid-download (server restart, NAT timeout, AP roam).
 
     Fault: the fault proxy closes the OTA connection at 50 % of the image with a FIN, then
@@ -21,16 +21,16 @@ def test_link_cut_mid_transfer(request: pytest.FixtureRequest, ota: OtaSession) 
     state); a retry completes and the new app confirms itself. Resumption is off: each
     attempt downloads from byte 0, so each fault lands at 50 % of a whole download.
     """
-    prepare(ota, resume="off")
+    ota.prepare(resume="off")
     for close in ("fin", "rst"):
-        result = ok(request, ota, "next", f"net@fraction=0.5:{close}")
+        result = ota.ok("next", f"net@fraction=0.5:{close}")
         assert result.phase is Phase.DOWNLOAD, f"{close}: {result.summary()}"
         assert_log(ota, result, "rig_agent: ota failed")
         ended_on(result, ota.images.base_version)
-    ended_on(ok(request, ota, "next"), ota.images.entry("next").version)
+    ended_on(ota.ok("next"), ota.images.entry("next").version)
 
 
-def test_stalled_peer_is_waited_out(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+def test_stalled_peer_is_waited_out(ota: OtaSession) -> None:
     """Field failure: the server (or a middlebox) stops sending mid-download but keeps the
     connection open: an overloaded CDN node, a paused upstream.
 
@@ -43,15 +43,15 @@ def test_stalled_peer_is_waited_out(request: pytest.FixtureRequest, ota: OtaSess
     connection (`rig_agent: ota complete`, no `ota failed`) and the new app confirms itself:
     a network fault the download survived.
     """
-    prepare(ota, resume="off")
+    ota.prepare(resume="off")
     timeout_s = int(agent_config(ota)["timeout_ms"]) / 1000
-    survived = ok(request, ota, "next", f"net@fraction=0.4:stall={3 * timeout_s:g}s", window=Phase.RECOVERED)
+    survived = ota.ok("next", f"net@fraction=0.4:stall={3 * timeout_s:g}s", window=Phase.RECOVERED)
     assert_log(ota, survived, "rig_agent: ota complete")
     assert_no_log(ota, survived, "rig_agent: ota failed")
     ended_on(survived, ota.images.entry("next").version)
 
 
-def test_dead_path_aborts_and_a_retry_completes(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+def test_dead_path_aborts_and_a_retry_completes(ota: OtaSession) -> None:
     """Field failure: the radio path dies mid-download (AP gone, cable pulled upstream):
     no FIN, no RST, nothing answers any more.
 
@@ -64,8 +64,8 @@ def test_dead_path_aborts_and_a_retry_completes(request: pytest.FixtureRequest, 
     the path back, a retry completes. Skipped where the rig cannot make the namespace.
     """
     need_dead_path(ota)
-    prepare(ota, resume="off")
-    dead = ok(request, ota, "next", "net@fraction=0.4:dead", window=Phase.DOWNLOAD)
+    ota.prepare(resume="off")
+    dead = ota.ok("next", "net@fraction=0.4:dead", window=Phase.DOWNLOAD)
     assert_log(ota, dead, "esp_https_ota: data read -1, errno 113", "rig_agent: ota failed")
     ended_on(dead, ota.images.base_version)
-    ended_on(ok(request, ota, "next"), ota.images.entry("next").version)
+    ended_on(ota.ok("next"), ota.images.entry("next").version)

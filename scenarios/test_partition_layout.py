@@ -6,13 +6,13 @@ import pytest
 
 from rig.images.mutants import Expect, oversized
 from rig.session import OtaSession
-from scenarios._support import add_image, assert_log, ended_on, ok, prepare
+from scenarios._support import assert_log, ended_on
 
 pytestmark = [pytest.mark.gate]
 TOO_LARGE = "too_large"
 
 
-def test_image_larger_than_slot_refused(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+def test_image_larger_than_slot_refused(ota: OtaSession) -> None:
     """Field failure: a release outgrew the app partitions of boards already in the field
     (the partition table cannot change over the air), and an agent that sizes its work by
     Content-Length writes or erases past the slot — into the next partition, the running
@@ -27,14 +27,14 @@ def test_image_larger_than_slot_refused(request: pytest.FixtureRequest, ota: Ota
     OTA fails; nothing past ota_0 is touched (the session's on-chip MD5 of the running slot
     proves it), otadata is unchanged and the running app keeps running.
     """
-    prepare(ota)
-    ended_on(ok(request, ota, "next"), ota.images.entry("next").version)
+    ota.prepare()
+    ended_on(ota.ok("next"), ota.images.entry("next").version)
     slot = ota.board.table.ota_slots[0]
     data = oversized(ota.images.data("next2"), slot.size)
     logs = ("E esp_https_ota: Error: esp_ota_write failed! err=0x104",)
     change = f"next2 padded to {len(data)} bytes, 64 KiB past {slot.name} ({slot.size} bytes)"
-    add_image(ota, ota.board.artifacts, TOO_LARGE, data, like="next2", expect=Expect.REJECT_AT_WRITE,
+    ota.add_image(TOO_LARGE, data, like="next2", expect=Expect.REJECT_AT_WRITE,
               logs=logs, change=change)
-    refused = ok(request, ota, TOO_LARGE)
+    refused = ota.ok(TOO_LARGE)
     assert_log(ota, refused, "rig_agent: ota failed err=0x104")
     ended_on(refused, ota.images.entry("next").version)

@@ -11,8 +11,6 @@ from scenarios._support import (
     ended_on,
     need_power_cut,
     need_rollback,
-    ok,
-    prepare,
     slot_name,
     slot_states,
 )
@@ -20,7 +18,7 @@ from scenarios._support import (
 pytestmark = [pytest.mark.power_cut, pytest.mark.gate]
 
 
-def test_cut_during_download(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+def test_cut_during_download(ota: OtaSession) -> None:
     """Field failure: a device unplugged while it downloads an update.
 
     Fault: power cut once 10 %, 50 % and 90 % of the image bytes are written (the session
@@ -33,15 +31,15 @@ def test_cut_during_download(request: pytest.FixtureRequest, ota: OtaSession) ->
     confirms itself.
     """
     need_power_cut(ota)
-    prepare(ota, resume="off")
+    ota.prepare(resume="off")
     old = ota.images.base_version
     for fraction in (0.1, 0.5, 0.9):
-        result = ok(request, ota, "next", f"power@fraction={fraction}", window=Phase.DOWNLOAD)
+        result = ota.ok("next", f"power@fraction={fraction}", window=Phase.DOWNLOAD)
         ended_on(result, old)
-    ended_on(ok(request, ota, "next"), ota.images.entry("next").version)
+    ended_on(ota.ok("next"), ota.images.entry("next").version)
 
 
-def test_cut_during_erase(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+def test_cut_during_erase(ota: OtaSession) -> None:
     """Field failure: power lost while the target slot is being erased.
 
     Fault: power cut on `esp_https_ota: Writing to <ota_1> partition` (esp_ota_begin has
@@ -49,12 +47,12 @@ def test_cut_during_erase(request: pytest.FixtureRequest, ota: OtaSession) -> No
     untouched, the old app boots.
     """
     need_power_cut(ota)
-    prepare(ota)
-    result = ok(request, ota, "next", 'power@log="esp_https_ota: Writing to <"', window=Phase.DOWNLOAD)
+    ota.prepare()
+    result = ota.ok("next", 'power@log="esp_https_ota: Writing to <"', window=Phase.DOWNLOAD)
     ended_on(result, ota.images.base_version)
 
 
-def test_cut_after_switch_before_first_boot(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+def test_cut_after_switch_before_first_boot(ota: OtaSession) -> None:
     """Field failure: power lost between `esp_ota_set_boot_partition` and the restart.
 
     Fault: power cut on `rig_agent: ota complete`. Correct outcome (ESP-IDF,
@@ -65,13 +63,13 @@ def test_cut_after_switch_before_first_boot(request: pytest.FixtureRequest, ota:
     (A cut inside the bootloader's own rewrite may also fall back to the old app.)
     """
     need_power_cut(ota)
-    prepare(ota)
-    result = ok(request, ota, "next", 'power@log="rig_agent: ota complete"', window=Phase.SWITCHED)
+    ota.prepare()
+    result = ota.ok("next", 'power@log="rig_agent: ota complete"', window=Phase.SWITCHED)
     if result.final is Final.NEW:
         assert "VALID" in slot_states(result, ota, slot_name(ota, 1)), result.otadata
 
 
-def test_cut_during_first_boot(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+def test_cut_during_first_boot(ota: OtaSession) -> None:
     """Field failure: power lost while the new image runs its first-boot self-test.
 
     Fault: power cut on `rig_agent: selftest begin` of a healthy image whose self-test
@@ -81,14 +79,14 @@ def test_cut_during_first_boot(request: pytest.FixtureRequest, ota: OtaSession) 
     """
     need_power_cut(ota)
     need_rollback(ota)
-    prepare(ota)
-    image = add_slow_selftest(ota, ota.board.artifacts)
-    result = ok(request, ota, image, 'power@log="rig_agent: selftest begin"', window=Phase.FIRST_BOOT)
+    ota.prepare()
+    image = add_slow_selftest(ota)
+    result = ota.ok(image, 'power@log="rig_agent: selftest begin"', window=Phase.FIRST_BOOT)
     ended_on(result, ota.images.base_version)
     assert "ABORTED" in slot_states(result, ota, slot_name(ota, 1)), result.otadata
 
 
-def test_cut_after_confirm(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+def test_cut_after_confirm(ota: OtaSession) -> None:
     """Field failure: power lost right after the new image confirmed itself.
 
     Fault: power cut on `rig_agent: app confirmed valid`. Correct outcome (ESP-IDF):
@@ -96,7 +94,7 @@ def test_cut_after_confirm(request: pytest.FixtureRequest, ota: OtaSession) -> N
     again after power returns and otadata's ota_1 entry is VALID.
     """
     need_power_cut(ota)
-    prepare(ota)
-    result = ok(request, ota, "next", 'power@log="rig_agent: app confirmed valid"', window=Phase.CONFIRMED)
+    ota.prepare()
+    result = ota.ok("next", 'power@log="rig_agent: app confirmed valid"', window=Phase.CONFIRMED)
     ended_on(result, ota.images.entry("next").version)
     assert "VALID" in slot_states(result, ota, slot_name(ota, 1)), result.otadata

@@ -10,7 +10,7 @@ import pytest
 from rig.net.ota_server import ServeMode
 from rig.phase import Phase
 from rig.session import OtaSession
-from scenarios._support import assert_log, ended_on, ok, prepare
+from scenarios._support import assert_log, ended_on
 
 pytestmark = [pytest.mark.network, pytest.mark.gate]
 RESUMED = re.compile(r"rig_agent: ota begin url=\S+ resume_from=(\d+)")
@@ -34,7 +34,7 @@ def _resumed_from(ota: OtaSession, mark: int) -> int:
     return int(found[1])
 
 
-def test_resume_after_reset(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+def test_resume_after_reset(ota: OtaSession) -> None:
     """Field failure: a device reset mid-download re-downloads everything (or resumes wrongly).
 
     Fault: power cut (or reset) at 60 % of the image, then the same URL again. Correct
@@ -42,20 +42,20 @@ def test_resume_after_reset(request: pytest.FixtureRequest, ota: OtaSession) -> 
     bytes=<saved>-`, the agent logs `ota begin ... resume_from=<saved>` (> 0, whole KiB)
     and only the rest of the image crosses the wire; the resumed image verifies and boots.
     """
-    prepare(ota, resume="on")
+    ota.prepare(resume="on")
     size = ota.images.entry("next").path.stat().st_size
-    cut = ok(request, ota, "next", "power@fraction=0.6", window=Phase.DOWNLOAD)
+    cut = ota.ok("next", "power@fraction=0.6", window=Phase.DOWNLOAD)
     ended_on(cut, ota.images.base_version)
-    result = ok(request, ota, "next")
+    result = ota.ok("next")
     saved = _resumed_from(ota, result.mark)
     assert saved > 0 and saved % 1024 == 0, f"resume_from={saved}"
     ranged = [r for r in ota.server.records if r.range_header == f"bytes={saved}-"]
     assert ranged and ranged[-1].status == 206, [(r.range_header, r.status) for r in ota.server.records[-3:]]
-    assert result.bytes_sent < size, f"{result.bytes_sent} bytes sent for a resumed {size}-byte image"
+    assert result.bytes_served < size, f"{result.bytes_served} bytes served for a resumed {size}-byte image"
     ended_on(result, ota.images.entry("next").version)
 
 
-def test_fallback_without_range(request: pytest.FixtureRequest, ota: OtaSession, no_range: None) -> None:
+def test_fallback_without_range(ota: OtaSession, no_range: None) -> None:
     """Field failure: a CDN/server that ignores Range makes a resuming device write garbage.
 
     Fault: power cut at 60 %, then a retry against a server that answers 200 with the
@@ -63,13 +63,13 @@ def test_fallback_without_range(request: pytest.FixtureRequest, ota: OtaSession,
     requested Range header` then `Falling back to OTA without resumption and restarting
     download from beginning`; the full image is downloaded and boots.
     """
-    prepare(ota, resume="on")
+    ota.prepare(resume="on")
     size = ota.images.entry("next").path.stat().st_size
-    cut = ok(request, ota, "next", "power@fraction=0.6", window=Phase.DOWNLOAD)
+    cut = ota.ok("next", "power@fraction=0.6", window=Phase.DOWNLOAD)
     ended_on(cut, ota.images.base_version)
-    result = ok(request, ota, "next")
+    result = ota.ok("next")
     assert _resumed_from(ota, result.mark) > 0
     assert_log(ota, result, "Server ignored the requested Range header",
                "Falling back to OTA without resumption and restarting download from beginning")
-    assert result.bytes_sent >= size, f"only {result.bytes_sent} of {size} bytes after the fallback"
+    assert result.bytes_served >= size, f"only {result.bytes_served} of {size} bytes after the fallback"
     ended_on(result, ota.images.entry("next").version)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from rig.checks import rolled_back
 from rig.session import OtaSession
-from rig.verdicts import rolled_back
-from scenarios._support import ended_on, need_rollback, ok, prepare, slot_name, slot_states
+from scenarios._support import ended_on, need_rollback, slot_name, slot_states
 
 pytestmark = [pytest.mark.rollback, pytest.mark.gate]
 BAD_APPS = ("crash_on_boot", "selftest_fail", "hang", "never_confirm")
 
 
-def test_bad_app_rolls_back(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+def test_bad_app_rolls_back(ota: OtaSession) -> None:
     """Field failure: a release that passes CI but dies on real devices bricks the fleet.
 
     Fault: `next` builds that panic at first boot, fail their self-test, hang (task
@@ -25,14 +25,14 @@ def test_bad_app_rolls_back(request: pytest.FixtureRequest, ota: OtaSession) -> 
     version=<old> running=ota_0 state=VALID`).
     """
     need_rollback(ota)
-    prepare(ota)
+    ota.prepare()
     old_slot, new_slot = slot_name(ota, 0), slot_name(ota, 1)
     for image in BAD_APPS:
-        result = ok(request, ota, image)
+        result = ota.ok(image)
         assert result.otadata is not None
-        verdict = rolled_back(result.timeline, result.otadata, ota.board.table, from_slot=new_slot,
+        check = rolled_back(result.timeline, result.otadata, ota.board.table, from_slot=new_slot,
                               to_slot=old_slot)
-        assert verdict.passed, f"{image}: {verdict.explain()}"
+        assert check.passed, f"{image}: {check.explain()}"
         states = slot_states(result, ota, new_slot)
         assert {"INVALID", "ABORTED"} & set(states), f"{image}: otadata {new_slot} entries {states}"
         ended_on(result, ota.images.base_version)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from rig.checks import signature_rejected
 from rig.session import OtaSession
-from rig.verdicts import signature_rejected
-from scenarios._support import assert_no_log, ended_on, need_image, need_signing, ok, prepare
+from scenarios._support import assert_no_log, ended_on, need_image, need_signing
 
 pytestmark = [pytest.mark.signature, pytest.mark.gate]
 BAD_SIGNATURES = ("unsigned", "wrong_key", "signature_corrupted", "tampered_after_signing")
 
 
-def test_bad_signatures_rejected(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+def test_bad_signatures_rejected(ota: OtaSession) -> None:
     """Field failure: an attacker (or a mis-configured CI) pushes an image the fleet must
     not run.
 
@@ -27,10 +27,10 @@ def test_bad_signatures_rejected(request: pytest.FixtureRequest, ota: OtaSession
     need_signing(ota)
     for image in BAD_SIGNATURES:
         need_image(ota, image)
-    prepare(ota)
+    ota.prepare()
     for image in BAD_SIGNATURES:
-        result = ok(request, ota, image)
-        verdict = signature_rejected(result.timeline, result.otadata, ota.board.table)
-        assert verdict.passed, f"{image}: {verdict.explain()}"
+        result = ota.ok(image)
+        check = signature_rejected(result.timeline, result.otadata, ota.board.table)
+        assert check.passed, f"{image}: {check.explain()}"
         assert_no_log(ota, result, "rig_agent: ota complete")
         ended_on(result, ota.images.base_version)

@@ -6,11 +6,11 @@ import random
 
 import pytest
 
+from rig.checks import otadata_consistent
 from rig.esp.otadata import OtaData
 from rig.phase import Final
 from rig.session import OtaSession
-from rig.verdicts import otadata_consistent
-from scenarios._support import need_power_cut, ok, prepare
+from scenarios._support import need_power_cut
 
 pytestmark = [pytest.mark.power_cut, pytest.mark.gate]
 CUTS = 10
@@ -18,7 +18,7 @@ CUTS = 10
 LAB_OFF = ":off=0.05s"
 
 
-def test_power_cut_storm(request: pytest.FixtureRequest, ota: OtaSession, seed: int) -> None:
+def test_power_cut_storm(ota: OtaSession, seed: int) -> None:
     """Field failure: flaky mains (or a user pulling the plug again and again) during an update.
 
     Fault: ten power cuts at seeded random points (5..95 % written) of the same update,
@@ -28,13 +28,13 @@ def test_power_cut_storm(request: pytest.FixtureRequest, ota: OtaSession, seed: 
     firmware, never anything else; the final attempt lands the new firmware.
     """
     need_power_cut(ota)
-    prepare(ota, resume="off")
+    ota.prepare(resume="off")
     off = LAB_OFF if ota.board.farm.virtual else ""
     rng = random.Random(seed)
     old, new = ota.images.base_version, ota.images.entry("next").version
     for _ in range(CUTS):
         fraction = rng.uniform(0.05, 0.95)
-        result = ok(request, ota, "next", f"power@fraction={fraction:.3f}{off}")
+        result = ota.ok("next", f"power@fraction={fraction:.3f}{off}")
         assert result.final in (Final.OLD, Final.NEW), result.summary()
         otadata = result.otadata
         assert isinstance(otadata, OtaData)
@@ -42,5 +42,5 @@ def test_power_cut_storm(request: pytest.FixtureRequest, ota: OtaSession, seed: 
         assert consistent.passed, consistent.explain()
         if result.final is Final.NEW:
             break
-    final = ok(request, ota, "next") if result.final is Final.OLD else result
+    final = ota.ok("next") if result.final is Final.OLD else result
     assert final.final_ready is not None and final.final_ready.version == new, (old, final.summary())

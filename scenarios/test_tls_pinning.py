@@ -7,12 +7,12 @@ import pytest
 from rig.net.certs import CertBundle
 from rig.phase import Final
 from rig.session import OtaSession
-from scenarios._support import assert_log, assert_no_log, ended_on, ok, prepare
+from scenarios._support import assert_log, assert_no_log, ended_on
 
 pytestmark = [pytest.mark.network, pytest.mark.gate]
 
 
-def test_wrong_server_certificate(request: pytest.FixtureRequest, ota: OtaSession,
+def test_wrong_server_certificate(ota: OtaSession,
                                   wrong_certs: CertBundle) -> None:
     """Field failure: DNS hijack or a rogue access point serves its own "update".
 
@@ -22,11 +22,11 @@ def test_wrong_server_certificate(request: pytest.FixtureRequest, ota: OtaSessio
     `ota image` / `ota saved` marker), nothing is written, the old app keeps running;
     with the right CA pinned again the update succeeds.
     """
-    prepare(ota)
+    ota.prepare()
     ota.pin(wrong_certs)
-    refused = ok(request, ota, "next", expect=Final.OLD)
+    refused = ota.ok("next", expect=Final.OLD)
     assert_log(ota, refused, "rig_agent: ota failed")
     assert_no_log(ota, refused, "rig_agent: ota image", "rig_agent: ota saved")
     ended_on(refused, ota.images.base_version)
     ota.pin(ota.certs)
-    ended_on(ok(request, ota, "next"), ota.images.entry("next").version)
+    ended_on(ota.ok("next"), ota.images.entry("next").version)

@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import pytest
 
+from rig.checks import RejectReason, image_rejected
 from rig.phase import Final
 from rig.session import OtaSession
-from rig.verdicts import RejectReason, image_rejected
 from scenarios._support import (
     assert_log,
     assert_no_log,
     ended_on,
     need_image,
     need_version_check,
-    ok,
-    prepare,
 )
 
 pytestmark = [pytest.mark.gate]
 
 
-def test_same_and_older_refused(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+def test_same_and_older_refused(ota: OtaSession) -> None:
     """Field failure: a stale server or a replayed URL re-flashes (or downgrades) devices
     in a loop, wearing flash and reintroducing fixed bugs.
 
@@ -32,18 +30,18 @@ def test_same_and_older_refused(request: pytest.FixtureRequest, ota: OtaSession)
     """
     need_version_check(ota)
     need_image(ota, "older_version")
-    prepare(ota)
-    same = ok(request, ota, "same_version")
-    verdict = image_rejected(same.timeline, same.otadata, ota.board.table, reason=RejectReason.SAME_VERSION)
-    assert verdict.passed, verdict.explain()
-    older = ok(request, ota, "older_version")
+    ota.prepare()
+    same = ota.ok("same_version")
+    check = image_rejected(same.timeline, same.otadata, ota.board.table, reason=RejectReason.SAME_VERSION)
+    assert check.passed, check.explain()
+    older = ota.ok("older_version")
     assert_log(ota, older, "rig_agent: ota rejected reason=older_version")
     for result in (same, older):
         assert_no_log(ota, result, "rig_agent: ota progress", "rig_agent: ota complete")
         ended_on(result, ota.images.base_version)
 
 
-def test_version_digit_boundaries(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+def test_version_digit_boundaries(ota: OtaSession) -> None:
     """Field failure: an agent that compares version strings stops updating at x.9 (`"1.0.10"
     < "1.0.9"` as text) or lets an x.9 build replace x.10 — the fleet sticks or downgrades
     the day a number gains a digit; one that compares only some numbers misses major bumps.
@@ -55,17 +53,17 @@ def test_version_digit_boundaries(request: pytest.FixtureRequest, ota: OtaSessio
     refuses an equal version); the reference agent orders numbers numerically, part by part.
     """
     need_version_check(ota)
-    prepare(ota, "version_digits_low")
+    ota.prepare("version_digits_low")
     high = ota.images.entry("version_digits_high").version
-    ended_on(ok(request, ota, "version_digits_high"), high)
-    back = ok(request, ota, "version_digits_low", expect=Final.OLD)
+    ended_on(ota.ok("version_digits_high"), high)
+    back = ota.ok("version_digits_low", expect=Final.OLD)
     assert_log(ota, back, "rig_agent: ota rejected reason=older_version")
     assert_no_log(ota, back, "rig_agent: ota progress", "rig_agent: ota complete")
     ended_on(back, high)
-    ended_on(ok(request, ota, "version_major"), ota.images.entry("version_major").version)
+    ended_on(ota.ok("version_major"), ota.images.entry("version_major").version)
 
 
-def test_prerelease_below_its_release(request: pytest.FixtureRequest, ota: OtaSession) -> None:
+def test_prerelease_below_its_release(ota: OtaSession) -> None:
     """Field failure: a release candidate left on the server replaces the final release it
     preceded (the agent drops the `-rc.1` suffix, or sorts it above the release), or a device
     on the candidate never takes the release.
@@ -76,11 +74,11 @@ def test_prerelease_below_its_release(request: pytest.FixtureRequest, ota: OtaSe
     before the same numbers without one.
     """
     need_version_check(ota)
-    prepare(ota, "next")
+    ota.prepare("next")
     release = ota.images.entry("next").version
-    refused = ok(request, ota, "version_prerelease", expect=Final.OLD)
+    refused = ota.ok("version_prerelease", expect=Final.OLD)
     assert_log(ota, refused, "rig_agent: ota rejected reason=older_version")
     assert_no_log(ota, refused, "rig_agent: ota progress", "rig_agent: ota complete")
     ended_on(refused, release)
-    prepare(ota, "version_prerelease")
-    ended_on(ok(request, ota, "next"), release)
+    ota.prepare("version_prerelease")
+    ended_on(ota.ok("next"), release)

@@ -10,13 +10,12 @@ when they are still free.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import signal
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -28,6 +27,7 @@ import yaml
 
 from rig.errors import InfraError, InputError, RigError
 from rig.esp.flashimage import placeholder_bootloader
+from rig.labstate import BoardEntry, InstrumentEntry, LabRunState, LabStateFile
 from twin.board import TwinBoard
 from twin.chip import BOOTLOADER_OFFSET
 from twin.config import BoardConfig
@@ -38,7 +38,6 @@ from twin.instruments.relay import FRAME_START, frame_checksum
 from twin.labconfig import LabConfig
 
 FARM_FILE = "farm.yaml"
-STATE_FILE = "lab.json"
 LOG_FILE = "lab.log"
 LOCK_FILE = "lab.lock"
 BOARDS_DIR = "boards"
@@ -62,13 +61,6 @@ class InstrumentKind(Enum):
 
     PSU = "scpi-psu"
     RELAY = "lcus-relay"
-
-
-class LabState(Enum):
-    """What lab.json says about the daemon."""
-
-    RUNNING = "running"
-    STOPPED = "stopped"
 
 
 @dataclass(frozen=True)
@@ -116,15 +108,6 @@ def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
-
-
-def read_state(directory: Path) -> dict[str, Any]:
-    """lab.json, or {} when there is none (or it is unreadable)."""
-    try:
-        data = json.loads((directory / STATE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def factory_fresh(state_dir: Path, config: BoardConfig, index: int) -> bool:
@@ -195,7 +178,7 @@ class Lab:
         """Bring every instrument and board up, power the boards, then publish farm + state."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self.farm_path.unlink(missing_ok=True)
-        previous = read_state(self.directory)
+        previous = LabStateFile.read(self.directory)
         try:
             self._start_instruments(previous)
             self._start_boards(previous)
@@ -205,7 +188,7 @@ class Lab:
             raise
         self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
         write_atomic(self.farm_path, yaml.safe_dump(self.farm_document(), sort_keys=False))
-        self._write_state(LabState.RUNNING)
+        self._write_state(LabRunState.RUNNING)
 
     def stop(self) -> None:
         """Boards off (flash flushed), instruments closed, farm file withdrawn, pid cleared."""
@@ -217,15 +200,15 @@ class Lab:
             self.relay.close()
         self.farm_path.unlink(missing_ok=True)
         if self.started_at:
-            self._write_state(LabState.STOPPED)
+            self._write_state(LabRunState.STOPPED)
         self.boards, self.psus, self.relay = [], {}, None
 
     # -- bring-up -------------------------------------------------------------------------
 
-    def _start_instruments(self, previous: Mapping[str, Any]) -> None:
-        old = previous.get("instruments") or {}
+    def _start_instruments(self, previous: LabStateFile | None) -> None:
+        old = previous.instruments if previous is not None else {}
         for name in sorted({w.instrument for w in self.wires if w.kind is InstrumentKind.PSU}):
-            port = (old.get(name) or {}).get("port")
+            port = old[name].port if name in old else None
             serial_number = f"DP8C{int(name[3:]):09d}"
             try:
                 psu = VirtualPsu(port=port if isinstance(port, int) else 0, serial_number=serial_number)
@@ -236,9 +219,8 @@ class Lab:
         if any(w.kind is InstrumentKind.RELAY for w in self.wires):
             self.relay = VirtualRelay(channels=RELAY_CHANNELS, status_query=True)
 
-    def _start_boards(self, previous: Mapping[str, Any]) -> None:
-        old = [b for b in previous.get("boards") or [] if isinstance(b, dict)]
-        old_ports = {b.get("name"): b.get("port") for b in old}
+    def _start_boards(self, previous: LabStateFile | None) -> None:
+        old_ports = {b.name: b.port for b in previous.boards} if previous is not None else {}
         for index, wire in enumerate(self.wires):
             name = board_name(index)
             config = self.config.board_config(name)
@@ -340,33 +322,25 @@ class Lab:
             "boards": boards,
         }
 
-    def _write_state(self, state: LabState) -> None:
-        running = state is LabState.RUNNING
-        instruments: dict[str, dict[str, Any]] = {
-            name: {"kind": InstrumentKind.PSU.value, "host": psu.host, "port": psu.port}
+    def _write_state(self, state: LabRunState) -> None:
+        running = state is LabRunState.RUNNING
+        instruments = {
+            name: InstrumentEntry(InstrumentKind.PSU.value, host=psu.host, port=psu.port)
             for name, psu in self.psus.items()
         }
         if self.relay is not None:
-            instruments["relay1"] = {"kind": InstrumentKind.RELAY.value, "port": self.relay.port}
-        document = {
-            "pid": os.getpid() if running else None,
-            "state": state.value,
-            "started_at": self.started_at,
-            "board_count": self.count,
-            "farm": FARM_FILE,
-            "instruments": instruments,
-            "boards": [
-                {
-                    "name": b.name,
-                    "port": b.port,
-                    "serial": b.serial,
-                    "instrument": b.wire.instrument,
-                    "channel": b.wire.channel,
-                }
-                for b in self.boards
-            ],
-        }
-        write_atomic(self.directory / STATE_FILE, json.dumps(document, indent=2) + "\n")
+            instruments["relay1"] = InstrumentEntry(InstrumentKind.RELAY.value, path=self.relay.port)
+        LabStateFile(
+            pid=os.getpid() if running else None,
+            state=state,
+            started_at=self.started_at,
+            board_count=self.count,
+            farm=FARM_FILE,
+            instruments=instruments,
+            boards=tuple(
+                BoardEntry(b.name, b.port, b.serial, b.wire.instrument, b.wire.channel) for b in self.boards
+            ),
+        ).write(self.directory)
 
 
 @contextlib.contextmanager
@@ -402,7 +376,8 @@ def serve(directory: Path, count: int, config: LabConfig) -> int:
         try:
             lock.acquire(timeout=0)
         except filelock.Timeout:
-            pid = read_state(directory).get("pid")
+            running = LabStateFile.read(directory)
+            pid = running.pid if running is not None else None
             log.error("a lab is already running in %s (pid %s)", directory, pid)
             return InputError.exit_code
         try:

@@ -5,7 +5,7 @@ into `BootRecord`s that verdicts judge.
 """
 
 from rig.logs.boots import BootOutcome, BootRecord, BootTimeline, OtaAttempt, OtaOutcome, fold_boots
-from rig.logs.events import Event, EventKind, LogLine, OtherLine
+from rig.logs.events import Event, LogLine, OtherLine
 from rig.logs.parser import LogParser, parse_text, split_line, strip_ansi
 
 __all__ = [
@@ -13,7 +13,6 @@ __all__ = [
     "BootRecord",
     "BootTimeline",
     "Event",
-    "EventKind",
     "LogLine",
     "LogParser",
     "OtaAttempt",

@@ -1,7 +1,7 @@
 """Typed events read from an ESP32 serial log.
 
-One frozen dataclass per concept, each with a `kind` class attribute, so boot
-folding and verdicts match on types instead of re-parsing message text. Every
+One frozen dataclass per concept, so boot folding, waits and verdicts match on
+types (`isinstance`) instead of re-parsing message text. Every
 event keeps the `LogLine` it came from: a verdict quotes it as evidence.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 
 @dataclass(frozen=True)
@@ -30,56 +29,10 @@ class LogLine:
         return None
 
 
-class EventKind(enum.Enum):
-    """What an event is about; one member per event class."""
-
-    OTHER = "other"
-    ROM_BANNER = "rom_banner"
-    ROM_RESET = "rom_reset"
-    ROM_WAITING_FOR_DOWNLOAD = "rom_waiting_for_download"
-    BOOTLOADER_START = "bootloader_start"
-    CHIP_REVISION = "chip_revision"
-    PARTITION_ROW = "partition_row"
-    PARTITION_TABLE_END = "partition_table_end"
-    BOOT_SELECTION = "boot_selection"
-    SEGMENT = "segment"
-    SLOT_LOADED = "slot_loaded"
-    OTA_SEQ_SET = "ota_seq_set"
-    IMAGE_ERROR = "image_error"
-    SLOT_NOT_BOOTABLE = "slot_not_bootable"
-    NO_BOOTABLE_APP = "no_bootable_app"
-    SIGNATURE = "signature"
-    HTTPS_OTA = "https_ota"
-    OTA_OPS = "ota_ops"
-    TLS = "tls"
-    APP_INFO = "app_info"
-    APP_MAIN = "app_main"
-    PANIC = "panic"
-    REBOOTING = "rebooting"
-    TASK_WATCHDOG = "task_watchdog"
-    BROWNOUT = "brownout"
-    EFUSE_ANTI_ROLLBACK = "efuse_anti_rollback"
-    EXAMPLE = "example"
-    RIG_READY = "rig_ready"
-    RIG_OTA_BEGIN = "rig_ota_begin"
-    RIG_OTA_IMAGE = "rig_ota_image"
-    RIG_OTA_REJECTED = "rig_ota_rejected"
-    RIG_OTA_PROGRESS = "rig_ota_progress"
-    RIG_OTA_SAVED = "rig_ota_saved"
-    RIG_OTA_COMPLETE = "rig_ota_complete"
-    RIG_OTA_FAILED = "rig_ota_failed"
-    RIG_OTA_RESTARTING = "rig_ota_restarting"
-    RIG_SELFTEST = "rig_selftest"
-    RIG_APP_CONFIRMED = "rig_app_confirmed"
-    RIG_STATUS = "rig_status"
-    RIG_REPLY = "rig_reply"
-
-
 @dataclass(frozen=True, kw_only=True)
 class Event:
     """Common part: the source line, its 1-based number and the host receive time (if given)."""
 
-    kind: ClassVar[EventKind]
     line: LogLine
     line_no: int
     t: float | None = None
@@ -94,7 +47,6 @@ class Event:
 class OtherLine(Event):
     """Any line the parser has no concept for (including serial garbage)."""
 
-    kind: ClassVar[EventKind] = EventKind.OTHER
 
 
 # --- ROM -------------------------------------------------------------------
@@ -104,7 +56,6 @@ class OtherLine(Event):
 class RomBanner(Event):
     """`ets Jul 29 2019 12:21:46` / `ESP-ROM:esp32s3-20210327`: the chip has just reset."""
 
-    kind: ClassVar[EventKind] = EventKind.ROM_BANNER
     build: str
 
 
@@ -112,7 +63,6 @@ class RomBanner(Event):
 class RomReset(Event):
     """`rst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)`: starts a new boot."""
 
-    kind: ClassVar[EventKind] = EventKind.ROM_RESET
     reason_code: int
     reason: str
     boot_mode: int
@@ -128,7 +78,6 @@ class RomReset(Event):
 class RomWaitingForDownload(Event):
     """`waiting for download`: the ROM loader waits for esptool."""
 
-    kind: ClassVar[EventKind] = EventKind.ROM_WAITING_FOR_DOWNLOAD
 
 
 # --- bootloader --------------------------------------------------------------
@@ -138,7 +87,6 @@ class RomWaitingForDownload(Event):
 class BootloaderStart(Event):
     """`ESP-IDF %s 2nd stage bootloader`."""
 
-    kind: ClassVar[EventKind] = EventKind.BOOTLOADER_START
     idf_version: str
 
 
@@ -146,7 +94,6 @@ class BootloaderStart(Event):
 class ChipRevision(Event):
     """`chip revision: v%d.%d`."""
 
-    kind: ClassVar[EventKind] = EventKind.CHIP_REVISION
     major: int
     minor: int
 
@@ -155,7 +102,6 @@ class ChipRevision(Event):
 class PartitionRow(Event):
     """One row of the bootloader's partition-table dump."""
 
-    kind: ClassVar[EventKind] = EventKind.PARTITION_ROW
     index: int
     label: str
     usage: str
@@ -169,7 +115,6 @@ class PartitionRow(Event):
 class PartitionTableEnd(Event):
     """`End of partition table`."""
 
-    kind: ClassVar[EventKind] = EventKind.PARTITION_TABLE_END
 
 
 class BootDecision(enum.Enum):
@@ -187,7 +132,6 @@ class BootDecision(enum.Enum):
 class BootSelection(Event):
     """A boot-selection line; see `BootDecision`."""
 
-    kind: ClassVar[EventKind] = EventKind.BOOT_SELECTION
     decision: BootDecision
 
 
@@ -195,7 +139,6 @@ class BootSelection(Event):
 class Segment(Event):
     """`segment %d: paddr=… vaddr=… size=…h (…) map|load|`: printed by bootloader and app verify."""
 
-    kind: ClassVar[EventKind] = EventKind.SEGMENT
     index: int
     paddr: int
     vaddr: int
@@ -207,7 +150,6 @@ class Segment(Event):
 class SlotLoaded(Event):
     """`Loaded app from partition at offset 0x%x`: the only INFO evidence of which slot booted."""
 
-    kind: ClassVar[EventKind] = EventKind.SLOT_LOADED
     offset: int
     partition: str | None = None
 
@@ -216,7 +158,6 @@ class SlotLoaded(Event):
 class OtaSeqSet(Event):
     """`Set actual ota_seq=%u in otadata[0]`: virgin otadata got its first entry."""
 
-    kind: ClassVar[EventKind] = EventKind.OTA_SEQ_SET
     seq: int
 
 
@@ -240,7 +181,6 @@ class ImageErrorReason(enum.Enum):
 class ImageError(Event):
     """An image-validation error; `values` holds the line's numbers in order (offset, calculated/read …)."""
 
-    kind: ClassVar[EventKind] = EventKind.IMAGE_ERROR
     reason: ImageErrorReason
     values: tuple[int, ...] = ()
 
@@ -249,7 +189,6 @@ class ImageError(Event):
 class SlotNotBootable(Event):
     """`OTA app partition slot %d is not bootable` (slot) or the factory/test variants (slot None)."""
 
-    kind: ClassVar[EventKind] = EventKind.SLOT_NOT_BOOTABLE
     slot: int | None
     app: str  # "ota", "factory" or "test"
 
@@ -258,7 +197,6 @@ class SlotNotBootable(Event):
 class NoBootableApp(Event):
     """`No bootable app partitions in the partition table`: the board is bricked."""
 
-    kind: ClassVar[EventKind] = EventKind.NO_BOOTABLE_APP
 
 
 # --- signatures ----------------------------------------------------------------
@@ -298,7 +236,6 @@ SIGNATURE_FAILURES = frozenset(
 class SignatureEvent(Event):
     """A signature-verification step; `code` is the mbedtls error or bad version field when printed."""
 
-    kind: ClassVar[EventKind] = EventKind.SIGNATURE
     step: SignatureStep
     code: int | None = None
 
@@ -338,7 +275,6 @@ class HttpsOtaStep(enum.Enum):
 class HttpsOtaEvent(Event):
     """An `esp_https_ota` line; `partition` for the v5.4+ `Writing to <label>` form, else `subtype`."""
 
-    kind: ClassVar[EventKind] = EventKind.HTTPS_OTA
     step: HttpsOtaStep
     partition: str | None = None
     subtype: int | None = None
@@ -363,7 +299,6 @@ class OtaOpsStep(enum.Enum):
 class OtaOpsEvent(Event):
     """An `esp_ota_ops` line; `value` is the magic byte seen for INVALID_MAGIC."""
 
-    kind: ClassVar[EventKind] = EventKind.OTA_OPS
     step: OtaOpsStep
     value: int | None = None
 
@@ -383,7 +318,6 @@ class TlsStep(enum.Enum):
 class TlsEvent(Event):
     """A TLS/transport line; `code` is the mbedtls error for HANDSHAKE_FAILED (e.g. -0x2700)."""
 
-    kind: ClassVar[EventKind] = EventKind.TLS
     step: TlsStep
     code: int | None = None
 
@@ -406,7 +340,6 @@ class AppInfoField(enum.Enum):
 class AppInfo(Event):
     """One `app_init` field line."""
 
-    kind: ClassVar[EventKind] = EventKind.APP_INFO
     field: AppInfoField
     value: str
 
@@ -415,14 +348,12 @@ class AppInfo(Event):
 class AppMainCalled(Event):
     """`Calling app_main()`: the app is running."""
 
-    kind: ClassVar[EventKind] = EventKind.APP_MAIN
 
 
 @dataclass(frozen=True, kw_only=True)
 class Panic(Event):
     """`Guru Meditation Error: Core  0 panic'ed (LoadProhibited). …`."""
 
-    kind: ClassVar[EventKind] = EventKind.PANIC
     core: int
     reason: str
 
@@ -435,14 +366,12 @@ class Panic(Event):
 class Rebooting(Event):
     """`Rebooting...` from the panic handler."""
 
-    kind: ClassVar[EventKind] = EventKind.REBOOTING
 
 
 @dataclass(frozen=True, kw_only=True)
 class TaskWatchdog(Event):
     """`Task watchdog got triggered…`."""
 
-    kind: ClassVar[EventKind] = EventKind.TASK_WATCHDOG
 
     @property
     def is_error(self) -> bool:
@@ -453,7 +382,6 @@ class TaskWatchdog(Event):
 class Brownout(Event):
     """`Brownout detector was triggered`."""
 
-    kind: ClassVar[EventKind] = EventKind.BROWNOUT
 
     @property
     def is_error(self) -> bool:
@@ -464,7 +392,6 @@ class Brownout(Event):
 class EfuseAntiRollback(Event):
     """eFuse secure-version lines: `updated` when the field was burned, not when the app was too old."""
 
-    kind: ClassVar[EventKind] = EventKind.EFUSE_ANTI_ROLLBACK
     updated: bool
     value: int | None
 
@@ -497,7 +424,6 @@ class ExampleMessage(enum.Enum):
 class ExampleEvent(Event):
     """A line of an ESP-IDF OTA example app."""
 
-    kind: ClassVar[EventKind] = EventKind.EXAMPLE
     message: ExampleMessage
 
 
@@ -508,7 +434,6 @@ class ExampleEvent(Event):
 class RigReady(Event):
     """`ready version=<v> running=<label> state=<STATE>`: console accepts commands."""
 
-    kind: ClassVar[EventKind] = EventKind.RIG_READY
     version: str
     running: str
     state: str
@@ -518,7 +443,6 @@ class RigReady(Event):
 class RigOtaBegin(Event):
     """`ota begin url=<url> resume_from=<bytes>`."""
 
-    kind: ClassVar[EventKind] = EventKind.RIG_OTA_BEGIN
     url: str
     resume_from: int
 
@@ -527,7 +451,6 @@ class RigOtaBegin(Event):
 class RigOtaImage(Event):
     """`ota image version=<v> secure_version=<n> project=<name>`."""
 
-    kind: ClassVar[EventKind] = EventKind.RIG_OTA_IMAGE
     version: str
     secure_version: int
     project: str
@@ -537,7 +460,6 @@ class RigOtaImage(Event):
 class RigOtaRejected(Event):
     """W `ota rejected reason=<r> new=<v> running=<v>`."""
 
-    kind: ClassVar[EventKind] = EventKind.RIG_OTA_REJECTED
     reason: str
     new: str
     running: str
@@ -547,7 +469,6 @@ class RigOtaRejected(Event):
 class RigOtaProgress(Event):
     """`ota progress bytes=<n> total=<n>`."""
 
-    kind: ClassVar[EventKind] = EventKind.RIG_OTA_PROGRESS
     bytes: int
     total: int
 
@@ -556,7 +477,6 @@ class RigOtaProgress(Event):
 class RigOtaSaved(Event):
     """`ota saved bytes=<n>`: resume point stored in NVS."""
 
-    kind: ClassVar[EventKind] = EventKind.RIG_OTA_SAVED
     bytes: int
 
 
@@ -564,7 +484,6 @@ class RigOtaSaved(Event):
 class RigOtaComplete(Event):
     """`ota complete bytes=<n>`: boot partition switched."""
 
-    kind: ClassVar[EventKind] = EventKind.RIG_OTA_COMPLETE
     bytes: int
 
 
@@ -572,7 +491,6 @@ class RigOtaComplete(Event):
 class RigOtaFailed(Event):
     """E `ota failed err=0x<hex> reason=<text>`: otadata untouched."""
 
-    kind: ClassVar[EventKind] = EventKind.RIG_OTA_FAILED
     err: int
     reason: str
 
@@ -581,7 +499,6 @@ class RigOtaFailed(Event):
 class RigOtaRestarting(Event):
     """`ota restarting`."""
 
-    kind: ClassVar[EventKind] = EventKind.RIG_OTA_RESTARTING
 
 
 class SelftestStep(enum.Enum):
@@ -596,7 +513,6 @@ class SelftestStep(enum.Enum):
 class RigSelftest(Event):
     """`selftest begin behaviour=<name>` / `selftest passed` / E `selftest failed`."""
 
-    kind: ClassVar[EventKind] = EventKind.RIG_SELFTEST
     step: SelftestStep
     behaviour: str | None = None
 
@@ -605,14 +521,12 @@ class RigSelftest(Event):
 class RigAppConfirmed(Event):
     """`app confirmed valid`."""
 
-    kind: ClassVar[EventKind] = EventKind.RIG_APP_CONFIRMED
 
 
 @dataclass(frozen=True, kw_only=True)
 class RigStatus(Event):
     """The `status …` line; `fields` keeps every key=value in order, typed accessors for the defined ones."""
 
-    kind: ClassVar[EventKind] = EventKind.RIG_STATUS
     fields: tuple[tuple[str, str], ...] = field(default=())
 
     def get(self, key: str) -> str | None:
@@ -644,7 +558,6 @@ class RigStatus(Event):
 class RigReply(Event):
     """`ok <command>[ <details>]` / E `error <command> <reason>`."""
 
-    kind: ClassVar[EventKind] = EventKind.RIG_REPLY
     ok: bool
     command: str
     details: str

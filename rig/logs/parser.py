@@ -536,6 +536,10 @@ class LogParser:
         """Parse a whole log at once (feed + flush)."""
         return self.feed(text, t) + self.flush(t)
 
+    def line(self, raw: str, t: float | None = None) -> ev.Event:
+        """The event of one complete line (no newline), as a console reading live has it."""
+        return self._line(raw, t)
+
     def _line(self, raw: str, t: float | None) -> ev.Event:
         self._line_no += 1
         event = classify(split_line(raw.replace("\r", "")), self._line_no, t)

@@ -169,7 +169,7 @@ def _detail(index: int, outcome: Outcome) -> str:
         ("phase", outcome.phase),
         ("duration", f"{outcome.duration_s:.1f} s"),
         ("time to recover", _optional(outcome.time_to_recover_s, "{:.1f} s")),
-        ("bytes sent", f"{outcome.bytes_sent:,}"),
+        ("bytes served", f"{outcome.bytes_served:,}"),
     ]
     fact_rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in facts)
     boots = _table(

@@ -1,8 +1,9 @@
 """How a pytest report becomes stored outcomes: the classing rules in one place.
 
-The plugin attaches the facts it knows about a test item (`TEST_KEY`) and scenarios attach
-one row per OTA (`ROW_KEY`); this module turns a finished report into `Outcome` records
-without touching pytest's collection or fixtures, so the rules are testable on their own.
+The plugin attaches the facts it knows about a test item (`TEST_KEY`) and the `ota` fixture
+one `OtaRecord` per judged OTA (`ROW_KEY`); this module turns a finished report into
+`Outcome` records without touching pytest's collection or fixtures, so the rules are
+testable on their own.
 """
 
 from __future__ import annotations
@@ -10,17 +11,18 @@ from __future__ import annotations
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
-from rig.results.model import BootRow, FaultRow, Outcome, OutcomeClass
+from rig.outcome import OtaRecord
+from rig.results.model import Outcome, OutcomeClass
 from rig.results.store import ResultsStore
 
-ROW_KEY = "ota_result"  # a scenario's outcome row (scenarios/_support.py)
+ROW_KEY = "ota_result"  # one judged OTA's record (rig.outcome.OtaRecord.to_wire)
 TEST_KEY = "ota_rig_test"  # what the controller needs to know about the test item
 INFRA_TAG = ("outcome_class", "infrastructure")
 INFRA_PREFIX = "INFRASTRUCTURE: "
@@ -29,14 +31,14 @@ GIT_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
-class Verdict:
+class TestEnding:
     """How a test ended, as the results store classes it, and the one line saying why."""
 
     outcome: OutcomeClass
     message: str
 
 
-def verdict_of(report: pytest.TestReport) -> Verdict:
+def ending_of(report: pytest.TestReport) -> TestEnding:
     """Skip → SKIP (INCONCLUSIVE when its reason says so), InfraError or a failed set-up →
     INFRA, failed test → FAIL, else PASS.
 
@@ -46,18 +48,18 @@ def verdict_of(report: pytest.TestReport) -> Verdict:
         longrepr = report.longrepr
         reason = str(longrepr[2] if isinstance(longrepr, tuple) else longrepr).removeprefix("Skipped: ")
         if reason.startswith(INCONCLUSIVE_PREFIX):
-            return Verdict(OutcomeClass.INCONCLUSIVE, reason.removeprefix(INCONCLUSIVE_PREFIX))
-        return Verdict(OutcomeClass.SKIP, reason)
+            return TestEnding(OutcomeClass.INCONCLUSIVE, reason.removeprefix(INCONCLUSIVE_PREFIX))
+        return TestEnding(OutcomeClass.SKIP, reason)
     if not report.failed:
-        return Verdict(OutcomeClass.PASS, "")
+        return TestEnding(OutcomeClass.PASS, "")
     crash = getattr(report.longrepr, "reprcrash", None)
     text = str(crash.message) if crash is not None else str(report.longrepr)
     line = next((part for part in text.splitlines() if part.strip()), "failed")
     if INFRA_TAG in report.user_properties:
-        return Verdict(OutcomeClass.INFRA, line.removeprefix(INFRA_PREFIX))
+        return TestEnding(OutcomeClass.INFRA, line.removeprefix(INFRA_PREFIX))
     if report.when == "setup":
-        return Verdict(OutcomeClass.INFRA, f"set-up failed: {line}")
-    return Verdict(OutcomeClass.FAIL, line)
+        return TestEnding(OutcomeClass.INFRA, f"set-up failed: {line}")
+    return TestEnding(OutcomeClass.FAIL, line)
 
 
 def outcomes_of(report: pytest.TestReport, run_id: str) -> list[Outcome]:
@@ -68,8 +70,9 @@ def outcomes_of(report: pytest.TestReport, run_id: str) -> list[Outcome]:
     rows all passed fails its last row with the test's message (a later check failed).
     """
     facts = next(cast("dict[str, str]", value) for key, value in report.user_properties if key == TEST_KEY)
-    rows = [cast("dict[str, Any]", value) for key, value in report.user_properties if key == ROW_KEY]
-    verdict = verdict_of(report)
+    rows = [OtaRecord.from_wire(cast("dict[str, Any]", value)) for key, value in report.user_properties
+            if key == ROW_KEY]  # fmt: skip
+    verdict = ending_of(report)
     times = (_stamp(report.start), _stamp(report.stop))
     if not rows:
         return [_bare_outcome(run_id, facts, verdict, report.duration, times)]
@@ -94,57 +97,40 @@ def _replace(outcome: Outcome, cls: OutcomeClass, message: str) -> Outcome:
 
 
 def _bare_outcome(
-    run_id: str, facts: Mapping[str, str], verdict: Verdict, duration: float, times: tuple[str, str]
+    run_id: str, facts: Mapping[str, str], verdict: TestEnding, duration: float, times: tuple[str, str]
 ) -> Outcome:
     return Outcome(
         run_id=run_id, scenario=facts["scenario"], scenario_group=facts["group"], board=facts["board"],
         firmware_old="", firmware_new="", image="", fault="none", cut_point=None, phase="",
         outcome=verdict.outcome, expected="", observed="", message=verdict.message,
-        duration_s=round(duration, 3), time_to_recover_s=None, bytes_sent=0, boots=(), faults=(),
+        duration_s=round(duration, 3), time_to_recover_s=None, bytes_served=0, boots=(), faults=(),
         artifacts=facts["artifacts"], started_at=times[0], finished_at=times[1],
     )  # fmt: skip
 
 
-def _row_outcome(
-    run_id: str, facts: Mapping[str, str], row: Mapping[str, Any], times: tuple[str, str]
-) -> Outcome:
-    """One OTA's row (scenarios/_support.py `outcome_row`) as a stored outcome."""
-    acceptable: Sequence[str] = row.get("acceptable", ())
-    final = row.get("final")
-    cut_point = row.get("cut_point")
-    recover = row.get("time_to_recover_s")
+def _row_outcome(run_id: str, facts: Mapping[str, str], row: OtaRecord, times: tuple[str, str]) -> Outcome:
+    """One judged OTA as a stored outcome."""
+    acceptable = [f.value for f in row.acceptable]
     return Outcome(
         run_id=run_id,
         scenario=facts["scenario"],
         scenario_group=facts["group"],
         board=facts["board"],
-        firmware_old=str(row.get("firmware_old", "")),
-        firmware_new=str(row.get("firmware_new", "")),
-        image=str(row.get("image", "")),
-        fault=str(row.get("fault", "none")),
-        cut_point=None if cut_point is None else float(cut_point),
-        phase=str(row.get("phase", "")),
-        outcome=OutcomeClass(str(row["outcome"])),
+        firmware_old=row.firmware_old,
+        firmware_new=row.firmware_new,
+        image=row.image,
+        fault=row.fault,
+        cut_point=row.cut_point,
+        phase=row.phase.name,
+        outcome=row.outcome,
         expected=f"ends on {' or '.join(acceptable)} firmware" if acceptable else "",
-        observed=f"ends on {final} firmware" if final else "no app running",
-        message="; ".join(str(p) for p in row.get("problems", ())),
-        duration_s=float(row.get("duration_s", 0.0)),
-        time_to_recover_s=None if recover is None else float(recover),
-        bytes_sent=int(row.get("bytes_sent", 0)),
-        boots=tuple(
-            BootRow(int(b["index"]), str(b["reset_reason"]), str(b["slot"]), str(b["version"]), b["outcome"])
-            for b in row.get("boots", ())
-        ),
-        faults=tuple(
-            FaultRow(
-                str(f["name"]),
-                str(f["condition"]),
-                str(f["observed"]),
-                f.get("latency_ms"),
-                float(f.get("t_offset_s", 0.0)),
-            )
-            for f in row.get("faults", ())
-        ),
+        observed=f"ends on {row.final.value} firmware" if row.final else "no app running",
+        message=row.message,
+        duration_s=row.duration_s,
+        time_to_recover_s=row.time_to_recover_s,
+        bytes_served=row.bytes_served,
+        boots=row.boots,
+        faults=row.faults,
         artifacts=facts["artifacts"],
         started_at=times[0],
         finished_at=times[1],

@@ -80,7 +80,7 @@ class Outcome:
     message: str
     duration_s: float
     time_to_recover_s: float | None
-    bytes_sent: int
+    bytes_served: int  # HTTP body bytes the OTA server handed to its sockets
     boots: tuple[BootRow, ...]
     faults: tuple[FaultRow, ...]
     artifacts: str

@@ -23,14 +23,19 @@ from rig.errors import InfraError, InputError
 from rig.results.model import RUN_STATUSES, BootRow, FaultRow, Outcome, OutcomeClass, RunInfo, RunStatus
 
 DEFAULT_DB = Path("reports") / "results.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# How a database of an older schema becomes the current one, step by step.
+_MIGRATIONS = {
+    # v2: the body bytes the server served are `bytes_served` (not the device's, not the wire's).
+    1: "ALTER TABLE outcomes RENAME COLUMN bytes_sent TO bytes_served",
+}
 LOCK_TIMEOUT_S = 60.0
 _T = TypeVar("_T")
 
 _OUTCOME_COLUMNS = (
     "run_id", "scenario", "scenario_group", "board", "firmware_old", "firmware_new", "image", "fault",
     "cut_point", "phase", "outcome", "expected", "observed", "message", "duration_s",
-    "time_to_recover_s", "bytes_sent", "artifacts", "started_at", "finished_at",
+    "time_to_recover_s", "bytes_served", "artifacts", "started_at", "finished_at",
 )  # fmt: skip
 
 _SCHEMA = f"""
@@ -264,7 +269,10 @@ class ResultsStore:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            else:
+                for step in range(version, SCHEMA_VERSION):
+                    db.execute(_MIGRATIONS[step])
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except BaseException:
             db.execute("ROLLBACK")
             raise
@@ -291,6 +299,8 @@ class ResultsStore:
             self._check_version(version, db)
             if version == 0:
                 raise InputError(f"{self.path} holds no ota-rig results")
+            if version < SCHEMA_VERSION:
+                self._connect_writer()  # upgrades the schema in place; this reader sees it next
             yield db
         except sqlite3.Error as error:
             raise self._translate(error) from error

@@ -47,7 +47,7 @@ def make_outcome(**fields: object) -> Outcome:
         message="update applied",
         duration_s=42.0,
         time_to_recover_s=None,
-        bytes_sent=1_048_576,
+        bytes_served=1_048_576,
         boots=(
             BootRow(0, "POWERON_RESET", "ota_0", "1.0.0", "app"),
             BootRow(1, "SW_CPU_RESET", "ota_1", "1.1.0", "app"),

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import serial
 
-from rig.console import Console
+from rig.console import Console, ConsoleLine
 from rig.errors import InfraError
+from rig.logs import events as ev
 
 WAIT_S = 10.0
 
@@ -106,9 +107,9 @@ def test_listeners_see_every_line_once_in_order(console: Console, pty: PtyBoard)
     seen: list[str] = []
     done = threading.Event()
 
-    def listener(text: str, t: float) -> None:
-        seen.append(text)
-        if text == "line 299":
+    def listener(line: ConsoleLine) -> None:
+        seen.append(line.text)
+        if line.text == "line 299":
             done.set()
 
     console.add_listener(listener)
@@ -121,6 +122,20 @@ def test_listeners_see_every_line_once_in_order(console: Console, pty: PtyBoard)
     pty.send(b"after\n")
     assert console.wait_for("after", WAIT_S)
     assert seen[-1] == "line 299"
+
+
+def test_lines_arrive_parsed_so_waits_match_typed_events(console: Console, pty: PtyBoard) -> None:
+    """Board and session wait on the PROTOCOL.md vocabulary, not on their own regexes."""
+    mark = console.mark()
+    pty.send(b"I (5) rig_agent: ok ota-config timeout_ms=1200\n")
+    pty.send(b"I (6) rig_agent: ready version=1.0.0 running=ota_0 state=VALID\n")
+    found = console.wait_event(ev.RigReady, WAIT_S, mark)
+    assert found is not None and isinstance(found.event, ev.RigReady)
+    assert (found.index, found.event.running, found.event.state) == (mark + 1, "ota_0", "VALID")
+    is_reply = lambda e: isinstance(e, ev.RigReply) and e.command == "ota-config"  # noqa: E731
+    reply = console.wait_event(is_reply, WAIT_S, mark)
+    assert reply is not None and reply.index == mark
+    assert console.wait_event(ev.RigOtaComplete, 0.2, mark) is None
 
 
 def test_wait_for_since_a_mark_ignores_older_lines(console: Console, pty: PtyBoard) -> None:

@@ -2,61 +2,85 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
-from rig.cutspec import CutKind, NetFault, On, parse_cut
+from rig.cutspec import (
+    AtBytes,
+    AtFraction,
+    AtLog,
+    AtRandom,
+    AtWire,
+    Brownout,
+    Close,
+    CutKind,
+    NetClose,
+    NetStall,
+    NetThrottle,
+    PowerCut,
+    parse_cut,
+)
 from rig.errors import InputError
 from rig.triggers import BytesAtLeast, FractionAtLeast, LogMatches, RandomPointInWindow, TriggerEngine
 
 
 def test_power_forms() -> None:
     spec = parse_cut("power@bytes=400000")
-    assert (spec.kind, spec.on, spec.at, spec.off_s) == (CutKind.POWER, On.BYTES, 400000, None)
-    assert isinstance(spec.condition(), BytesAtLeast)
+    assert spec == PowerCut("power@bytes=400000", AtBytes(400000), 0.0, off_s=None)
+    assert spec.kind is CutKind.POWER and isinstance(spec.condition(), BytesAtLeast)
     spec = parse_cut("power@fraction=0.4:off=2s")
-    assert (spec.at, spec.off_s) == (0.4, 2.0)
+    assert isinstance(spec, PowerCut) and (spec.point, spec.off_s) == (AtFraction(0.4), 2.0)
     assert isinstance(spec.condition(), FractionAtLeast)
     spec = parse_cut('power@log="esp_image: Verifying":delay=200ms')
-    assert isinstance(spec.at, re.Pattern) and spec.at.search("I (1) esp_image: Verifying image signature...")
+    assert isinstance(spec.point, AtLog)
+    assert spec.point.pattern.search("I (1) esp_image: Verifying image signature...")
     assert spec.delay_s == pytest.approx(0.2)
     spec = parse_cut("power@log=/Loaded app .* 0x1d0000/:delay=0.2s:off=1.5s")
-    assert isinstance(spec.condition(), LogMatches)
+    assert isinstance(spec, PowerCut) and isinstance(spec.condition(), LogMatches)
     assert (spec.delay_s, spec.off_s) == (0.2, 1.5)
     spec = parse_cut('power@log="a \\"quoted\\" b: c"')
-    assert isinstance(spec.at, re.Pattern) and spec.at.search('a "quoted" b: c')
+    assert isinstance(spec.point, AtLog) and spec.point.pattern.search('a "quoted" b: c')
 
 
 def test_literal_log_text_is_not_a_regex() -> None:
-    spec = parse_cut('power@log="offset 0x1d0000 (x)"')
-    assert isinstance(spec.at, re.Pattern)
-    assert spec.at.search("Loaded app from partition at offset 0x1d0000 (x)")
-    assert not spec.at.search("offset 0x1d0000 x")
+    point = parse_cut('power@log="offset 0x1d0000 (x)"').point
+    assert isinstance(point, AtLog)
+    assert point.pattern.search("Loaded app from partition at offset 0x1d0000 (x)")
+    assert not point.pattern.search("offset 0x1d0000 x")
 
 
-def test_random_is_seeded() -> None:
+def test_random_is_seeded_by_the_spec_or_else_by_the_run() -> None:
     spec = parse_cut("power@random=0.1..0.9:seed=7")
-    assert (spec.at, spec.seed) == ((0.1, 0.9), 7)
-    first, second = spec.condition(), parse_cut("power@random=0.1..0.9:seed=7").condition()
+    assert spec.point == AtRandom(0.1, 0.9, 7)
+    first, second = spec.condition(seed=1), parse_cut("power@random=0.1..0.9:seed=7").condition(seed=2)
     assert isinstance(first, RandomPointInWindow) and isinstance(second, RandomPointInWindow)
-    assert first.point == second.point and 0.1 <= first.point <= 0.9
-    by_bytes = parse_cut("power@random=1000..9000:seed=1").condition()
+    assert first.point == second.point and 0.1 <= first.point <= 0.9  # the spec's seed wins
+    by_bytes = parse_cut("power@random=1000..9000").condition(seed=1)
     assert isinstance(by_bytes, RandomPointInWindow) and 1000 <= by_bytes.point <= 9000
+    again = parse_cut("power@random=1000..9000").condition(seed=1)
+    assert isinstance(again, RandomPointInWindow) and again.point == by_bytes.point
 
 
 def test_net_and_brownout_forms() -> None:
     stall = parse_cut("net@fraction=0.4:stall=20s")
-    assert (stall.kind, stall.net_fault, stall.stall_s) == (CutKind.NET, NetFault.STALL, 20.0)
-    assert parse_cut("net@bytes=300000:rst").net_fault is NetFault.RST
-    assert parse_cut("net@bytes=300000:fin").net_fault is NetFault.FIN
+    assert isinstance(stall, NetStall) and (stall.kind, stall.seconds) == (CutKind.NET, 20.0)
+    for close in Close:
+        spec = parse_cut(f"net@bytes=300000:{close.value}")
+        assert isinstance(spec, NetClose) and spec.close is close
     throttle = parse_cut("net@fraction=0.5:throttle=20000")
-    assert (throttle.net_fault, throttle.throttle_bps) == (NetFault.THROTTLE, 20000)
+    assert isinstance(throttle, NetThrottle) and throttle.bytes_per_second == 20000
     wire = parse_cut("net@wire=5000:rst")
-    assert wire.on is On.WIRE and wire.condition().describe() == "wire bytes >= 5000"
-    assert parse_cut("net@fraction=0.4:dead").net_fault is NetFault.DEAD
+    assert wire.point == AtWire(5000) and wire.condition().describe() == "wire bytes >= 5000"
     brown = parse_cut("brownout@fraction=0.3:volts=2.2:hold=0.5s")
+    assert isinstance(brown, Brownout)
     assert (brown.kind, brown.volts, brown.hold_s) == (CutKind.BROWNOUT, 2.2, 0.5)
+
+
+def test_a_retry_moves_byte_and_fraction_points_earlier_and_keeps_the_rest() -> None:
+    moved = parse_cut("power@fraction=0.5:off=1s").earlier(0.2)
+    assert moved == PowerCut("power@fraction=0.4:off=1s", AtFraction(0.4), 0.0, off_s=1.0)
+    assert parse_cut("net@bytes=1000:rst").earlier(0.1).text == "net@bytes=900:rst"
+    log = parse_cut('power@log="ota complete"')
+    assert log.earlier(0.1) is log
 
 
 def test_spec_trigger_fires_with_delay_and_name() -> None:

@@ -7,7 +7,11 @@ import random
 
 import pytest
 
-from rig.phase import FaultSeen, Final, Phase, acceptable_outcomes, lines_before_supply_loss, phase_of
+from rig.logs import events as ev
+from rig.logs.parser import LogParser
+from rig.phase import FaultSeen, Final, Phase, before_supply_loss
+from rig.phase import phase_of as phase_of_events
+from rig.verdicts import acceptable_outcomes
 
 BANNER = "rst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)"
 SW_RESET = "rst:0xc (SW_CPU_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)"
@@ -29,6 +33,16 @@ AFTER = [BANNER, "I (30) boot: Loaded app from partition at offset 0x20000",
 
 
 Lines = list[tuple[str, float]]
+
+
+def events(lines: Lines) -> list[ev.Event]:
+    """The lines as the console hands them on: parsed live, each with its arrival time."""
+    parser = LogParser()
+    return [parser.line(text, t) for text, t in lines]
+
+
+def phase_of(lines: Lines, fault: FaultSeen, *, switched_in_otadata: bool) -> Phase:
+    return phase_of_events(events(lines), fault, switched_in_otadata=switched_in_otadata)
 
 
 def arrive(printed: list[str], cut_after: int, rng: random.Random, fired_at: float = 10.0) -> Lines:
@@ -77,7 +91,7 @@ def test_host_arrival_order_used_to_misplace_a_cut_that_the_device_timeline_plac
 
 def test_a_brownout_reset_ends_the_device_timeline_too() -> None:
     lines = [(text, 1.0) for text in DOWNLOAD] + [(BROWNOUT, 2.0), *[(text, 2.1) for text in AFTER]]
-    assert lines_before_supply_loss(lines, 1.5) == DOWNLOAD
+    assert [e.line.raw for e in before_supply_loss(events(lines), 1.5)] == DOWNLOAD
 
 
 def test_a_banner_that_arrived_before_the_fault_fired_is_not_the_faults() -> None:

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from rig.cutspec import parse_cut
+from rig.cutspec import CutPoint, parse_cut
+from rig.logs.boots import BootTimeline
+from rig.logs.parser import parse_text
 from rig.net.fault_proxy import Position, Unit
-from rig.phase import Final, Phase, acceptable_outcomes
-from rig.session import _confirm_order_problems, _proxy_position
+from rig.outcome import OtaResult, ProblemKind
+from rig.phase import Final, Phase
+from rig.session import _proxy_position
+from rig.verdicts import acceptable_outcomes, judge_confirm_order
 
 OLD, NEW = frozenset({Final.OLD}), frozenset({Final.NEW})
 
@@ -40,10 +44,14 @@ def test_an_image_that_must_not_stay_always_ends_on_the_old_firmware(expect: str
 
 
 def test_network_cuts_at_image_positions_are_left_to_the_proxy() -> None:
-    assert _proxy_position(parse_cut("net@bytes=300000:rst")) == Position(Unit.IMAGE, 300000)
-    assert _proxy_position(parse_cut("net@fraction=0.4:stall=5s")) == Position(Unit.FRACTION, 0.4)
-    assert _proxy_position(parse_cut("net@wire=1000:fin")) == Position(Unit.WIRE, 1000)
-    assert _proxy_position(parse_cut('net@log="Writing to":rst')) is None
+    assert _proxy_position(point_of("net@bytes=300000:rst")) == Position(Unit.IMAGE, 300000)
+    assert _proxy_position(point_of("net@fraction=0.4:stall=5s")) == Position(Unit.FRACTION, 0.4)
+    assert _proxy_position(point_of("net@wire=1000:fin")) == Position(Unit.WIRE, 1000)
+    assert _proxy_position(point_of('net@log="Writing to":rst')) is None
+
+
+def point_of(text: str) -> CutPoint:
+    return parse_cut(text).point
 
 
 BOOT = "rst:0xc (SW_CPU_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)"
@@ -63,4 +71,15 @@ def test_a_confirm_before_the_selftest_passed_is_a_protocol_violation(
 ) -> None:
     texts = [BOOT, "I (30) boot: Loaded app from partition at offset 0x1d0000"]
     texts += [f"I (90) rig_agent: {m}" for m in markers]
-    assert bool(_confirm_order_problems(texts)) is flagged
+    result = blank_result()
+    judge_confirm_order(result, parse_text("\n".join(texts)))
+    assert [p.kind for p in result.problems] == ([ProblemKind.CONFIRM_ORDER] if flagged else [])
+
+
+def blank_result() -> OtaResult:
+    return OtaResult(
+        board="b", image="next", expect="accept", old_version="1.0.0", new_version="1.0.1", cut=None,
+        fault="none", cut_point=None, firings=[], phase=Phase.NO_FAULT, acceptable=frozenset({Final.NEW}),
+        final=None, final_ready=None, otadata=None, timeline=BootTimeline([]), bytes_served=0, duration_s=0.0,
+        mark=0, readback_mark=0, started=0.0, time_to_recover_s=None,
+    )  # fmt: skip

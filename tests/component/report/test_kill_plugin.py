@@ -1,7 +1,7 @@
 """Issue 6 "kill mid-run" through the pytest plugin, and how the plugin classes outcomes.
 
 No lab is needed: a throwaway test module in tmp_path attaches synthetic `ota_result`
-rows the way scenarios do, and runs in a child `pytest -p rig.plugin`. The kill lands
+records the way the `ota` fixture does, and runs in a child `pytest -p rig.plugin`. The kill lands
 while test N is running, which is only after tests 0..N-1 ended and (on the controller,
 in the same process here) their outcomes were committed.
 """
@@ -22,7 +22,20 @@ STEPS = 10
 KILL_AT = 4
 CHILD_TIMEOUT_S = 120.0
 
-SUITE = f'''
+# One judged OTA's record on the wire (rig.outcome.OtaRecord.to_wire), of a given class.
+ROW = '''
+def row(outcome, *problems):
+    return {
+        "board": "b", "image": "next", "expect": "accept", "firmware_old": "1.0.0", "firmware_new": "1.0.1",
+        "fault": "none", "cut": None, "cut_point": None, "phase": "NO_FAULT", "outcome": outcome,
+        "final": "new", "acceptable": ["new"],
+        "problems": [[{"BRICK": "brick", "INCONCLUSIVE": "window_missed"}.get(outcome, "wrong_end_state"), p]
+                     for p in problems],
+        "duration_s": 0.01, "time_to_recover_s": None, "bytes_served": 0, "boots": [], "faults": [],
+    }
+'''
+
+SUITE = ROW + f'''
 import os
 import sys
 import time
@@ -36,18 +49,17 @@ def test_step(request, step):
         print(f"blocking at {{step}}", file=sys.__stdout__, flush=True)
         time.sleep(600)
     time.sleep(0.01)
-    row = {{"outcome": "PASS", "acceptable": ["new"], "final": "new", "duration_s": 0.01}}
-    request.node.user_properties.append(("ota_result", row))
+    request.node.user_properties.append(("ota_result", row("PASS")))
 '''
 
-CLASSES = '''
+CLASSES = ROW + '''
 import pytest
 
-from rig.errors import InfraError
+from rig.errors import InfraError, WindowMissed
 
 
 def _row(request, outcome, *problems):
-    request.node.user_properties.append(("ota_result", {"outcome": outcome, "problems": list(problems)}))
+    request.node.user_properties.append(("ota_result", row(outcome, *problems)))
 
 
 def test_rows_pass(request):
@@ -80,6 +92,11 @@ def test_not_applicable():
 def test_rig_broke(request):
     _row(request, "PASS")
     raise InfraError("USB hub gone")
+
+
+def test_window_missed(request):
+    _row(request, "INCONCLUSIVE", "the fault landed after the switch on 3 tries")
+    raise WindowMissed("the fault landed after the switch on 3 tries")
 
 
 @pytest.fixture
@@ -192,8 +209,10 @@ def test_outcome_classes_follow_rows_skips_and_infrastructure_errors(tmp_path: P
         ("test_no_rows_passes", OutcomeClass.PASS, ""),
         ("test_not_applicable", OutcomeClass.SKIP, "board cannot cut power"),
         ("test_rig_broke", OutcomeClass.INFRA, "infrastructure: USB hub gone"),
+        ("test_window_missed", OutcomeClass.INCONCLUSIVE, "the fault landed after the switch on 3 tries"),
         ("test_setup_error", OutcomeClass.INFRA, "set-up failed: RuntimeError: instrument did not answer"),
     ]
     assert {(o.scenario_group, o.board) for o in outcomes} == {("classes", "-")}
+    assert "2 skipped" in done.stdout  # not applicable, and the missed window: neither a pass nor a fail
     summary = (reports / RUN_ID / "summary.md").read_text(encoding="utf-8")
     assert "USB hub gone" in summary

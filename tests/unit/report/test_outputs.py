@@ -13,7 +13,7 @@ from rig.report.data import collect
 from rig.report.junit import render_junit
 from rig.report.summary import render_summary
 from rig.results import OutcomeClass, ResultsStore
-from rig.results.from_pytest import verdict_of
+from rig.results.from_pytest import ending_of
 from rig.results.synthetic import make_outcome
 
 from .conftest import run_info
@@ -94,6 +94,6 @@ def test_a_skip_whose_reason_says_inconclusive_is_classed_inconclusive() -> None
         "scenarios/test_power_cut.py::test_cut_during_download[b1]", ("x", 1, "t"), {}, "skipped",
         ("x", 1, "Skipped: INCONCLUSIVE: fault landed after the switch on 3 tries"), "call",
     )
-    verdict = verdict_of(report)
-    assert verdict.outcome is OutcomeClass.INCONCLUSIVE
-    assert verdict.message == "fault landed after the switch on 3 tries"
+    ending = ending_of(report)
+    assert ending.outcome is OutcomeClass.INCONCLUSIVE
+    assert ending.message == "fault landed after the switch on 3 tries"

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from rig.esp.otadata import OtaData, OtaEntry, OtaState
-from rig.esp.partitions import PartitionTable
-from rig.logs.boots import BootTimeline, fold_boots
-from rig.logs.parser import parse_text
-from rig.verdicts import (
+from rig.checks import (
     Agreement,
     RejectReason,
     expect_boot,
@@ -16,6 +12,10 @@ from rig.verdicts import (
     rolled_back,
     signature_rejected,
 )
+from rig.esp.otadata import OtaData, OtaEntry, OtaState
+from rig.esp.partitions import PartitionTable
+from rig.logs.boots import BootTimeline, fold_boots
+from rig.logs.parser import parse_text
 
 TABLE = PartitionTable.from_csv(
     "nvs, data, nvs, 0x9000, 0x6000\n"

@@ -1,0 +1,88 @@
+"""One builder for an OTA run: certs → images → event bus → server → fault path → proxy →
+board → session, wired the same way for the pytest fixtures and for `rig repro`.
+
+`Services` are what every board of one process shares (one server, one bus, one fault
+path); each board gets its own proxy and session from them. Like pytest-embedded's
+`DutFactory`, the fixtures and scripts differ only in who owns the lifetimes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from rig.board import Board
+from rig.farm import Farm
+from rig.imageset import ImageSet
+from rig.net.certs import CertBundle, ensure_bundle
+from rig.net.events import EventBus
+from rig.net.fault_proxy import FaultProxy
+from rig.net.listener import listen
+from rig.net.netns import FaultPath, open_fault_path
+from rig.net.ota_server import OtaServer
+from rig.session import OtaSession, Recorder, Tuning
+
+# A twin answers in milliseconds and boots in ~60 ms: the agent notices a dead link in about
+# a second, and an app that stays up 0.15 s after `ready` has settled. A real farm keeps the
+# firmware's own timeouts and the session's default settle time.
+LAB_TUNING = Tuning(quiet_s=0.15, agent={"timeout_ms": "1200"})
+
+
+def tuning_for(farm: Farm) -> Tuning:
+    return LAB_TUNING if farm.virtual else Tuning()
+
+
+@dataclass(frozen=True)
+class Services:
+    """The run's shared services on this process."""
+
+    farm: Farm
+    certs: CertBundle
+    images: ImageSet
+    bus: EventBus
+    server: OtaServer
+    path: FaultPath
+    seed: int
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(
+        cls, farm: Farm, folder: Path, images: ImageSet, *, seed: int, server_log: Path
+    ) -> Iterator[Services]:
+        """Certs under `folder/certs`, the OTA server on the farm's bind address, the fault
+        path the farm asks for (or why it cannot be had); all closed on exit."""
+        certs = ensure_bundle(folder / "certs")
+        bus = EventBus()
+        with (
+            OtaServer(certs, images.source(), host=farm.network.bind, bus=bus, log_path=server_log) as server,
+            open_fault_path(farm.network) as path,
+        ):
+            yield cls(farm, certs, images, bus, server, path, seed)
+
+    @contextlib.contextmanager
+    def proxy(self) -> Iterator[FaultProxy]:
+        """A fault proxy in front of the server, listening inside the fault path when there is one.
+
+        Same bus as the server: the proxy maps image bytes to wire bytes from its checkpoints.
+        """
+        listener = self.path.namespace.listener if self.path.namespace is not None else listen
+        with FaultProxy(
+            (self.server.host, self.server.port), host=self.farm.network.bind, bus=self.bus, listener=listener
+        ) as proxy:
+            yield proxy
+
+    @contextlib.contextmanager
+    def session(
+        self, board: Board, proxy: FaultProxy, recorder: Recorder | None = None
+    ) -> Iterator[OtaSession]:
+        """`board`'s OTA session, tuned for the farm, every result handed to `recorder`."""
+        session = OtaSession(
+            board, self.server, proxy, self.certs, self.images, self.farm.network,
+            seed=self.seed, path=self.path, tuning=tuning_for(self.farm), recorder=recorder,
+        )  # fmt: skip
+        try:
+            yield session
+        finally:
+            session.close()

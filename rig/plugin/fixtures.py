@@ -1,0 +1,118 @@
+"""The fixtures: a farm's boards, the run's shared services, and one OTA session per test
+whose every result is recorded on the test item (scenarios never pass `request` around)."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from filelock import FileLock, Timeout
+
+from rig.board import Board
+from rig.builder import Services
+from rig.errors import InfraError
+from rig.farm import BoardSpec, Farm
+from rig.imageset import ImageSet, prepare_image_set
+from rig.net.certs import CertBundle, ensure_wrong_bundle
+from rig.outcome import OtaRecord
+from rig.plugin.recorder import artifact_folder
+from rig.plugin.run import FARM_KEY, RUN_KEY, report_dir
+from rig.results.from_pytest import ROW_KEY
+from rig.session import OtaSession
+
+BOARD_LOCK_WAIT_S = 3600.0
+
+
+@pytest.fixture(scope="session")
+def farm(pytestconfig: pytest.Config) -> Farm:
+    loaded = pytestconfig.stash[FARM_KEY]
+    if loaded is None:
+        pytest.skip("no --farm given")
+    return loaded
+
+
+@pytest.fixture(scope="session")
+def seed(pytestconfig: pytest.Config) -> int:
+    return pytestconfig.stash[RUN_KEY].seed
+
+
+@pytest.fixture(scope="session")
+def run_dir(pytestconfig: pytest.Config) -> Path:
+    path = report_dir(pytestconfig) / pytestconfig.stash[RUN_KEY].run_id
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def artifacts(run_dir: Path, request: pytest.FixtureRequest) -> Path:
+    folder = run_dir / artifact_folder(request.node.nodeid)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def certs(services: Services) -> CertBundle:
+    return services.certs
+
+
+@pytest.fixture(scope="session")
+def wrong_certs(run_dir: Path) -> CertBundle:
+    return ensure_wrong_bundle(run_dir / "certs-wrong")
+
+
+@pytest.fixture(scope="session")
+def images(pytestconfig: pytest.Config, run_dir: Path, farm: Farm) -> ImageSet:
+    base = pytestconfig.getoption("--base-image")
+    key = pytestconfig.getoption("--signing-key")
+    return prepare_image_set(
+        run_dir / "images",
+        base=Path(base) if base else None,
+        key=Path(key) if key else None,
+        signing={b.firmware.signing for b in farm.boards},
+        seed=int(pytestconfig.getoption("--seed")),
+    )
+
+
+@pytest.fixture(scope="session")
+def services(farm: Farm, images: ImageSet, run_dir: Path, seed: int) -> Iterator[Services]:
+    """This worker's OTA server, event bus and fault path (one per worker, shared by its boards)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    with Services.open(
+        farm, run_dir, images, seed=seed, server_log=run_dir / f"server-{worker}.log"
+    ) as shared:
+        yield shared
+
+
+@pytest.fixture
+def board(farm: Farm, board_spec: BoardSpec, artifacts: Path) -> Iterator[Board]:
+    lock_dir = Path(tempfile.gettempdir()) / "ota-rig-locks"
+    lock_dir.mkdir(exist_ok=True)
+    # Keyed by the serial port, the board's physical identity: two farm files (or two labs
+    # that share a name) naming different boards must not wait for each other.
+    lock = FileLock(str(lock_dir / (re.sub(r"[^A-Za-z0-9_.-]+", "_", board_spec.serial) + ".lock")))
+    try:
+        lock.acquire(timeout=BOARD_LOCK_WAIT_S)
+    except Timeout:
+        waited = f"{BOARD_LOCK_WAIT_S:.0f} s"
+        raise InfraError(f"board {board_spec.name} stayed locked by another run for {waited}") from None
+    try:
+        with Board(farm, board_spec, artifacts) as opened:
+            yield opened
+    finally:
+        lock.release()
+
+
+@pytest.fixture
+def ota(board: Board, services: Services, request: pytest.FixtureRequest) -> Iterator[OtaSession]:
+    """Everything one scenario needs to run OTAs on one board, with faults and verdicts; every
+    judged OTA is recorded on the test item for the results store."""
+
+    def record(outcome: OtaRecord) -> None:
+        request.node.user_properties.append((ROW_KEY, outcome.to_wire()))
+
+    with services.proxy() as proxy, services.session(board, proxy, record) as session:
+        yield session
