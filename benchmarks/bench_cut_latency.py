@@ -23,10 +23,10 @@ from rig.board import Board
 from rig.farm import load_farm
 from rig.imageset import prepare_image_set
 from rig.lab_cli import running_lab
+from rig.net.bus import EventBus
 from rig.net.certs import ensure_bundle
-from rig.net.events import EventBus
-from rig.net.fault_proxy import FaultProxy
 from rig.net.ota_server import OtaServer
+from rig.net.proxy import FaultProxy
 from rig.session import OtaSession
 from rig.triggers import LogMatches, Trigger
 

@@ -16,12 +16,12 @@ from pathlib import Path
 from rig.board import Board
 from rig.farm import Farm
 from rig.imageset import ImageSet
+from rig.net.bus import EventBus
 from rig.net.certs import CertBundle, ensure_bundle
-from rig.net.events import EventBus
-from rig.net.fault_proxy import FaultProxy
 from rig.net.listener import listen
 from rig.net.netns import FaultPath, open_fault_path
 from rig.net.ota_server import OtaServer
+from rig.net.proxy import FaultProxy
 from rig.session import OtaSession, Recorder, Tuning
 
 # A twin answers in milliseconds and boots in ~60 ms: the agent notices a dead link in about

@@ -14,12 +14,14 @@ cut points (`AtBytes`, `AtFraction`, `AtWire`, `AtLog`, `AtRandom`). Bad specs r
 from __future__ import annotations
 
 import enum
+import math
 import re
 from dataclasses import dataclass, replace
 from typing import ClassVar, Self
 
 from rig import triggers
 from rig.errors import InputError
+from rig.units import parse_duration
 
 
 class CutKind(enum.Enum):
@@ -218,7 +220,6 @@ _PARAMS = {
 }
 _FLAGS = {"rst", "fin", "dead"}
 _NET_FAULTS = ("stall", "rst", "fin", "throttle", "dead")
-_DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s)?$")
 
 
 def _spec_of(point: CutPoint) -> tuple[str, str]:
@@ -255,12 +256,12 @@ def _split_value(text: str, rest: str) -> tuple[str, str]:
     return value, params
 
 
-def _duration(text: str, key: str, value: str) -> float:
-    match = _DURATION_RE.match(value)
-    if not match:
-        raise _fail(text, f"{key}={value!r} is not a duration (e.g. 2s, 0.5s, 200ms)")
-    number = float(match[1])
-    return number / 1000.0 if match[2] == "ms" else number
+def _duration(text: str, key: str, value: str, *, allow_zero: bool = False) -> float:
+    try:
+        return parse_duration(value, allow_zero=allow_zero)
+    except ValueError:
+        shape = "a duration" if allow_zero else "a duration above zero"
+        raise _fail(text, f"{key}={value!r} is not {shape} (e.g. 2s, 0.5s, 200ms)") from None
 
 
 def _number(text: str, key: str, value: str, kind: type[int] | type[float]) -> float:
@@ -268,8 +269,8 @@ def _number(text: str, key: str, value: str, kind: type[int] | type[float]) -> f
         number = kind(value)
     except ValueError:
         raise _fail(text, f"{key}={value!r} is not {'an integer' if kind is int else 'a number'}") from None
-    if number < 0:
-        raise _fail(text, f"{key}={value!r} must not be negative")
+    if not math.isfinite(number) or number < 0:
+        raise _fail(text, f"{key}={value!r} must be a finite number, not negative")
     return number
 
 
@@ -280,6 +281,8 @@ def _log_pattern(text: str, value: str) -> re.Pattern[str]:
         except re.error as exc:
             raise _fail(text, f"log={value} is not a valid regex ({exc})") from None
     literal = value[1:-1].replace('\\"', '"') if value.startswith('"') else value
+    if not literal:
+        raise _fail(text, "log= needs text to wait for (an empty one matches every line)")
     return re.compile(re.escape(literal))
 
 
@@ -316,7 +319,7 @@ def parse_cut(text: str) -> CutSpec:
         raise _fail(text, "seed= only applies to random=")
     seed = int(_number(text, "seed", params["seed"], int)) if "seed" in params else None
     point = _point(text, on, value, seed)
-    delay = _duration(text, "delay", params["delay"]) if "delay" in params else 0.0
+    delay = _duration(text, "delay", params["delay"], allow_zero=True) if "delay" in params else 0.0
     if kind is CutKind.POWER:
         off = _duration(text, "off", params["off"]) if "off" in params else None
         return PowerCut(text, point, delay, off_s=off)
@@ -330,6 +333,8 @@ def parse_cut(text: str) -> CutSpec:
         return NetStall(text, point, delay, seconds=_duration(text, "stall", params["stall"]))
     if "throttle" in params:
         rate = int(_number(text, "throttle", params["throttle"], int))
+        if rate == 0:
+            raise _fail(text, "throttle=0 would stop the link: use stall=<duration> for that")
         return NetThrottle(text, point, delay, bytes_per_second=rate)
     close = next((Close(k) for k in params if k in _FLAGS), None)
     if close is None:
@@ -346,8 +351,8 @@ def _point(text: str, on: On, value: str, seed: int | None) -> CutPoint:
         return AtWire(int(_number(text, on.value, value, int)))
     if on is On.FRACTION:
         fraction = _number(text, "fraction", value, float)
-        if not 0.0 <= fraction <= 1.0:
-            raise _fail(text, f"fraction={value} must be between 0 and 1")
+        if not 0.0 < fraction <= 1.0:
+            raise _fail(text, f"fraction={value} must be above 0 and at most 1")
         return AtFraction(fraction)
     if on is On.RANDOM:
         lo_text, sep, hi_text = value.partition("..")

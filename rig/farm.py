@@ -7,21 +7,25 @@ because a farm file is edited by hand at 2 a.m. before a nightly run.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from rig.errors import InputError
-from rig.power import driver_names
+from rig.power import driver_names, validate_parameters
+from rig.units import parse_size
+from rig.yamlfile import YamlDocument, load_yaml, validate
 
 SERIAL_URL = re.compile(r"^(rfc2217://|socket://|/dev/|COM\d+$|loop://)")
-CHIPS = ("esp32",)
-RESET_METHODS = ("default-reset", "no-reset", "usb-reset")
-SIGNING_SCHEMES = ("none", "rsa3072", "ecdsa256-v1")
+# ESP32 flash chips come in powers of two from 1 MB (esptool's --flash-size choices).
+FLASH_SIZES = tuple(1 << n for n in range(20, 28))
+# The ESP32 UART runs up to 5 Mbaud; below 300 nothing useful gets through.
+BAUD_RANGE = (300, 5_000_000)
 
 
 @dataclass(frozen=True)
@@ -117,188 +121,206 @@ class Farm:
         return str(self.path) if self.path else "<farm>"
 
 
-def parse_size(value: object, where: str) -> int:
-    """Sizes as in ESP-IDF: 4MB, 4M, 4096K, 0x400000 or a plain number."""
-    text = str(value).strip().upper()
-    match = re.fullmatch(r"(0X[0-9A-F]+|\d+)\s*(MB|M|KB|K)?", text)
-    if not match:
-        raise InputError(f"{where}: {value!r} is not a size (use e.g. 4MB, 4096K or 0x400000)")
-    number = int(match.group(1), 0)
-    unit = match.group(2) or ""
-    return number * {"": 1, "K": 1024, "KB": 1024, "M": 1 << 20, "MB": 1 << 20}[unit]
+Text = Annotated[str, StringConstraints(min_length=1)]
+Baud = Annotated[int, Field(ge=BAUD_RANGE[0], le=BAUD_RANGE[1])]
 
 
-class _Reader:
-    """Typed access to one YAML mapping, with errors that say file:key."""
+class _Section(BaseModel):
+    """Farm-file sections: unknown keys are typos, and no type is coerced silently."""
 
-    def __init__(self, data: object, where: str) -> None:
-        if not isinstance(data, dict):
-            raise InputError(f"{where}: expected a mapping, got {type(data).__name__}")
-        self.data: dict[str, Any] = data
-        self.where = where
-        self.used: set[str] = set()
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    def _get(self, key: str) -> object:
-        self.used.add(key)
-        return self.data.get(key)
 
-    def text(self, key: str, default: str | None = None, choices: Sequence[str] = ()) -> str:
-        value = self._get(key)
-        if value is None:
-            if default is None:
-                raise InputError(f"{self.where}.{key}: missing (required)")
-            return default
-        if not isinstance(value, str | int) or isinstance(value, bool):
-            raise InputError(f"{self.where}.{key}: expected text, got {type(value).__name__}")
-        text = str(value)
-        if choices and text not in choices:
-            raise InputError(f"{self.where}.{key}: {text!r} is not one of {', '.join(choices)}")
-        return text
+class _Firmware(_Section):
+    rollback: bool = True
+    anti_rollback: bool = False
+    signing: Literal["none", "rsa3072", "ecdsa256-v1"] = "none"
+    version_check: bool = True
 
-    def opt_text(self, key: str) -> str | None:
-        return None if self._get(key) is None else self.text(key)
 
-    def integer(self, key: str, default: int) -> int:
-        value = self._get(key)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise InputError(f"{self.where}.{key}: expected a whole number, got {value!r}")
+class _Wifi(_Section):
+    ssid: Text | None = None
+    password: str | None = None
+
+
+class _BoardNetwork(_Section):
+    wifi: _Wifi = _Wifi()
+
+
+class _Board(_Section):
+    name: Text
+    chip: Literal["esp32"] = "esp32"
+    serial: Text
+    baud: Baud = 115200
+    flash_baud: Baud = 460800
+    reset: Literal["default-reset", "no-reset", "usb-reset"] = "default-reset"
+    flash_size: str | int = "4MB"
+    partition_table: Text | None = None
+    power: dict[str, Any] = Field(default_factory=dict)
+    network: _BoardNetwork = _BoardNetwork()
+    firmware: _Firmware = _Firmware()
+    tags: list[Text] = Field(default_factory=list)
+
+    @field_validator("serial")
+    @classmethod
+    def _a_serial_port(cls, value: str) -> str:
+        if not SERIAL_URL.match(value):
+            raise ValueError(
+                f"{value!r} is not a serial port (use /dev/..., rfc2217://host:port or socket://)"
+            )
         return value
 
-    def flag(self, key: str, default: bool) -> bool:
-        value = self._get(key)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise InputError(f"{self.where}.{key}: expected true or false, got {value!r}")
+    @field_validator("flash_size")
+    @classmethod
+    def _an_esp32_flash_size(cls, value: str | int) -> str | int:
+        size = parse_size(value)
+        if size not in FLASH_SIZES:
+            sizes = ", ".join(f"{s >> 20}MB" for s in FLASH_SIZES)
+            raise ValueError(f"{value!r} is not an ESP32 flash size ({sizes})")
         return value
 
-    def mapping(self, key: str) -> _Reader:
-        value = self._get(key)
-        return _Reader({} if value is None else value, f"{self.where}.{key}")
 
-    def items(self, key: str) -> list[object]:
-        value = self._get(key)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise InputError(f"{self.where}.{key}: expected a list, got {type(value).__name__}")
+def _an_address(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address") from None
+    return value
+
+
+class _Network(_Section):
+    bind: str = "127.0.0.1"
+    board_facing_address: str | None = None
+    fault_path: Literal["none", "namespace"] = "none"
+
+    _bind_is_an_address = field_validator("bind")(_an_address)
+
+    @field_validator("board_facing_address")
+    @classmethod
+    def _facing_is_an_address(cls, value: str | None) -> str | None:
+        return None if value is None else _an_address(value)
+
+    @model_validator(mode="after")
+    def _boards_can_reach_the_server(self) -> _Network:
+        if self.board_facing_address is None and ipaddress.ip_address(self.bind).is_unspecified:
+            raise ValueError(
+                f"bind {self.bind} needs board_facing_address: the address boards fetch images from"
+            )
+        return self
+
+
+class _FarmFile(_Section):
+    name: Text | None = None
+    virtual: bool = False
+    network: _Network = _Network()
+    instruments: dict[Text, dict[str, Any]] = Field(default_factory=dict)
+    boards: list[_Board]
+
+    @field_validator("boards")
+    @classmethod
+    def _some_boards(cls, value: list[_Board]) -> list[_Board]:
+        if not value:
+            raise ValueError("the farm has no boards")
         return value
-
-    def reject_unknown(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            raise InputError(f"{self.where}: unknown key {unknown[0]!r}")
-
-
-def _board(data: object, where: str, instruments: Mapping[str, Any]) -> BoardSpec:
-    r = _Reader(data, where)
-    name = r.text("name")
-    serial = r.text("serial")
-    if not SERIAL_URL.match(serial):
-        raise InputError(
-            f"{where}.serial: {serial!r} is not a serial port (use /dev/..., rfc2217://host:port or socket://)"
-        )
-    power = dict(r.mapping("power").data)
-    if power:
-        instrument = power.get("instrument")
-        if instrument is not None and str(instrument) not in instruments:
-            raise InputError(f"{where}.power.instrument: no instrument named {instrument!r}")
-        if "driver" not in power and instrument is None:
-            raise InputError(f"{where}.power: needs 'driver' or 'instrument'")
-        if "driver" not in power:
-            power["driver"] = instruments[str(instrument)].get("kind")
-        _check_driver(power["driver"], f"{where}.power.driver")
-    net = r.mapping("network")
-    wifi = net.mapping("wifi")
-    wifi_ssid, wifi_password = wifi.opt_text("ssid"), wifi.opt_text("password")
-    wifi.reject_unknown()
-    net.reject_unknown()
-    fw = r.mapping("firmware")
-    traits = FirmwareTraits(
-        rollback=fw.flag("rollback", True),
-        anti_rollback=fw.flag("anti_rollback", False),
-        signing=fw.text("signing", "none", SIGNING_SCHEMES),
-        version_check=fw.flag("version_check", True),
-    )
-    fw.reject_unknown()
-    tags = r.items("tags")
-    spec = BoardSpec(
-        name=name,
-        chip=r.text("chip", "esp32", CHIPS),
-        serial=serial,
-        baud=r.integer("baud", 115200),
-        flash_baud=r.integer("flash_baud", 460800),
-        reset=r.text("reset", "default-reset", RESET_METHODS),
-        flash_size=parse_size(r.text("flash_size", "4MB"), f"{where}.flash_size"),
-        partition_table=r.opt_text("partition_table"),
-        power=power,
-        wifi_ssid=wifi_ssid,
-        wifi_password=wifi_password,
-        firmware=traits,
-        tags=tuple(str(t) for t in tags),
-    )
-    r.reject_unknown()
-    return spec
-
-
-def _check_driver(name: object, where: str) -> None:
-    """A typo in a driver name is caught here, naming the key, not when power is first cut."""
-    if name not in driver_names():
-        raise InputError(f"{where}: {name!r} is not a power driver (one of: {', '.join(driver_names())})")
 
 
 def parse_farm(data: object, path: Path | None = None) -> Farm:
-    """Validate a farm document already loaded from YAML."""
+    """Validate a farm document (plain YAML values); every problem is one InputError line."""
     where = str(path) if path else "<farm>"
-    root = _Reader(data, where)
-    instruments_raw = root.mapping("instruments")
-    instruments: dict[str, Mapping[str, Any]] = {}
-    for inst_name, inst in instruments_raw.data.items():
-        inst_reader = _Reader(inst, f"{where}.instruments.{inst_name}")
-        _check_driver(inst_reader.text("kind"), f"{where}.instruments.{inst_name}.kind")
-        instruments[str(inst_name)] = dict(inst_reader.data)
-    net = root.mapping("network")
-    network = NetworkSpec(
-        bind=net.text("bind", "127.0.0.1"),
-        board_facing_address=net.text("board_facing_address", net.data.get("bind") or "127.0.0.1"),
-        fault_path=net.text("fault_path", "none", FAULT_PATHS),
-    )
-    net.reject_unknown()
-    boards_raw = root.items("boards")
-    if not boards_raw:
-        raise InputError(f"{where}.boards: the farm has no boards")
-    boards = tuple(_board(b, f"{where}.boards[{i}]", instruments) for i, b in enumerate(boards_raw))
-    names = [b.name for b in boards]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise InputError(f"{where}.boards: board name {duplicates[0]!r} is used twice")
-    farm = Farm(
-        name=root.text("name", path.stem if path else "farm"),
-        path=path,
-        boards=boards,
-        instruments=instruments,
-        network=network,
-        virtual=root.flag("virtual", False),
-    )
-    root.reject_unknown()
-    return farm
+    return _farm(YamlDocument(where, data, {}), path)
 
 
 def load_farm(path: Path) -> Farm:
-    """Read and validate a farm file; every problem is one InputError line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: farm file not found") from None
-    except OSError as error:
-        raise InputError(f"{path}: cannot read farm file ({error.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or "invalid YAML"
-        raise InputError(f"{path}{line}: {problem}") from None
-    return parse_farm(data, path)
+    """Read and validate a farm file; every problem is one InputError line with its line number."""
+    return _farm(load_yaml(path, "farm file"), path)
+
+
+def _farm(document: YamlDocument, path: Path | None) -> Farm:
+    if not isinstance(document.data, dict):
+        raise document.error((), "expected a mapping of name, network, instruments and boards")
+    parsed = validate(_FarmFile, document)
+    instruments = {name: _instrument(document, name, spec) for name, spec in parsed.instruments.items()}
+    boards = tuple(_board(document, index, board, instruments) for index, board in enumerate(parsed.boards))
+    for field_name in ("name", "serial"):
+        seen: dict[str, str] = {}
+        for index, board in enumerate(boards):
+            value = str(getattr(board, field_name))
+            if value in seen:
+                what = "board name" if field_name == "name" else "serial port"
+                raise document.error(
+                    ("boards", index, field_name),
+                    f"{what} {value!r} is used twice (also board {seen[value]})",
+                )
+            seen[value] = board.name
+    network = parsed.network
+    return Farm(
+        name=parsed.name or (path.stem if path else "farm"),
+        path=path,
+        boards=boards,
+        instruments=instruments,
+        network=NetworkSpec(
+            bind=network.bind,
+            board_facing_address=network.board_facing_address or network.bind,
+            fault_path=network.fault_path,
+        ),
+        virtual=parsed.virtual,
+    )
+
+
+def _instrument(document: YamlDocument, name: str, spec: Mapping[str, Any]) -> Mapping[str, Any]:
+    kind = spec.get("kind")
+    if kind is None:
+        raise document.error(("instruments", name, "kind"), "missing (required)")
+    if kind not in driver_names():
+        raise document.error(
+            ("instruments", name, "kind"),
+            f"{kind!r} is not a power driver (one of: {', '.join(driver_names())})",
+        )
+    return dict(spec)
+
+
+def _board(document: YamlDocument, index: int, board: _Board, instruments: Mapping[str, Any]) -> BoardSpec:
+    where = ("boards", index, "power")
+    power = dict(board.power)
+    if power:
+        instrument = power.get("instrument")
+        if instrument is not None and str(instrument) not in instruments:
+            raise document.error((*where, "instrument"), f"no instrument named {instrument!r}")
+        if "driver" not in power and instrument is None:
+            raise document.error(where, "needs 'driver' or 'instrument'")
+        merged = dict(instruments[str(instrument)]) if instrument is not None else {}
+        driver = power.get("driver", merged.pop("kind", None))
+        if driver not in driver_names():
+            raise document.error(
+                (*where, "driver"), f"{driver!r} is not a power driver (one of: {', '.join(driver_names())})"
+            )
+        merged.pop("kind", None)
+        params = {**merged, **{k: v for k, v in power.items() if k not in ("instrument", "driver")}}
+        if driver == "dtr-rts":
+            params.setdefault("port", board.serial)
+        problem = validate_parameters(str(driver), params)
+        if problem is not None:
+            key, message = problem
+            from_instrument = instrument is not None and key in merged and key not in power
+            origin = ("instruments", str(instrument)) if from_instrument else where
+            raise document.error((*origin, key) if key is not None else origin, message)
+        power.setdefault("driver", driver)
+    wifi = board.network.wifi
+    firmware = board.firmware
+    return BoardSpec(
+        name=board.name,
+        chip=board.chip,
+        serial=board.serial,
+        baud=board.baud,
+        flash_baud=board.flash_baud,
+        reset=board.reset,
+        flash_size=parse_size(board.flash_size),
+        partition_table=board.partition_table,
+        power=power,
+        wifi_ssid=wifi.ssid,
+        wifi_password=wifi.password,
+        firmware=FirmwareTraits(
+            firmware.rollback, firmware.anti_rollback, firmware.signing, firmware.version_check
+        ),
+        tags=tuple(board.tags),
+    )

@@ -11,23 +11,24 @@ from __future__ import annotations
 
 import difflib
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated
 
 import click
 import pandas as pd
-import yaml
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator
 from rich.console import Console
 from rich.table import Table
 
 from rig.catalog import Catalog, load_catalog
-from rig.errors import InputError, RigError
+from rig.errors import RigError
 from rig.report import analysis
 from rig.report.data import window_before
 from rig.results.model import RunInfo
 from rig.results.store import DEFAULT_DB, ResultsStore
+from rig.yamlfile import YamlDocument, load_yaml, validate
 
 ALL_PASS = "all_pass"
 
@@ -69,85 +70,64 @@ class RuleResult:
     verdict: Verdict
 
 
-def _count(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InputError(f"key '{key}' must be a whole number >= 0, got {value!r}")
-    return value
+Count = Annotated[int, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 
 
-def _fraction(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-        raise InputError(f"key '{key}' must be a number between 0 and 1, got {value!r}")
-    return float(value)
+def _a_group_rule(value: object) -> str | float:
+    if value == ALL_PASS:
+        return ALL_PASS
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0.0 <= value <= 1.0:
+        return float(value)
+    raise ValueError(f"must be '{ALL_PASS}' or a pass rate between 0 and 1, got {value!r}")
 
 
-def _groups(value: Any) -> dict[str, str | float]:
-    if not isinstance(value, dict):
-        raise InputError(f"key 'groups' must map group names to '{ALL_PASS}' or a pass rate, got {value!r}")
-    groups: dict[str, str | float] = {}
-    for name, rule in value.items():
-        groups[str(name)] = rule if rule == ALL_PASS else _fraction(f"groups.{name}", rule)
-    return groups
+GroupRule = Annotated[str | float, PlainValidator(_a_group_rule)]
 
 
-def _scenarios(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InputError(f"key 'required_scenarios' must be a list of scenario names, got {value!r}")
-    return tuple(value)
+class _PolicyFile(BaseModel):
+    """The policy file as written; every key optional, none coerced, none unknown."""
 
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-def _flag(key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise InputError(f"key '{key}' must be true or false, got {value!r}")
-    return value
-
-
-_PARSERS: dict[str, Callable[[str, Any], Any]] = {
-    "bricks": _count,
-    "max_fails": _count,
-    "max_infra": _count,
-    "max_inconclusive": _count,
-    "min_boards": _count,
-    "groups": lambda _key, value: _groups(value),
-    "flake_rate_max": _fraction,
-    "flake_window": lambda key, value: max(1, _count(key, value)),
-    "required_scenarios": lambda _key, value: _scenarios(value),
-    "require_finished": _flag,
-}
+    bricks: Count | None = None
+    max_fails: Count | None = None
+    max_infra: Count | None = None
+    max_inconclusive: Count | None = None
+    min_boards: Count | None = None
+    groups: dict[str, GroupRule] = Field(default_factory=dict)
+    flake_rate_max: Fraction | None = None
+    flake_window: Annotated[int, Field(ge=1)] = 14
+    required_scenarios: list[str] = Field(default_factory=list)
+    require_finished: bool = True
 
 
 def load_policy(path: Path, catalog: Catalog | None = None) -> Policy:
-    """Parse and validate a policy file; any problem is one InputError line naming the key.
+    """Parse and validate a policy file; any problem is one InputError line naming line and key.
 
     Scenario and group names are checked against `catalog` (the suite's own by default).
     """
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise InputError(f"cannot read policy {path}: {error.strerror or error}") from error
-    except yaml.YAMLError as error:
-        raise InputError(f"policy {path} is not valid YAML: {str(error).splitlines()[0]}") from error
-    if not isinstance(document, dict):
-        raise InputError(f"policy {path} must be a mapping of rule: limit")
-    unknown = sorted(set(document) - set(_PARSERS))
-    if unknown:
-        raise InputError(f"policy {path}: unknown key '{unknown[0]}' (known: {', '.join(_PARSERS)})")
-    try:
-        policy = Policy(**{key: _PARSERS[key](key, value) for key, value in document.items()})
-        _known_names(policy, catalog or load_catalog())
-    except InputError as error:
-        raise InputError(f"policy {path}: {error}") from error
+    document = load_yaml(path, "policy")
+    if not isinstance(document.data, dict):
+        raise document.error((), "a policy must be a mapping of rule: limit")
+    parsed = validate(_PolicyFile, document)
+    policy = Policy(**{**parsed.model_dump(), "required_scenarios": tuple(parsed.required_scenarios)})
+    _known_names(policy, catalog or load_catalog(), document)
     return policy
 
 
-def _known_names(policy: Policy, catalog: Catalog) -> None:
-    for name in policy.required_scenarios:
+def _known_names(policy: Policy, catalog: Catalog, document: YamlDocument) -> None:
+    for index, name in enumerate(policy.required_scenarios):
         if name not in catalog.scenarios:
             closest = _closest(name, catalog.scenarios)
-            raise InputError(f"required scenario '{name}' is not in the suite{closest}")
+            raise document.error(
+                ("required_scenarios", index), f"{name!r} is not a scenario of the suite{closest}"
+            )
     for name in policy.groups:
         if name not in catalog.groups:
-            raise InputError(f"group '{name}' is not a scenario group{_closest(name, catalog.groups)}")
+            raise document.error(
+                ("groups", name), f"{name!r} is not a scenario group{_closest(name, catalog.groups)}"
+            )
 
 
 def _closest(name: str, known: frozenset[str]) -> str:
@@ -266,7 +246,8 @@ def gate(policy_path: str, run_id: str | None, db: str) -> None:
         return
     kinds = {Verdict.INFRA: "infrastructure", Verdict.INCONCLUSIVE: "inconclusive"}
     note = "".join(
-        f", {n} of them {label}" for verdict, label in kinds.items()
+        f", {n} of them {label}"
+        for verdict, label in kinds.items()
         if (n := sum(1 for r in blocked if r.verdict is verdict))
     )
     raise GateBlocked(f"release blocked by run {run.run_id}: {len(blocked)} rule(s) failed{note}")

@@ -42,12 +42,12 @@ from rig.images.mutants import Expect
 from rig.imageset import ImageSet
 from rig.logs import events as ev
 from rig.logs.boots import fold_boots
+from rig.net.bus import Direction, Event, WireProgress
 from rig.net.certs import CertBundle
-from rig.net.events import Direction, Event, WireProgress
-from rig.net.fault_proxy import Close as ProxyClose
-from rig.net.fault_proxy import Cut, FaultProxy, Position, Stall, Throttle, Unit
+from rig.net.faults import Counting, Cut, Position, Stall, Teardown, Throttle
 from rig.net.netns import FaultPath, NetNamespace
 from rig.net.ota_server import OtaServer
+from rig.net.proxy import FaultProxy
 from rig.outcome import OtaRecord, OtaResult, ProblemKind
 from rig.phase import FaultSeen, Final, Phase, before_supply_loss, phase_of
 from rig.triggers import Trigger, TriggerEngine
@@ -245,8 +245,8 @@ class OtaSession:
             return Throttle(bytes_per_second=cut.bytes_per_second)
         if at is None:  # "now": the next byte of the connection that is sending
             sent = max((r.bytes_down for r in self.proxy.records if r.closed_at is None), default=0)
-            at = Position(Unit.WIRE, sent + 1)
-        return Cut(at=at, close=ProxyClose.RST if cut.close is Close.RST else ProxyClose.FIN)
+            at = Position(Counting.WIRE, sent + 1)
+        return Cut(at=at, teardown=Teardown.RST if cut.close is Close.RST else Teardown.FIN)
 
     def _action_for(self, cut: CutSpec) -> Callable[[], None]:
         power = self.board.power
@@ -567,9 +567,9 @@ def _cuts_supply(cut: CutSpec | None) -> bool:
 def _proxy_position(point: CutPoint) -> Position | None:
     """A cut point the proxy can hit exactly by itself, or None if it needs a trigger."""
     if isinstance(point, AtWire):
-        return Position(Unit.WIRE, point.count)
+        return Position(Counting.WIRE, point.count)
     if isinstance(point, AtBytes):
-        return Position(Unit.IMAGE, point.count)
+        return Position(Counting.IMAGE, point.count)
     if isinstance(point, AtFraction):
-        return Position(Unit.FRACTION, point.fraction)
+        return Position(Counting.FRACTION, point.fraction)
     return None

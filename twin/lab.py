@@ -28,6 +28,7 @@ import yaml
 from rig.errors import InfraError, InputError, RigError
 from rig.esp.flashimage import placeholder_bootloader
 from rig.labstate import BoardEntry, InstrumentEntry, LabRunState, LabStateFile
+from rig.units import size_text
 from twin.board import TwinBoard
 from twin.chip import BOOTLOADER_OFFSET
 from twin.config import BoardConfig
@@ -131,11 +132,6 @@ def factory_fresh(state_dir: Path, config: BoardConfig, index: int) -> bool:
         flash.close()
     os.replace(tmp, flash_path)
     return True
-
-
-def _size_text(size: int) -> str:
-    mib = 1 << 20
-    return f"{size // mib}MB" if size % mib == 0 else hex(size)
 
 
 @dataclass
@@ -296,7 +292,7 @@ class Lab:
                     "name": board.name,
                     "chip": "esp32",
                     "serial": board.serial,
-                    "flash_size": _size_text(config.flash_size),
+                    "flash_size": size_text(config.flash_size),
                     "power": {
                         "instrument": board.wire.instrument,
                         "channel": board.wire.channel,

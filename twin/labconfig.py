@@ -15,15 +15,16 @@ Keys are `twin.config.BoardConfig` fields, except that `signing` stands for
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import yaml
+from pydantic import BaseModel, ConfigDict, Field
 
 from rig.errors import InputError
+from rig.units import parse_size
+from rig.yamlfile import YamlDocument, load_yaml, validate
 from twin.config import BoardConfig
 
 # Shorter-than-real timeouts: a lab run should notice a dead link in seconds, not 20 s.
@@ -35,8 +36,6 @@ LAB_DEFAULTS: Mapping[str, Any] = {
     "keepalive": {"idle_s": 1.0, "interval_s": 1.0, "count": 2},
 }
 DEFAULT_BOARD_COUNT = 2
-_SIZE = re.compile(r"(0X[0-9A-F]+|\d+)\s*(MB|M|KB|K)?")
-_UNITS = {"": 1, "K": 1024, "KB": 1024, "M": 1 << 20, "MB": 1 << 20}
 
 
 @dataclass(frozen=True)
@@ -58,69 +57,65 @@ class LabConfig:
             raise InputError(f"lab config, board {name}: {error}") from None
 
 
-def _translate(section: object, where: str) -> dict[str, Any]:
+def _translate(document: YamlDocument, where: tuple[str, ...], section: Mapping[str, Any]) -> dict[str, Any]:
     """Farm-file spellings to BoardConfig field names."""
-    if section is None:
-        return {}
-    if not isinstance(section, dict):
-        raise InputError(f"{where}: expected a mapping, got {type(section).__name__}")
-    values = {str(k): v for k, v in section.items()}
+    values = dict(section)
     if "signing" in values:
         values["signed_updates"] = values.pop("signing")
     if "flash_size" in values:
-        values["flash_size"] = parse_size(values["flash_size"], f"{where}.flash_size")
+        try:
+            values["flash_size"] = parse_size(values["flash_size"])
+        except ValueError as error:
+            raise document.error((*where, "flash_size"), str(error)) from None
     return values
 
 
-def parse_size(value: object, where: str) -> int:
-    """4MB, 4M, 4096K, 0x400000 or a number of bytes."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    match = _SIZE.fullmatch(str(value).strip().upper())
-    if not match:
-        raise InputError(f"{where}: {value!r} is not a size (use e.g. 4MB or 0x400000)")
-    return int(match.group(1), 0) * _UNITS[match.group(2) or ""]
+class _LabFile(BaseModel):
+    """The file's own keys; the board sections are BoardConfig's to check."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    count: Annotated[int, Field(ge=1)] | None = None
+    throwaway: bool = False
+    defaults: dict[str, Any] | None = None
+    boards: dict[str, dict[str, Any] | None] | None = None
 
 
 def parse_lab_config(data: object, where: str = "<lab config>") -> LabConfig:
     """Validate a loaded YAML document; every board section is checked now, not at boot."""
-    if data is None:
-        return LabConfig()
-    if not isinstance(data, dict):
-        raise InputError(f"{where}: expected a mapping, got {type(data).__name__}")
-    unknown = sorted(set(data) - {"count", "throwaway", "defaults", "boards"})
-    if unknown:
-        raise InputError(f"{where}: unknown key {unknown[0]!r} (known: count, throwaway, defaults, boards)")
-    throwaway = data.get("throwaway", False)
-    if not isinstance(throwaway, bool):
-        raise InputError(f"{where}.throwaway: expected true or false, got {throwaway!r}")
-    count = data.get("count")
-    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
-        raise InputError(f"{where}.count: expected a whole number >= 1, got {count!r}")
-    boards_raw = data.get("boards") or {}
-    if not isinstance(boards_raw, dict):
-        raise InputError(f"{where}.boards: expected a mapping of board name to settings")
-    config = LabConfig(
-        count=count,
-        throwaway=throwaway,
-        defaults=_translate(data.get("defaults"), f"{where}.defaults"),
-        boards={str(n): _translate(s, f"{where}.boards.{n}") for n, s in boards_raw.items()},
-    )
-    for name in [*config.boards, "(any other)"]:
-        config.board_config(name)
-    return config
+    return _lab_config(YamlDocument(where, data, {}))
 
 
 def load_lab_config(path: Path | None) -> LabConfig:
-    """Read a lab config file; None means all defaults."""
+    """Read a lab config file; None means all defaults. Errors name the line and key."""
     if path is None:
         return LabConfig()
+    return _lab_config(load_yaml(path, "lab config"))
+
+
+def _lab_config(document: YamlDocument) -> LabConfig:
+    if document.data is None:
+        return LabConfig()
+    if not isinstance(document.data, dict):
+        raise document.error((), "expected a mapping of count, throwaway, defaults and boards")
+    parsed = validate(_LabFile, document)
+    sections: dict[tuple[str, ...], Mapping[str, Any]] = {("defaults",): parsed.defaults or {}}
+    sections |= {("boards", name): section or {} for name, section in (parsed.boards or {}).items()}
+    translated = {where: _translate(document, where, section) for where, section in sections.items()}
+    config = LabConfig(
+        count=parsed.count,
+        throwaway=parsed.throwaway,
+        defaults=translated[("defaults",)],
+        boards={where[-1]: values for where, values in translated.items() if where[0] == "boards"},
+    )
+    for name in config.boards:
+        _check(document, ("boards", name), config, name)
+    _check(document, ("defaults",), config, "(any other)")
+    return config
+
+
+def _check(document: YamlDocument, where: tuple[str, ...], config: LabConfig, name: str) -> None:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise InputError(f"{path}: cannot read lab config ({error.strerror})") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{path}{line}: {getattr(error, 'problem', None) or 'invalid YAML'}") from None
-    return parse_lab_config(data, str(path))
+        config.board_config(name)
+    except InputError as error:
+        raise document.error(where, str(error).removeprefix(f"lab config, board {name}: ")) from None

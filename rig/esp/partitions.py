@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from rig.errors import FormatError, InputError
+from rig.units import parse_size, size_text
 
 ENTRY_SIZE = 32
 TABLE_SECTOR_SIZE = 0x1000
@@ -224,7 +225,7 @@ class Partition:
                 _keyword_or_decimal(self.type, TYPE_NAMES),
                 _keyword_or_decimal(self.subtype, SUBTYPE_NAMES.get(self.type, {})),
                 f"0x{self.offset:x}",
-                _size_text(self.size),
+                size_text(self.size),
                 ":".join(flag_names),
             ]
         )
@@ -244,21 +245,10 @@ def _keyword_or_decimal(value: int, names: Mapping[str, int]) -> str:
     return str(value)
 
 
-def _size_text(size: int) -> str:
-    for unit, suffix in ((MIB, "M"), (KIB, "K")):
-        if size % unit == 0:
-            return f"{size // unit}{suffix}"
-    return f"0x{size:x}"
-
-
 def _parse_number(text: str) -> int | None:
     """int(text, 0) with gen_esp32part's trailing K/M multipliers; None if not a number."""
-    multiplier = 1
-    while text[-1:].lower() in ("k", "m"):
-        multiplier *= KIB if text[-1].lower() == "k" else MIB
-        text = text[:-1]
     try:
-        return int(text, 0) * multiplier
+        return parse_size(text, signed=True)
     except ValueError:
         return None
 

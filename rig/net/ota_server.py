@@ -24,21 +24,24 @@ from pathlib import Path
 from typing import Self
 from urllib.parse import unquote, urlsplit
 
+import h11
+
 from rig.errors import InputError
+from rig.net.bus import BodyCheckpoint, BodyProgress, EventBus
 from rig.net.certs import CertBundle
-from rig.net.events import BodyCheckpoint, BodyProgress, EventBus
 from rig.net.listener import Service, close_listener, listen, peer_name
 
 MAX_RECORD = 16384  # TLS maximum plaintext per record
-_MAX_HEADER = 65536
+_MAX_HEADER = 16384  # a request head beyond this is refused (431), as any production server does
+_HOST = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")
 _RECV = 65536
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
-_REDIRECT = re.compile(r"/r/(\d+)/(.+)")
+_REDIRECT = re.compile(r"/r/(\d{1,3})/(.+)")
 _BATCH = 4  # TLS records per sendall
 _CHUNK_FRAMING = 16  # room for "<hex>\r\n" and "\r\n" inside one record
 
 
-class Ending(Enum):
+class ResponseEnd(Enum):
     """How a request (or a connection that never got to one) ended."""
 
     COMPLETE = "complete"
@@ -60,7 +63,7 @@ class RequestRecord:
     body_bytes: int
     started_at: float
     duration_s: float
-    ending: Ending
+    ending: ResponseEnd
     error: str = ""
 
     def to_json(self) -> str:
@@ -125,13 +128,8 @@ def select_range(header: str | None, size: int) -> tuple[int, int] | None:
 class _Request:
     method: str
     target: str
-    version: str
     headers: dict[str, str]
-
-    @property
-    def keep_alive(self) -> bool:
-        connection = self.headers.get("connection", "").lower()
-        return self.version == "HTTP/1.1" and connection != "close"
+    refused: int | None = None  # a status h11 already decided: the request was malformed
 
 
 @dataclass
@@ -149,7 +147,7 @@ class _Response:
 _REASONS = {
     200: "OK", 206: "Partial Content", 301: "Moved Permanently", 302: "Found", 303: "See Other",
     307: "Temporary Redirect", 308: "Permanent Redirect", 400: "Bad Request", 404: "Not Found",
-    405: "Method Not Allowed", 416: "Range Not Satisfiable",
+    405: "Method Not Allowed", 416: "Range Not Satisfiable", 431: "Request Header Fields Too Large",
 }
 
 
@@ -326,12 +324,12 @@ class OtaServer(Service):
         stream = _TlsStream(sock, self._context)
         try:
             self._handshake(stream, peer, connection_id)
-            buffer = bytearray()
+            http = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEADER)
             while True:
-                request = self._read_request(stream, buffer)
+                request = self._read_request(stream, http)
                 if request is None:
                     break
-                keep_going = self._handle(stream, request, peer, connection_id)
+                keep_going = self._handle(stream, http, request, peer, connection_id)
                 if not keep_going:
                     break
             with contextlib.suppress(OSError):
@@ -359,48 +357,52 @@ class OtaServer(Service):
             )
             raise _Done from None
 
-    def _read_request(self, stream: _TlsStream, buffer: bytearray) -> _Request | None:
-        """The next request on the connection; None when the client closes or idles out."""
-        while b"\r\n\r\n" not in buffer:
-            if len(buffer) > _MAX_HEADER:
-                return None
+    def _read_request(self, stream: _TlsStream, http: h11.Connection) -> _Request | None:
+        """The next request on the connection (h11 frames it); None when the client closes or
+        idles out. A malformed or oversized request head comes back marked with its status."""
+        while True:
             try:
-                data = stream.recv()
-            except (OSError, ssl.SSLError):
-                return None
-            if not data:
-                return None
-            buffer += data
-        head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
-        buffer[:] = rest
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split()
-        if len(parts) != 3:
-            return _Request("", "", "HTTP/1.0", {})
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            key, _, value = line.partition(":")
-            headers[key.strip().lower()] = value.strip()
-        return _Request(parts[0], parts[1], parts[2], headers)
+                event = http.next_event()
+            except h11.RemoteProtocolError as error:
+                return _Request("", "", {}, refused=error.error_status_hint)
+            if event is h11.NEED_DATA:
+                try:
+                    data = stream.recv()
+                except (OSError, ssl.SSLError):
+                    return None
+                http.receive_data(data)  # b"": the client closed
+            elif isinstance(event, h11.Request):
+                headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in event.headers}
+                return _Request(event.method.decode("ascii"), event.target.decode("latin-1"), headers)
+            elif not isinstance(event, h11.Data | h11.EndOfMessage):
+                return None  # ConnectionClosed, or PAUSED after an earlier message
 
     def _handle(
-        self, stream: _TlsStream, request: _Request, peer: tuple[str, int], connection_id: int
-    ) -> bool:
+        self, stream: _TlsStream, http: h11.Connection, request: _Request, peer: tuple[str, int],
+        connection_id: int,
+    ) -> bool:  # fmt: skip
         """Answer one request and log it; False when the connection must end."""
         started = time.time()
         mode = self.mode
         response = self._respond(request, mode)
-        keep_alive = request.keep_alive and response.status < 400
-        response.headers.append(("Connection", "keep-alive" if keep_alive else "close"))
+        if response.status >= 400:
+            response.headers.append(("Connection", "close"))
         path = urlsplit(request.target).path
         progress = _Progress()
-        ending, error = Ending.COMPLETE, ""
+        ending, error = ResponseEnd.COMPLETE, ""
         try:
-            stream.send_wire(stream.encrypt(_header_block(response)))
+            head = h11.Response(
+                status_code=response.status, reason=_REASONS[response.status],
+                headers=[("Server", "ota-rig"), *response.headers],
+            )  # fmt: skip
+            stream.send_wire(stream.encrypt(http.send(head) or b""))
             if request.method == "GET" and response.status in (200, 206):
-                self._send_body(stream, response, mode, _Target(path, peer[1], connection_id), progress)
+                self._send_body(stream, http, response, mode, _Target(path, peer[1], connection_id), progress)
+            stream.send_wire(stream.encrypt(http.send(h11.EndOfMessage()) or b""))
         except (OSError, ssl.SSLError) as failure:
             ending, error = _ending_of(failure), _describe(failure)
+        except h11.LocalProtocolError as failure:  # e.g. a header value h11 refuses to send
+            ending, error = ResponseEnd.ERROR, f"response not sent: {failure}"
         self._record(
             RequestRecord(
                 connection_id=connection_id, peer=peer_name(peer), method=request.method, path=request.target,
@@ -408,11 +410,32 @@ class OtaServer(Service):
                 started_at=started, duration_s=time.time() - started, ending=ending, error=error,
             )
         )
-        return keep_alive and ending is Ending.COMPLETE
+        if ending is not ResponseEnd.COMPLETE or http.our_state is not h11.DONE:
+            return False
+        return self._next_cycle(stream, http)
+
+    @staticmethod
+    def _next_cycle(stream: _TlsStream, http: h11.Connection) -> bool:
+        """Keep the connection for another request when both sides allow it (HTTP/1.1 keep-alive)."""
+        while http.their_state is h11.SEND_BODY:  # a request body nobody asked for: drop it
+            try:
+                event = http.next_event()
+            except h11.RemoteProtocolError:
+                return False
+            if event is h11.NEED_DATA:
+                try:
+                    http.receive_data(stream.recv())
+                except (OSError, ssl.SSLError):
+                    return False
+        if http.our_state is h11.DONE and http.their_state is h11.DONE:
+            http.start_next_cycle()
+            return True
+        return False
 
     def _send_body(
         self,
         stream: _TlsStream,
+        http: h11.Connection,
         response: _Response,
         mode: ServeMode,
         target: _Target,
@@ -432,8 +455,7 @@ class OtaServer(Service):
             queued = stream.wire_out
             for offset in offsets[first : first + _BATCH]:
                 piece = response.image[offset : min(offset + step, response.end)]
-                plaintext = f"{len(piece):x}\r\n".encode() + piece + b"\r\n" if response.chunked else piece
-                batch.append(stream.encrypt(plaintext))
+                batch.append(stream.encrypt(http.send(h11.Data(data=piece)) or b""))
                 sizes.append(len(piece))
                 queued += len(batch[-1])
                 self.bus.publish(
@@ -447,10 +469,11 @@ class OtaServer(Service):
             for size in sizes:
                 progress.sent += size
                 self.bus.publish(BodyProgress(target.connection_id, target.path, progress.sent, total))
-        if response.chunked:
-            stream.send_wire(stream.encrypt(b"0\r\n\r\n"))
 
     def _respond(self, request: _Request, mode: ServeMode) -> _Response:
+        if request.refused is not None:
+            status = request.refused if request.refused in _REASONS else 400
+            return _Response(status, [("Content-Length", "0")])
         if request.method not in ("GET", "HEAD"):
             status = 400 if not request.method else 405
             return _Response(status, [("Allow", "GET, HEAD"), ("Content-Length", "0")])
@@ -459,7 +482,9 @@ class OtaServer(Service):
         if hop is not None:
             remaining, name = int(hop.group(1)), hop.group(2)
             if remaining > 0:
-                host = request.headers.get("host") or f"{self._host}:{self._port}"
+                host = request.headers.get("host", "")
+                if not _HOST.fullmatch(host):  # the redirect goes back where the client came from, or nowhere
+                    return _Response(400, [("Content-Length", "0")])
                 target = f"/r/{remaining - 1}/{name}" if remaining > 1 else f"/{name}"
                 headers = [("Location", f"https://{host}{target}"), ("Content-Length", "0")]
                 return _Response(mode.redirect_status, headers)
@@ -525,18 +550,12 @@ class _Done(Exception):
     """The connection is over; already logged."""
 
 
-def _header_block(response: _Response) -> bytes:
-    lines = [f"HTTP/1.1 {response.status} {_REASONS[response.status]}", "Server: ota-rig"]
-    lines += [f"{key}: {value}" for key, value in response.headers]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-def _ending_of(error: BaseException) -> Ending:
+def _ending_of(error: BaseException) -> ResponseEnd:
     if isinstance(error, ConnectionResetError):
-        return Ending.RESET
+        return ResponseEnd.RESET
     if isinstance(error, BrokenPipeError | ConnectionAbortedError):
-        return Ending.CLIENT_CLOSED
-    return Ending.ERROR
+        return ResponseEnd.CLIENT_CLOSED
+    return ResponseEnd.ERROR
 
 
 def _describe(error: BaseException) -> str:

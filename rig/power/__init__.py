@@ -1,21 +1,25 @@
 """Power drivers by name: a farm file says `{"driver": "scpi-psu", ...params}` and gets a PowerDriver.
 
 A driver's keyword-only `__init__` parameters are its farm-file parameters; the
-registry checks names and types against that signature, so a typo in a farm file
-is reported by key before any hardware is touched. A new driver is one module
+registry builds a pydantic model from that signature (types, defaults, `Annotated`
+bounds), so a typo or a wrong value in a farm file is reported by key when the farm
+file loads, before any hardware is touched. A new driver is one module
 with `@register("name")` plus one import line at the end of this file.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
-import types
 import typing
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from rig.errors import InputError
 from rig.power.base import Capability, PowerDriver
+from rig.yamlfile import plain_message
 
 _DRIVERS: dict[str, type[PowerDriver]] = {}
 
@@ -39,15 +43,15 @@ def driver_names() -> list[str]:
     return sorted(_DRIVERS)
 
 
-def parameters(name: str) -> dict[str, tuple[type, ...]]:
-    """The driver's parameters and the Python types each accepts (None included when optional)."""
+def parameters(name: str) -> dict[str, object]:
+    """The driver's parameters and their type hints."""
     cls = _driver_class(name)
-    hints = typing.get_type_hints(cls.__init__)
-    found: dict[str, tuple[type, ...]] = {}
-    for param in inspect.signature(cls.__init__).parameters.values():
-        if param.kind is inspect.Parameter.KEYWORD_ONLY:
-            found[param.name] = _accepted_types(hints[param.name])
-    return found
+    hints = typing.get_type_hints(cls.__init__, include_extras=True)
+    return {
+        p.name: hints[p.name]
+        for p in inspect.signature(cls.__init__).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
 
 
 def required_parameters(name: str) -> list[str]:
@@ -59,27 +63,53 @@ def required_parameters(name: str) -> list[str]:
     ]
 
 
-def create_driver(spec: Mapping[str, object]) -> PowerDriver:
+@functools.cache
+def _model(name: str) -> type[BaseModel]:
+    """A strict pydantic model of the driver's keyword-only `__init__` parameters."""
+    cls = _driver_class(name)
+    hints = typing.get_type_hints(cls.__init__, include_extras=True)
+    fields: dict[str, Any] = {}
+    for param in inspect.signature(cls.__init__).parameters.values():
+        if param.kind is inspect.Parameter.KEYWORD_ONLY:
+            default = ... if param.default is inspect.Parameter.empty else param.default
+            fields[param.name] = (hints[param.name], default)
+    config = ConfigDict(extra="forbid", strict=True)
+    return create_model(f"{cls.__name__}Parameters", __config__=config, **fields)
+
+
+def validate_parameters(
+    name: str, params: Mapping[str, object], *, from_text: bool = False
+) -> tuple[str | None, str] | None:
+    """The first problem with `params` for driver `name` as (key, message), None when fine.
+    `from_text`: values typed on a command line, converted to the declared types."""
+    try:
+        _model(name).model_validate(dict(params), strict=not from_text)
+    except ValidationError as error:
+        errors = error.errors()
+        # A misspelt key also leaves the real one missing: name the misspelling.
+        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+        key = str(first["loc"][0]) if first["loc"] else None
+        if first["type"] == "extra_forbidden":
+            return key, f"unknown parameter (known: {', '.join(parameters(name))})"
+        return key, plain_message(first)
+    return None
+
+
+def create_driver(spec: Mapping[str, object], *, from_text: bool = False) -> PowerDriver:
     """Build the driver a farm-file power spec describes; bad specs raise InputError naming the key."""
     name = spec.get("driver")
-    if not isinstance(name, str):
+    if not isinstance(name, str) or name not in _DRIVERS:
         known = ", ".join(driver_names())
-        raise InputError(f"power spec: key 'driver' must name a driver (one of: {known})")
-    accepted = parameters(name)
-    params: dict[str, object] = {}
-    for key, value in spec.items():
-        if key == "driver":
-            continue
-        if key not in accepted:
-            raise InputError(
-                f"power driver {name!r}: unknown parameter {key!r} (known: {', '.join(sorted(accepted))})"
-            )
-        params[key] = _checked(name, key, value, accepted[key])
-    for key in required_parameters(name):
-        if key not in params:
-            raise InputError(f"power driver {name!r}: missing parameter {key!r}")
+        raise InputError(f"power spec: key 'driver' must name a driver (one of: {known}), not {name!r}")
+    params = {key: value for key, value in spec.items() if key != "driver"}
+    problem = validate_parameters(name, params, from_text=from_text)
+    if problem is not None:
+        key, message = problem
+        where = f"power driver {name!r}" + (f": parameter {key!r}" if key else "")
+        raise InputError(f"{where}: {message}")
+    validated = _model(name).model_validate(params, strict=not from_text)
     factory: Callable[..., PowerDriver] = _DRIVERS[name]
-    return factory(**params)
+    return factory(**{key: getattr(validated, key) for key in params})
 
 
 def _driver_class(name: str) -> type[PowerDriver]:
@@ -91,30 +121,6 @@ def _driver_class(name: str) -> type[PowerDriver]:
         ) from None
 
 
-def _accepted_types(hint: object) -> tuple[type, ...]:
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        return tuple(t for arg in typing.get_args(hint) for t in _accepted_types(arg))
-    if hint is None or hint is type(None):
-        return (type(None),)
-    if isinstance(hint, type):
-        return (hint,)
-    raise TypeError(f"power driver parameter type {hint!r} is not a plain type")
-
-
-def _checked(name: str, key: str, value: object, accepted: tuple[type, ...]) -> object:
-    # bool is an int in Python, but `channel: true` in a farm file is a mistake, not channel 1.
-    if isinstance(value, bool) and bool not in accepted:
-        ok = False
-    elif isinstance(value, int) and float in accepted and int not in accepted:
-        return float(value)
-    else:
-        ok = isinstance(value, accepted)
-    if not ok:
-        wanted = " or ".join("null" if t is type(None) else t.__name__ for t in accepted)
-        raise InputError(f"power driver {name!r}: parameter {key!r} must be {wanted}, not {value!r}")
-    return value
-
-
 __all__ = [
     "Capability",
     "PowerDriver",
@@ -123,6 +129,7 @@ __all__ = [
     "parameters",
     "register",
     "required_parameters",
+    "validate_parameters",
 ]
 
 # Each import registers one driver (kept last: the modules need `register` above).

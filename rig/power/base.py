@@ -12,12 +12,19 @@ import time
 from abc import ABC, abstractmethod
 from enum import Flag, auto
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import Annotated, ClassVar, Self
+
+from pydantic import Field, StringConstraints
 
 from rig.errors import InputError
 
 # Long enough for a dev board's bulk capacitors to drain so the chip really loses power.
 DEFAULT_OFF_SECONDS = 1.0
+
+# Parameter types drivers declare: the registry validates farm files against them.
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Baud = Annotated[int, Field(ge=300, le=5_000_000)]
+Text = Annotated[str, StringConstraints(min_length=1)]
 
 
 class Capability(Flag):

@@ -10,35 +10,16 @@ from __future__ import annotations
 import click
 
 from rig.errors import InputError
-from rig.power import create_driver, driver_names, parameters
-
-_TRUE = {"true", "yes", "on", "1"}
-_FALSE = {"false", "no", "off", "0"}
+from rig.power import create_driver, driver_names
 
 
-def parse_param(driver: str, text: str) -> tuple[str, object]:
-    """`key=value` → (key, value of the type the driver declares for key)."""
+def parse_param(text: str) -> tuple[str, object]:
+    """`key=value` → (key, text value; `null` for None): the driver's model converts the text
+    to the type it declares (`create_driver(..., from_text=True)`), or names the key."""
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise InputError(f"--param {text!r}: expected KEY=VALUE")
-    accepted = parameters(driver).get(key)
-    if accepted is None:
-        return key, raw  # create_driver reports the unknown key with the known ones
-    if type(None) in accepted and raw.lower() in ("null", "none"):
-        return key, None
-    try:
-        if bool in accepted:
-            if raw.lower() not in _TRUE | _FALSE:
-                raise ValueError(raw)
-            return key, raw.lower() in _TRUE
-        if int in accepted:
-            return key, int(raw, 0)
-        if float in accepted:
-            return key, float(raw)
-    except ValueError:
-        wanted = "/".join(t.__name__ for t in accepted if t is not type(None))
-        raise InputError(f"--param {key}: {raw!r} is not of type {wanted}") from None
-    return key, raw
+    return key, None if raw.lower() in ("null", "none") else raw
 
 
 @click.group("power")
@@ -55,8 +36,8 @@ def power() -> None:
 def probe(driver_name: str, params: tuple[str, ...], switch: str | None) -> None:
     """Open the driver, optionally switch it, and print what it reports."""
     spec: dict[str, object] = {"driver": driver_name}
-    spec.update(parse_param(driver_name, text) for text in params)
-    with create_driver(spec) as driver:
+    spec.update(parse_param(text) for text in params)
+    with create_driver(spec, from_text=True) as driver:
         if switch == "on":
             driver.on()
         elif switch == "off":

@@ -13,7 +13,7 @@ import subprocess
 
 from rig.errors import InfraError, InputError
 from rig.power import register
-from rig.power.base import DEFAULT_OFF_SECONDS, PowerDriver
+from rig.power.base import DEFAULT_OFF_SECONDS, PowerDriver, Seconds
 
 
 @register("command")
@@ -26,8 +26,8 @@ class CommandPowerDriver(PowerDriver):
         on_command: str,
         off_command: str,
         cycle_command: str | None = None,
-        timeout_s: float = 30.0,
-        off_seconds: float = DEFAULT_OFF_SECONDS,
+        timeout_s: Seconds = 30.0,
+        off_seconds: Seconds = DEFAULT_OFF_SECONDS,
     ) -> None:
         super().__init__(off_seconds)
         self.on_command = _argv("on_command", on_command)

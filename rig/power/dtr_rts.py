@@ -13,7 +13,7 @@ import serial
 
 from rig.errors import InfraError
 from rig.power import register
-from rig.power.base import DEFAULT_OFF_SECONDS, Capability, PowerDriver
+from rig.power.base import DEFAULT_OFF_SECONDS, Capability, PowerDriver, Seconds, Text
 
 
 @register("dtr-rts")
@@ -23,7 +23,7 @@ class DtrRtsResetDriver(PowerDriver):
     cuts_power = False
     capabilities = Capability.RESET_ONLY
 
-    def __init__(self, *, port: str, off_seconds: float = DEFAULT_OFF_SECONDS) -> None:
+    def __init__(self, *, port: Text, off_seconds: Seconds = DEFAULT_OFF_SECONDS) -> None:
         super().__init__(off_seconds)
         self.port = port
         try:

@@ -8,11 +8,14 @@ lines like ``CH1:ON``; single-channel boards do not, so readback is opt-in
 
 from __future__ import annotations
 
-import serial
+from typing import Annotated
 
-from rig.errors import InfraError, InputError
+import serial
+from pydantic import Field
+
+from rig.errors import InfraError
 from rig.power import register
-from rig.power.base import DEFAULT_OFF_SECONDS
+from rig.power.base import DEFAULT_OFF_SECONDS, Baud, Seconds, Text
 from rig.power.serial_relay import SerialRelayDriver
 
 FRAME_START = 0xA0
@@ -32,15 +35,13 @@ class LcusRelayDriver(SerialRelayDriver):
     def __init__(
         self,
         *,
-        port: str,
-        channel: int = 1,
-        baudrate: int = 9600,
+        port: Text,
+        channel: Annotated[int, Field(ge=1, le=0xFE)] = 1,  # the frame's channel byte
+        baudrate: Baud = 9600,
         status_query: bool = False,
-        timeout_s: float = 1.0,
-        off_seconds: float = DEFAULT_OFF_SECONDS,
+        timeout_s: Seconds = 1.0,
+        off_seconds: Seconds = DEFAULT_OFF_SECONDS,
     ) -> None:
-        if not 1 <= channel <= 0xFE:
-            raise InputError(f"power driver lcus-relay: channel must be 1..254, not {channel}")
         super().__init__(port=port, baudrate=baudrate, timeout_s=timeout_s, off_seconds=off_seconds)
         self.channel = channel
         self.status_query = status_query

@@ -8,11 +8,14 @@ command keeps the echo out of the next reply.
 
 from __future__ import annotations
 
-import serial
+from typing import Annotated
 
-from rig.errors import InfraError, InputError
+import serial
+from pydantic import Field
+
+from rig.errors import InfraError
 from rig.power import register
-from rig.power.base import DEFAULT_OFF_SECONDS
+from rig.power.base import DEFAULT_OFF_SECONDS, Baud, Seconds, Text
 from rig.power.serial_relay import SerialRelayDriver
 
 RELAY_INDEX = "0123456789ABCDEFGHIJKLMNOPQRSTUV"
@@ -26,15 +29,12 @@ class NumatoRelayDriver(SerialRelayDriver):
     def __init__(
         self,
         *,
-        port: str,
-        relay: int = 0,
-        baudrate: int = 19200,
-        timeout_s: float = 1.0,
-        off_seconds: float = DEFAULT_OFF_SECONDS,
+        port: Text,
+        relay: Annotated[int, Field(ge=0, le=len(RELAY_INDEX) - 1)] = 0,
+        baudrate: Baud = 19200,
+        timeout_s: Seconds = 1.0,
+        off_seconds: Seconds = DEFAULT_OFF_SECONDS,
     ) -> None:
-        if not 0 <= relay < len(RELAY_INDEX):
-            highest = len(RELAY_INDEX) - 1
-            raise InputError(f"power driver numato-relay: relay must be 0..{highest}, not {relay}")
         super().__init__(port=port, baudrate=baudrate, timeout_s=timeout_s, off_seconds=off_seconds)
         self.relay = relay
 

@@ -8,12 +8,15 @@ something the firmware's verdict could absorb.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import pyvisa
+from pydantic import Field
 from pyvisa.constants import StatusCode
 
 from rig.errors import InfraError, InputError
 from rig.power import register
-from rig.power.base import DEFAULT_OFF_SECONDS, Capability, PowerDriver
+from rig.power.base import DEFAULT_OFF_SECONDS, Capability, PowerDriver, Seconds, Text
 from rig.power.dialects import get_dialect
 
 # SCPI -2xx execution errors mean the instrument understood and refused the value.
@@ -30,19 +33,17 @@ class ScpiPsuDriver(PowerDriver):
     def __init__(
         self,
         *,
-        resource: str,
-        channel: int = 1,
+        resource: Text,
+        channel: Annotated[int, Field(ge=1)] = 1,
         dialect: str = "rigol-dp8xx",
-        volts: float = 3.3,
-        current_limit: float = 0.5,
-        timeout_ms: int = 2000,
-        visa_library: str = "@py",
+        volts: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 3.3,
+        current_limit: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 0.5,
+        timeout_ms: Annotated[int, Field(gt=0)] = 2000,
+        visa_library: Text = "@py",
         check_errors: bool = True,
-        off_seconds: float = DEFAULT_OFF_SECONDS,
+        off_seconds: Seconds = DEFAULT_OFF_SECONDS,
     ) -> None:
         super().__init__(off_seconds)
-        if channel < 1:
-            raise InputError(f"power driver scpi-psu: channel must be >= 1, not {channel}")
         self.resource = resource
         self.channel = channel
         self.dialect = get_dialect(dialect)

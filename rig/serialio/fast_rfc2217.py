@@ -8,14 +8,25 @@ esptool changes its timeout around nearly every command, so a 500 KB write takes
 a real line-setting change and
 wakes the moment the server's acknowledgement arrives. On the wire it is the
 standard protocol, so it works against ser2net as well as the twin.
+
+Closing does not sleep either: pyserial waits a fixed 300 ms after every close "in case of
+quick reconnects", and the rig hands the port to esptool and back twice per judged OTA.
+Instead, an open that finds the server not yet accepting retries for up to a second.
 """
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
+import time
 from typing import Any
 
 from serial import SerialException, rfc2217
+
+# How long an open keeps retrying a server that is still letting go of the last connection.
+REOPEN_WINDOW_S = 1.0
+REOPEN_STEP_S = 0.02
 
 _LineSettings = tuple[int, int, str, float]
 _FlowSettings = tuple[bool, bool]
@@ -47,11 +58,33 @@ class Serial(rfc2217.Serial):  # type: ignore[misc]
 
     _negotiated: _LineSettings | None = None
     _flow: _FlowSettings | None = None
+    _socket: socket.socket | None
+    _thread: threading.Thread | None
 
     def open(self) -> None:
         self._negotiated = None
         self._flow = None
-        super().open()
+        deadline = time.monotonic() + REOPEN_WINDOW_S
+        while True:
+            try:
+                super().open()
+                return
+            except SerialException:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(REOPEN_STEP_S)
+
+    def close(self) -> None:
+        """pyserial's close without its fixed 300 ms sleep (see the module docstring)."""
+        self.is_open = False
+        if self._socket is not None:
+            with contextlib.suppress(OSError):
+                self._socket.shutdown(socket.SHUT_RDWR)
+                self._socket.close()
+        if self._thread is not None:
+            self._thread.join(7)  # pyserial's own bound: more than its socket timeout
+            self._thread = None
+        self._socket = None
 
     def _install_acked_options(self) -> None:
         options: dict[str, Any] = self._rfc2217_options

@@ -8,7 +8,7 @@ import pytest
 from rig.cutspec import CutPoint, parse_cut
 from rig.logs.boots import BootTimeline
 from rig.logs.parser import parse_text
-from rig.net.fault_proxy import Position, Unit
+from rig.net.faults import Counting, Position
 from rig.outcome import OtaResult, ProblemKind
 from rig.phase import Final, Phase
 from rig.session import _proxy_position
@@ -44,9 +44,9 @@ def test_an_image_that_must_not_stay_always_ends_on_the_old_firmware(expect: str
 
 
 def test_network_cuts_at_image_positions_are_left_to_the_proxy() -> None:
-    assert _proxy_position(point_of("net@bytes=300000:rst")) == Position(Unit.IMAGE, 300000)
-    assert _proxy_position(point_of("net@fraction=0.4:stall=5s")) == Position(Unit.FRACTION, 0.4)
-    assert _proxy_position(point_of("net@wire=1000:fin")) == Position(Unit.WIRE, 1000)
+    assert _proxy_position(point_of("net@bytes=300000:rst")) == Position(Counting.IMAGE, 300000)
+    assert _proxy_position(point_of("net@fraction=0.4:stall=5s")) == Position(Counting.FRACTION, 0.4)
+    assert _proxy_position(point_of("net@wire=1000:fin")) == Position(Counting.WIRE, 1000)
     assert _proxy_position(point_of('net@log="Writing to":rst')) is None
 
 

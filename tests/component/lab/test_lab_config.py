@@ -69,7 +69,8 @@ def test_per_board_overrides_use_farm_file_spellings(tmp_path: Path) -> None:
         ({"boards": {"b1": {"rollback": False}}}, "anti_rollback needs rollback"),
         ({"defaults": {"colour": "blue"}}, "colour"),
         ({"count": 0}, "count"),
-        ({"board": {}}, "unknown key 'board'"),
+        ({"board": {}}, "board: unknown key"),
+        ({"boards": {"b1": {"flash_size": "3 lots"}}}, "boards.b1.flash_size: '3 lots' is not a size"),
         ({"defaults": {"flash_size": "lots"}}, "not a size"),
     ],
 )

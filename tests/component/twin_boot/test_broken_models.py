@@ -13,7 +13,8 @@ from rig.esp.image import patch_image
 from rig.esp.marker import Behaviour
 from rig.esp.testimage import make_test_app
 from rig.images.mutants import oversized
-from rig.net.fault_proxy import Apply, Close, Cut, FaultProxy, Position, Unit
+from rig.net.faults import Apply, Counting, Cut, Position, Teardown
+from rig.net.proxy import FaultProxy
 from twin.config import SignedUpdates
 
 from .conftest import Keys, Lab, Served, lab_config, start_ota
@@ -99,7 +100,7 @@ def test_no_resume_never_finishes_over_a_link_that_drops_every_connection(
     served.images["big.bin"] = make_test_app(version="1.0.1", size=256 * 1024)
     proxy = FaultProxy(("127.0.0.1", served.server.port)).start()
     try:
-        proxy.arm(Cut(at=Position(Unit.WIRE, 110_000), close=Close.FIN, apply=Apply.EVERY))
+        proxy.arm(Cut(at=Position(Counting.WIRE, 110_000), teardown=Teardown.FIN, apply=Apply.EVERY))
         lab = make_lab(config=lab_config(firmware=model))
         c = lab.console
         c.expect(OLD)

@@ -10,7 +10,8 @@ import pytest
 from rig.esp.image import patch_image
 from rig.esp.marker import Behaviour
 from rig.esp.testimage import make_test_app
-from rig.net.fault_proxy import Close, Cut, FaultProxy, Position, Unit
+from rig.net.faults import Counting, Cut, Position, Teardown
+from rig.net.proxy import FaultProxy
 from twin.flash import OpKind
 
 from .conftest import Lab, Served, start_ota
@@ -57,7 +58,7 @@ def test_a_fin_in_the_middle_of_a_range_fails_the_partial_download(
     complete data was received!` and ESP_FAIL (esp_https_ota_perform()); the next range is
     never asked for, and the agent reports the failed download."""
     served.images["next.bin"] = make_test_app(version="1.0.1", size=88 * 1024)
-    proxy.arm(Cut(at=Position(Unit.WIRE, 45_000), close=Close.FIN))  # inside the second range
+    proxy.arm(Cut(at=Position(Counting.WIRE, 45_000), teardown=Teardown.FIN))  # inside the second range
     lab = make_lab()
     _partial(lab)
     start_ota(lab, served, "next.bin", port=proxy.port, wait_ready=False)

@@ -13,7 +13,8 @@ from rig.esp.image import patch_image
 from rig.esp.marker import Behaviour
 from rig.esp.otadata import OtaState
 from rig.esp.testimage import make_test_app
-from rig.net.fault_proxy import Close, Cut, FaultProxy, Position, Unit
+from rig.net.faults import Counting, Cut, Position, Teardown
+from rig.net.proxy import FaultProxy
 
 from .conftest import Lab, Served, start_ota
 
@@ -106,7 +107,7 @@ def test_fin_mid_transfer_fails_and_the_old_slot_keeps_running(make_lab: MakeLab
     served.images["next.bin"] = make_test_app(version="1.0.1", size=256 * 1024)
     proxy = FaultProxy(("127.0.0.1", served.server.port)).start()
     try:
-        proxy.arm(Cut(at=Position(Unit.WIRE, 100_000), close=Close.FIN))
+        proxy.arm(Cut(at=Position(Counting.WIRE, 100_000), teardown=Teardown.FIN))
         lab = make_lab()
         c = lab.console
         c.expect(r"rig_agent: ready version=1\.0\.0 running=ota_0")

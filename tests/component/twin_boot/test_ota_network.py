@@ -13,9 +13,10 @@ import pytest
 
 from rig.esp.testimage import make_test_app
 from rig.net.certs import ensure_bundle
-from rig.net.fault_proxy import FaultProxy, Position, Stall, Unit
+from rig.net.faults import Counting, Position, Stall
 from rig.net.netns import NetNamespace, unavailable
 from rig.net.ota_server import ServeMode
+from rig.net.proxy import FaultProxy
 from twin.config import KeepAlive
 
 from .conftest import Lab, Served, lab_config, start_ota
@@ -43,7 +44,7 @@ def test_a_stalled_but_live_peer_is_waited_out_past_the_keepalive(
     ESP_ERR_HTTPS_OTA_IN_PROGRESS and the download completes once data flows again."""
     served.images["next.bin"] = make_test_app(version="1.0.1", size=256 * 1024)
     keepalive = KeepAlive(idle_s=1.0, interval_s=1.0, count=2)
-    proxy.arm(Stall(seconds=2 * keepalive.give_up_s, at=Position(Unit.WIRE, 60_000)))
+    proxy.arm(Stall(seconds=2 * keepalive.give_up_s, at=Position(Counting.WIRE, 60_000)))
     lab = make_lab(config=lab_config(http_timeout_ms=300, keepalive=keepalive))
     start_ota(lab, served, "next.bin", port=proxy.port)
     c = lab.console
@@ -85,7 +86,7 @@ def test_stall_shorter_than_keepalive_continues_the_download(
     make_lab: MakeLab, served: Served, proxy: FaultProxy
 ) -> None:
     served.images["next.bin"] = make_test_app(version="1.0.1", size=256 * 1024)
-    proxy.arm(Stall(seconds=1.0, at=Position(Unit.WIRE, 60_000)))
+    proxy.arm(Stall(seconds=1.0, at=Position(Counting.WIRE, 60_000)))
     config = lab_config(http_timeout_ms=300, keepalive=KeepAlive(idle_s=3.0, interval_s=1.0, count=3))
     lab = make_lab(config=config)
     start_ota(lab, served, "next.bin", port=proxy.port)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import socket
+import threading
 from pathlib import Path
 
 import esptool
@@ -154,3 +156,29 @@ def test_fast_handler_is_used_and_a_new_client_replaces_the_old(board: Board) ->
         assert b"SW_CPU_RESET" in port.read_until(b"SW_CPU_RESET")
     with contextlib.suppress(serial.SerialException):
         stale.close()
+
+
+def test_a_port_reopened_at_once_reaches_the_board(board: Board) -> None:
+    """The rig hands the port to esptool and back twice per OTA: no pause between close and open."""
+    enable_fast_rfc2217()
+    board.console.expect(HOOK_LINE)
+    for _ in range(5):
+        with serial.serial_for_url(board.url, timeout=5) as port:
+            port.write(b"restart\n")
+            assert b"SW_CPU_RESET" in port.read_until(b"SW_CPU_RESET")
+
+
+def test_an_open_waits_for_a_server_that_is_not_listening_yet(tmp_path: Path) -> None:
+    chip, _ = _download_mode_chip(tmp_path)
+    enable_fast_rfc2217()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port_number = probe.getsockname()[1]
+    late = threading.Timer(0.3, chip.serve_rfc2217, kwargs={"port": port_number})
+    late.start()
+    try:
+        with serial.serial_for_url(f"rfc2217://127.0.0.1:{port_number}", timeout=1) as port:
+            assert port.is_open
+    finally:
+        late.join()
+        chip.close()

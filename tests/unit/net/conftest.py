@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from rig.net.bus import EventBus
 from rig.net.certs import CertBundle, ensure_bundle
-from rig.net.events import EventBus
-from rig.net.fault_proxy import FaultProxy
 from rig.net.ota_server import OtaServer
+from rig.net.proxy import FaultProxy
 
 from .support import BlobServer
 

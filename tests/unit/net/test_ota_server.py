@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -12,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from rig.net.bus import BodyProgress, Event, EventBus
 from rig.net.certs import CertBundle, ensure_bundle, ensure_wrong_bundle
-from rig.net.events import BodyProgress, Event, EventBus
-from rig.net.ota_server import Ending, OtaServer, RequestRecord, ServeMode
+from rig.net.ota_server import OtaServer, RequestRecord, ResponseEnd, ServeMode
 
 from .support import tls_download
 
@@ -154,7 +155,7 @@ def test_requests_are_logged_in_memory_and_as_json_lines(
     first, second = records_after(server, 2)
     assert (first.method, first.path, first.range_header) == ("GET", "/fw.bin", "bytes=0-99")
     assert first.status == 206
-    assert (first.body_bytes, first.ending) == (100, Ending.COMPLETE)
+    assert (first.body_bytes, first.ending) == (100, ResponseEnd.COMPLETE)
     assert (second.status, second.body_bytes) == (404, 0)
     lines = [json.loads(line) for line in (tmp_path / "server.log").read_text().splitlines()]
     assert [line["status"] for line in lines] == [206, 404]
@@ -193,7 +194,7 @@ def test_a_client_vanishing_mid_transfer_is_logged_not_raised(
     sock.close()
     server.stop()
     (record,) = server.records
-    assert record.ending in (Ending.RESET, Ending.CLIENT_CLOSED)
+    assert record.ending in (ResponseEnd.RESET, ResponseEnd.CLIENT_CLOSED)
     assert 0 < record.body_bytes < len(big)
     assert "Traceback" not in capfd.readouterr().err
 
@@ -235,3 +236,43 @@ def test_ca_is_kept_and_server_cert_reissued_for_new_hosts(tmp_path: Path) -> No
     assert second.ca_pem.read_bytes() == ca
     assert second.cert_pem.read_bytes() != cert
     assert ssl.DER_cert_to_PEM_cert(second.ca_der()).strip() == ca.decode().strip()
+
+
+def raw_exchange(server: OtaServer, bundle: CertBundle, request: bytes) -> bytes:
+    """Send `request` as is over TLS; everything the server answers until it closes."""
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=20)
+    with raw, bundle.client_context().wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+        sock.sendall(request)
+        received = b""
+        with contextlib.suppress(ssl.SSLError, ConnectionResetError):
+            while chunk := sock.recv(65536):
+                received += chunk
+    return received
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /fw.bin HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 70000 + b"\r\n\r\n", 431),
+        (b"GET /r/" + b"9" * 5000 + b"/fw.bin HTTP/1.1\r\nHost: x\r\n\r\n", 404),
+        (b"GET /r/1/fw.bin HTTP/1.1\r\nHost: evil\rinjected\r\n\r\n", 400),
+        (b"GET /fw.bin HTTP/1.1\r\n\r\n", 400),  # HTTP/1.1 without Host
+        (b"NONSENSE\r\n\r\n", 400),
+        (b"POST /fw.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 405),
+    ],
+    ids=["huge-header", "huge-redirect-count", "cr-in-host", "no-host", "garbage", "post"],
+)
+def test_bad_requests_get_an_answer_and_a_log_line(
+    server: OtaServer, bundle: CertBundle, request_bytes: bytes, status: int
+) -> None:
+    before = len(server.records)
+    answer = raw_exchange(server, bundle, request_bytes)
+    assert answer.startswith(f"HTTP/1.1 {status} ".encode()), answer[:80]
+    (record,) = records_after(server, before + 1)[before:]
+    assert record.status == status
+
+
+def test_a_redirect_goes_back_to_the_host_the_client_used(server: OtaServer, bundle: CertBundle) -> None:
+    request = b"GET /r/1/fw.bin HTTP/1.1\r\nHost: 10.0.0.7:8443\r\nConnection: close\r\n\r\n"
+    answer = raw_exchange(server, bundle, request)
+    assert b"\r\nlocation: https://10.0.0.7:8443/fw.bin\r\n" in answer.lower()

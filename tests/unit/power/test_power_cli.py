@@ -29,9 +29,12 @@ def test_probe_switches_on_and_reports(psu: VirtualPsu, capsys: pytest.CaptureFi
 def test_probe_reports_bad_parameters_as_input_errors(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["power", "probe", "--driver", "lcus-relay", "--param", "port=loop://", "--param", "channel=x"]
     assert main(argv) == 2
-    assert capsys.readouterr().err == "rig: error: --param channel: 'x' is not of type int\n"
+    assert capsys.readouterr().err == (
+        "rig: error: power driver 'lcus-relay': parameter 'channel': input should be a valid integer, "
+        "unable to parse string as an integer, got 'x'\n"
+    )
     assert main(["power", "probe", "--driver", "lcus-relay", "--param", "baud=9600"]) == 2
-    assert "unknown parameter 'baud'" in capsys.readouterr().err
+    assert "parameter 'baud': unknown parameter (known: port, channel, baudrate" in capsys.readouterr().err
 
 
 def test_probe_reports_a_dead_instrument_as_infrastructure(capsys: pytest.CaptureFixture[str]) -> None:

@@ -24,8 +24,8 @@ def test_builds_the_named_driver_with_its_parameters() -> None:
 
 def test_parameters_come_from_the_driver_signature() -> None:
     assert required_parameters("scpi-psu") == ["resource"]
-    assert parameters("scpi-psu")["channel"] == (int,)
-    assert parameters("command")["cycle_command"] == (str, type(None))
+    assert set(parameters("scpi-psu")) >= {"resource", "channel", "volts", "current_limit"}
+    assert parameters("command")["cycle_command"] == str | None
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,10 @@ import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from rig.net.events import Direction, Event, EventBus, WireProgress
-from rig.net.fault_proxy import Ending, FaultProxy
+from rig.net.bus import Direction, Event, EventBus, WireProgress
+from rig.net.faults import Counting, Cut, Latency, Position
+from rig.net.proxy import FaultProxy
+from rig.net.relay import ConnectionEnd
 
 from .support import BlobServer, raw_download
 
@@ -38,7 +40,7 @@ def test_concurrent_connections_are_counted_exactly(
     assert (len(records), stale) == (12, [])
     for record in records:
         assert (record.bytes_down, record.bytes_up, record.ending) == (
-            len(blob.payload), len(REQUEST), Ending.CLOSED,
+            len(blob.payload), len(REQUEST), ConnectionEnd.CLOSED,
         )
         assert last[(record.id, Direction.DOWN)] == record.bytes_down
         assert last[(record.id, Direction.UP)] == record.bytes_up
@@ -53,7 +55,7 @@ def test_a_cut_armed_mid_transfer_lands_on_its_byte(
     def on_event(event: Event) -> None:
         if isinstance(event, WireProgress) and event.direction is Direction.DOWN and not armed_at:
             armed_at.append(event.total_bytes + 777)
-            blob_proxy.arm(f"cut@bytes={armed_at[0]}:fin")
+            blob_proxy.arm(Cut(at=Position(Counting.WIRE, armed_at[0])))
 
     bus.subscribe(on_event)
     received, error = raw_download(blob_proxy.port, REQUEST)
@@ -62,7 +64,7 @@ def test_a_cut_armed_mid_transfer_lands_on_its_byte(
     assert received == blob.payload[:cut]
     assert blob_proxy.wait_idle(20)
     (record,) = blob_proxy.records
-    assert (record.bytes_down, record.fault_at, record.ending) == (cut, cut, Ending.CUT_FIN)
+    assert (record.bytes_down, record.fault_at, record.ending) == (cut, cut, ConnectionEnd.CUT_FIN)
 
 
 def test_latency_armed_mid_transfer_moves_the_connection_without_losing_bytes(
@@ -70,7 +72,7 @@ def test_latency_armed_mid_transfer_moves_the_connection_without_losing_bytes(
 ) -> None:
     def on_event(event: Event) -> None:
         if isinstance(event, WireProgress) and event.direction is Direction.DOWN and not blob_proxy.armed:
-            blob_proxy.arm("latency=1ms")
+            blob_proxy.arm(Latency(seconds=0.001))
 
     bus.subscribe(on_event)
     received, error = raw_download(blob_proxy.port, REQUEST)
@@ -96,4 +98,4 @@ def test_stop_ends_an_idle_relayed_connection(blob: BlobServer, bus: EventBus) -
         proxy.stop()
         assert client.recv(1) == b""  # the proxy closed it
     (record,) = proxy.records
-    assert (record.ending, record.bytes_up) == (Ending.STOPPED, len(b"no newline yet"))
+    assert (record.ending, record.bytes_up) == (ConnectionEnd.STOPPED, len(b"no newline yet"))
