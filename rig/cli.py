@@ -5,17 +5,25 @@ so a new command area is one module plus one line in COMMANDS. Subcommands are
 imported lazily: `rig --help` stays fast and one broken area cannot hide the rest.
 
 Exit codes: 0 success, 1 the device did the wrong thing (verdict/gate failed),
-2 bad input, 3 infrastructure failure.
+2 bad input, 3 infrastructure failure, or an internal error of the rig itself (its
+traceback goes to a file, never to the user's terminal).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
 
 import click
 
-from rig.errors import RigError
+from rig.errors import InfraError, RigError
+
+INTERNAL_ERROR_EXIT = InfraError.exit_code
 
 # name -> "module:attribute" of a click command or group
 COMMANDS: dict[str, str] = {
@@ -75,7 +83,23 @@ def main(argv: list[str] | None = None) -> int:
         return int(done.exit_code or 0)
     except SystemExit as done:  # commands that end with a verdict exit code
         return done.code if isinstance(done.code, int) else 0
+    except Exception as error:  # a bug in the rig: never exit 1, which means "the device failed"
+        report = _save_traceback()
+        click.echo(f"rig: internal error (a bug in ota-rig, not in the device): "
+                   f"{type(error).__name__}: {error}; traceback in {report}", err=True)  # fmt: skip
+        return INTERNAL_ERROR_EXIT
     return 0
+
+
+def _save_traceback() -> str:
+    """The traceback of the exception being handled, in a file named in the one-line error."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    path = Path(tempfile.gettempdir()) / f"ota-rig-internal-error-{stamp}-{os.getpid()}.txt"
+    try:
+        path.write_text(traceback.format_exc(), encoding="utf-8")
+    except OSError:
+        return "(could not be written)"
+    return str(path)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from rig.esp.signing import SigningKey, SigningScheme
 from rig.esp.testimage import make_test_app
 from rig.esp.versions import compare_versions
 from rig.images.mutants import MANIFEST_NAME, Expect, Manifest, MutantEntry, SkippedMutant, derive_images
+from rig.inputs import read_input
 
 # The virtual lab's reference build: secure_version 1 so the anti-rollback mutants exist.
 LAB_BASE_VERSION = "1.0.0"
@@ -136,10 +137,7 @@ def prepare_image_set(
                 key=signing_key,
             )
         else:
-            try:
-                base_bytes = base.read_bytes()
-            except OSError as error:
-                raise InputError(f"cannot read base image {base}: {error.strerror}") from None
+            base_bytes = read_input(base, "base image")
         manifest = derive_images(base_bytes, out, signing_key, seed=seed)
         if extra:
             manifest = _with_extra(manifest, out, extra)
@@ -151,10 +149,7 @@ def _with_extra(manifest: Manifest, out: Path, extra: Mapping[str, Path]) -> Man
     """Add user-supplied images, with the expectation their contents imply."""
     added = []
     for name, path in extra.items():
-        try:
-            data = path.read_bytes()
-        except OSError as error:
-            raise InputError(f"cannot read image {path}: {error.strerror}") from None
+        data = read_input(path, "image")
         (out / f"{name}.bin").write_bytes(data)
         expect, version, behaviour = _expectation(data, manifest.base_version)
         added.append(

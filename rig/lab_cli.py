@@ -61,6 +61,7 @@ class BoardStatus:
     port: int
     power: str
     listening: bool
+    by_hand: str | None = None  # socket:// URL for stock esptool (README: flashing a lab board by hand)
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,14 @@ def _instruments(state: LabStateFile) -> tuple[InstrumentStatus, ...]:
 
 def _boards(state: LabStateFile, probe: bool) -> tuple[BoardStatus, ...]:
     return tuple(
-        BoardStatus(b.name, b.serial, b.port, f"{b.instrument} ch{b.channel}", probe and _port_held(b.port))
+        BoardStatus(
+            b.name,
+            b.serial,
+            b.port,
+            f"{b.instrument} ch{b.channel}",
+            probe and _port_held(b.port),
+            None if b.download_port is None else f"socket://127.0.0.1:{b.download_port}",
+        )
         for b in state.boards
     )
 
@@ -352,9 +360,10 @@ def _print_status(status: LabStatus) -> None:
     console.print(f"lab in {status.directory}: {status.health.value} (pid {status.pid or '-'})")
     if not status.boards:
         return
-    table = Table("board", "serial", "power", "listening")
+    table = Table("board", "serial", "power", "listening", "esptool by hand")
     for board in status.boards:
-        table.add_row(board.name, board.serial, board.power, "yes" if board.listening else "NO")
+        listening = "yes" if board.listening else "NO"
+        table.add_row(board.name, board.serial, board.power, listening, board.by_hand or "-")
     console.print(table)
     if status.instruments:
         instruments = Table("instrument", "kind", "address", "answering")
@@ -379,6 +388,8 @@ def lab() -> None:
 )
 def up(boards: int | None, directory: Path, out: Path | None, config: Path | None) -> None:
     """Start the lab (or report the one already running) and print its boards."""
+    if out is not None and not out.parent.is_dir():  # checked first: no lab left running for nothing
+        raise InputError(f"--out {out}: folder {out.parent} does not exist")
     farm, started = _start(directory, boards, config, START_TIMEOUT_S)
     # --out may name the lab's own farm file: copying a file onto itself fails.
     if out is not None and not (out.exists() and out.samefile(farm)):

@@ -42,6 +42,7 @@ class BoardEntry:
     serial: str
     instrument: str
     channel: int
+    download_port: int | None = None  # raw TCP for stock esptool by hand (twin/uart.py DownloadPort)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +20,13 @@ import click
 from rich.console import Console as RichConsole
 from rich.table import Table
 
-from rig.cutspec import AtBytes, CutSpec
+from rig.cutspec import AtBytes, Brownout, CutSpec
 from rig.errors import InfraError, InputError, NotReproduced, RigError
 from rig.farm import BoardSpec, Farm, load_farm
 from rig.phase import Phase
+from rig.power.scpi_psu import DEFAULT_SUPPLY_VOLTS
 from rig.resources import scenarios_dir
+from rig.results.model import check_run_id
 
 LAB_DIR = Path(".lab")
 
@@ -80,7 +83,7 @@ def run(
 
     Exits 0 only when every scenario passed (or a resumed run had nothing left to run).
     """
-    run_id = resume or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    run_id = check_run_id(resume) if resume else time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     with ExitStack() as stack:
         farm_path = (
             Path(farm) if farm is not None else _throwaway_lab(stack, Path(report_dir) / run_id, lab_boards)
@@ -208,6 +211,7 @@ def repro(
         image_size = images.entry(image_name).path.stat().st_size
         if cut is not None:
             _check_reachable(cut, image_size)
+            _check_supply(cut, parsed.power_spec(spec))
         services = stack.enter_context(
             Services.open(parsed, out, images, seed=seed, server_log=out / "server.log")
         )
@@ -230,6 +234,13 @@ def _check_reachable(cut: CutSpec, image_size: int) -> None:
         raise InputError(
             f"--cut {cut.text}: the image is {image_size} bytes, so byte {cut.point.count} is never written"
         )
+
+
+def _check_supply(cut: CutSpec, power: Mapping[str, object]) -> None:
+    """A sag above the board's nominal supply (or below 0) is refused before anything is flashed."""
+    nominal = power.get("volts", DEFAULT_SUPPLY_VOLTS) if power.get("driver") == "scpi-psu" else None
+    if isinstance(cut, Brownout) and isinstance(nominal, int | float) and not 0.0 <= cut.volts <= nominal:
+        raise InputError(f"--cut {cut.text}: {cut.volts:g} V is outside 0..{nominal:g} V, the board's supply")
 
 
 def _file_or_none(value: str) -> Path | None:

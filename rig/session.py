@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -21,19 +20,13 @@ from rig import verdicts
 from rig.board import Board, Ready
 from rig.console import ConsoleLine
 from rig.cutspec import (
-    AtBytes,
     AtFraction,
-    AtWire,
     Brownout,
-    Close,
-    CutPoint,
     CutSpec,
-    NetClose,
-    NetStall,
-    NetThrottle,
     PowerCut,
     parse_cut,
 )
+from rig.cutter import Cutter
 from rig.errors import InfraError, InputError, WindowMissed
 from rig.esp.image import patch_image
 from rig.esp.marker import Behaviour
@@ -44,8 +37,7 @@ from rig.logs import events as ev
 from rig.logs.boots import fold_boots
 from rig.net.bus import Direction, Event, WireProgress
 from rig.net.certs import CertBundle
-from rig.net.faults import Counting, Cut, Position, Stall, Teardown, Throttle
-from rig.net.netns import FaultPath, NetNamespace
+from rig.net.netns import FaultPath
 from rig.net.ota_server import OtaServer
 from rig.net.proxy import FaultProxy
 from rig.outcome import OtaRecord, OtaResult, ProblemKind
@@ -102,10 +94,10 @@ class OtaSession:
         self.tuning = tuning or Tuning()
         self._recorder = recorder
         self.engine = TriggerEngine()
+        self.cutter = Cutter(lambda: board.power, proxy, self.engine, path, seed=seed)
         # The rig process runs the TLS server, proxy pumps and console readers at once; with
         # CPython's default 5 ms GIL slice a log-triggered power cut waits behind them.
         sys.setswitchinterval(min(sys.getswitchinterval(), CUT_SWITCH_INTERVAL_S))
-        self._timers: list[threading.Timer] = []
         self._image_size: int | None = None
         # The known state the scenario last prepared (what a retry restores), what the rig
         # knows each OTA slot holds (None: unknown, e.g. half written), the highest otadata
@@ -118,8 +110,7 @@ class OtaSession:
         server.bus.subscribe(self._on_bus_event)
 
     def close(self) -> None:
-        for timer in self._timers:
-            timer.cancel()
+        self.cutter.close()
         self.engine.close()
         self.proxy.disarm()
         if self.path is not None and self.path.namespace is not None:
@@ -222,80 +213,9 @@ class OtaSession:
         port = self.proxy.port if via_proxy else self.server.port
         return self.server.url_for(image, redirects=redirects, host=host, port=port)
 
-    # -- faults ------------------------------------------------------------------------
-
     def arm(self, cut: CutSpec) -> Trigger | None:
-        """Bind a parsed cut to what carries it out when its condition is met; the trigger
-        it registered, if the cut goes through the engine (the proxy acts by itself otherwise).
-        Random cut points without their own seed draw from the run's `--seed`."""
-        position = _proxy_position(cut.point)
-        by_proxy = isinstance(cut, NetStall) or (isinstance(cut, NetClose) and cut.close is not Close.DEAD)
-        if by_proxy and position is not None and isinstance(cut, NetClose | NetStall):
-            # Exact to the byte: the proxy counts and acts itself, no trigger round trip.
-            self.proxy.arm(self._proxy_fault(cut, position))
-            return None
-        return self.engine.add(cut.trigger(self._action_for(cut), seed=self.seed))
-
-    def _proxy_fault(
-        self, cut: NetClose | NetStall | NetThrottle, at: Position | None
-    ) -> Cut | Stall | Throttle:
-        if isinstance(cut, NetStall):
-            return Stall(seconds=cut.seconds, at=at)
-        if isinstance(cut, NetThrottle):
-            return Throttle(bytes_per_second=cut.bytes_per_second)
-        if at is None:  # "now": the next byte of the connection that is sending
-            sent = max((r.bytes_down for r in self.proxy.records if r.closed_at is None), default=0)
-            at = Position(Counting.WIRE, sent + 1)
-        return Cut(at=at, teardown=Teardown.RST if cut.close is Close.RST else Teardown.FIN)
-
-    def _action_for(self, cut: CutSpec) -> Callable[[], None]:
-        power = self.board.power
-        if isinstance(cut, PowerCut):
-            off_s = power.off_seconds if cut.off_s is None else cut.off_s
-
-            def power_cut() -> None:
-                power.off()
-                self.engine.on_event("power_off")
-                self._later(off_s, self._power_on)
-
-            return power_cut
-        if isinstance(cut, Brownout):
-
-            def brownout() -> None:
-                nominal = power.voltage_setpoint()
-                power.set_voltage(cut.volts)
-                self._later(cut.hold_s, lambda: power.set_voltage(nominal))
-
-            return brownout
-        if isinstance(cut, NetClose) and cut.close is Close.DEAD:
-            namespace = self._dead_path(cut)
-            return lambda: namespace.kill_port(self.proxy.port)
-        net = cut
-
-        def arm_proxy_now() -> None:
-            self.proxy.arm(self._proxy_fault(net, None))
-
-        return arm_proxy_now
-
-    def _dead_path(self, cut: CutSpec) -> NetNamespace:
-        """The namespace a dead path is made in; a farm without one cannot have the fault."""
-        if self.path is None or self.path.namespace is None:
-            why = self.path.unavailable if self.path is not None else "the farm sets no network.fault_path"
-            raise InputError(f"--cut {cut.text}: no dead path on this farm: {why}")
-        return self.path.namespace
-
-    def _power_on(self) -> None:
-        self.board.power.on()
-        self.engine.on_event("power_on")
-
-    def _later(self, delay: float, action: Callable[[], None]) -> None:
-        timer = threading.Timer(delay, action)
-        timer.daemon = True
-        self._timers.append(timer)
-        timer.start()
-
-    def _timers_pending(self) -> bool:
-        return any(timer.is_alive() for timer in self._timers)
+        """Arm `cut` for the next OTA (see `Cutter.arm`)."""
+        return self.cutter.arm(cut)
 
     # -- the experiment ------------------------------------------------------------------
 
@@ -324,7 +244,7 @@ class OtaSession:
             while (
                 rebooted is None
                 and time.monotonic() < deadline
-                and (time.monotonic() < quiet_until or self._timers_pending())
+                and (time.monotonic() < quiet_until or self.cutter.pending())
             ):
                 rebooted = console.wait_event(ev.RomReset, 0.1, position)
             if rebooted is None:
@@ -544,7 +464,7 @@ class OtaSession:
         """The agent ended the OTA without a switch: the old app is still up, unless a
         power action is still pending or a reset follows within the quiet window."""
         reset_follows = self.board.console.wait_event(ev.RomReset, self.tuning.quiet_s, mark)
-        if self._timers_pending() or reset_follows is not None:
+        if self.cutter.pending() or reset_follows is not None:
             return None
         status = self.board.status()
         return Ready(
@@ -562,14 +482,3 @@ def _fraction_of(cut: CutSpec | None) -> float | None:
 
 def _cuts_supply(cut: CutSpec | None) -> bool:
     return isinstance(cut, PowerCut | Brownout)
-
-
-def _proxy_position(point: CutPoint) -> Position | None:
-    """A cut point the proxy can hit exactly by itself, or None if it needs a trigger."""
-    if isinstance(point, AtWire):
-        return Position(Counting.WIRE, point.count)
-    if isinstance(point, AtBytes):
-        return Position(Counting.IMAGE, point.count)
-    if isinstance(point, AtFraction):
-        return Position(Counting.FRACTION, point.fraction)
-    return None

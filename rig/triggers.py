@@ -292,6 +292,8 @@ class TriggerEngine:
         """Forget `trigger`, fired or not (a retried experiment arms one with the same name)."""
         with self._lock:
             self._triggers = [t for t in self._triggers if t is not trigger]
+            # Spent triggers are known by id(); once this one is gone, a new trigger may get its id.
+            self._spent.discard(id(trigger))
 
     def on_log_line(self, board: str | None, line: str, t: float | None = None) -> list[Firing]:
         """A serial line from `board`."""

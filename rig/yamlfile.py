@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from rig.errors import InputError
+from rig.inputs import MAX_TEXT, read_input
 
 M = TypeVar("M", bound=BaseModel)
 Loc = tuple[str | int, ...]
@@ -48,12 +49,7 @@ class YamlDocument:
 
 def load_yaml(path: Path, what: str) -> YamlDocument:
     """Read and parse `path` (a `what`, e.g. "farm file"); every problem is one InputError line."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: {what} not found") from None
-    except OSError as error:
-        raise InputError(f"{path}: cannot read {what} ({error.strerror})") from None
+    raw = read_input(path, what, limit=MAX_TEXT)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:

@@ -21,7 +21,7 @@ from twin.net import Net
 from twin.nvs import Nvs, find_nvs_partition
 from twin.ota_ops import OtaOps
 from twin.power import USB_RAIL_VOLTS, PoweredDevice
-from twin.uart import Rfc2217Server
+from twin.uart import DownloadPort, Rfc2217Server
 
 
 class TwinBoard:
@@ -41,6 +41,7 @@ class TwinBoard:
             restart_delay_s=self.config.restart_ms / 1000,
         )
         self._server: Rfc2217Server | None = None
+        self._download: DownloadPort | None = None
 
     @property
     def power(self) -> PoweredDevice:
@@ -59,10 +60,15 @@ class TwinBoard:
         model.run(AppRuntime(cpu, self.config, table, app, ota, nvs, Net(cpu, self.config.tcp_window)))
         cpu.halt()
 
-    def start(self, *, rfc2217_port: int | None = 0, powered: bool = True) -> None:
-        """Serve the UART over RFC2217 (port 0 = ephemeral; None = no server) and power up."""
+    def start(
+        self, *, rfc2217_port: int | None = 0, download_port: int | None = None, powered: bool = True
+    ) -> None:
+        """Serve the UART over RFC2217 (port 0 = ephemeral; None = no server), optionally as a
+        raw download port for stock esptool by hand (twin/uart.py `DownloadPort`), and power up."""
         if rfc2217_port is not None and self._server is None:
             self._server = self.chip.serve_rfc2217(rfc2217_port)
+        if download_port is not None and self._download is None:
+            self._download = self.chip.serve_download(download_port)
         if powered:
             self.chip.supply_changed(USB_RAIL_VOLTS)
 
@@ -70,6 +76,11 @@ class TwinBoard:
     def port(self) -> int | None:
         """The RFC2217 TCP port on 127.0.0.1, once started."""
         return None if self._server is None else self._server.port
+
+    @property
+    def download_port(self) -> int | None:
+        """The raw download TCP port on 127.0.0.1, if served."""
+        return None if self._download is None else self._download.port
 
     def stop(self) -> None:
         self.chip.supply_changed(0.0)

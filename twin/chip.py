@@ -24,7 +24,7 @@ from twin.cpu import Activity, ChipReset, Cpu, ResetReason
 from twin.efuse import DEFAULT_MAC, Efuse
 from twin.flash import DEFAULT_SIZE, NorFlash, PowerLost
 from twin.power import BROWNOUT_VOLTS, POWER_ON_VOLTS
-from twin.uart import PtyEndpoint, Rfc2217Server, Uart
+from twin.uart import DownloadPort, PtyEndpoint, Rfc2217Server, Uart
 
 # The ROM latches GPIO0 when EN rises. On a DevKitC EN rises through an RC, so a
 # DTR/RTS pair changed one line at a time (RFC2217 clients do: DTR on, then RTS off)
@@ -91,7 +91,7 @@ class Esp32Chip:
         self._pending: _Boot | None = None
         self._brownout_isr_generation = -1
         self._closed = False
-        self._servers: list[Rfc2217Server | PtyEndpoint] = []
+        self._servers: list[Rfc2217Server | DownloadPort | PtyEndpoint] = []
         self._thread = threading.Thread(target=self._cpu_loop, name="twin-cpu", daemon=True)
         self._thread.start()
 
@@ -176,6 +176,11 @@ class Esp32Chip:
 
     def serve_rfc2217(self, port: int = 0) -> Rfc2217Server:
         server = Rfc2217Server(self.uart, self.lines, port)
+        self._servers.append(server)
+        return server
+
+    def serve_download(self, port: int = 0) -> DownloadPort:
+        server = DownloadPort(self.uart, self.lines, port)
         self._servers.append(server)
         return server
 

@@ -152,6 +152,11 @@ class LabBoard:
     def serial(self) -> str:
         return f"rfc2217://127.0.0.1:{self.port}"
 
+    @property
+    def by_hand(self) -> str:
+        """Where a person's stock esptool flashes this board at full speed (`DownloadPort`)."""
+        return f"socket://127.0.0.1:{self.twin.download_port}"
+
 
 class Lab:
     """N twin boards, the PSUs and relay that feed them, and the farm file describing them."""
@@ -217,6 +222,7 @@ class Lab:
 
     def _start_boards(self, previous: LabStateFile | None) -> None:
         old_ports = {b.name: b.port for b in previous.boards} if previous is not None else {}
+        old_download = {b.name: b.download_port for b in previous.boards} if previous is not None else {}
         for index, wire in enumerate(self.wires):
             name = board_name(index)
             config = self.config.board_config(name)
@@ -225,12 +231,12 @@ class Lab:
                 log.info("%s: factory-fresh flash (bootloader only) in %s", name, state_dir)
             twin = TwinBoard(state_dir, config)
             self.boards.append(LabBoard(name, twin, wire))
-            port = old_ports.get(name)
+            port, download = old_ports.get(name), old_download.get(name)
             try:
-                twin.start(rfc2217_port=port if isinstance(port, int) else 0, powered=False)
+                twin.start(rfc2217_port=port or 0, download_port=download or 0, powered=False)
             except OSError:
-                log.info("%s: port %s is taken, using a new one", name, port)
-                twin.start(rfc2217_port=0, powered=False)
+                log.info("%s: port %s or %s is taken, using new ones", name, port, download)
+                twin.start(rfc2217_port=0, download_port=0, powered=False)
 
     def _power_up(self) -> None:
         """Every output on, as a bench left powered: boards answer esptool at once."""
@@ -334,7 +340,8 @@ class Lab:
             farm=FARM_FILE,
             instruments=instruments,
             boards=tuple(
-                BoardEntry(b.name, b.port, b.serial, b.wire.instrument, b.wire.channel) for b in self.boards
+                BoardEntry(b.name, b.port, b.serial, b.wire.instrument, b.wire.channel, b.twin.download_port)
+                for b in self.boards
             ),
         ).write(self.directory)
 

@@ -1,4 +1,5 @@
-"""UART0 of the twin and the two ways a host reaches it: RFC2217 over TCP, or a pty.
+"""UART0 of the twin and the ways a host reaches it: RFC2217 over TCP, a raw download port,
+or a pty.
 
 The rig must not be able to tell a twin from a board on a ser2net port, so the
 RFC2217 side reuses pyserial's own server-side protocol engine (`PortManager`)
@@ -15,6 +16,7 @@ import pty
 import select
 import socket
 import threading
+import time
 import tty
 from collections.abc import Callable
 
@@ -195,21 +197,23 @@ class _Rfc2217Client:
         self._thread.join(timeout=5)
 
 
-class Rfc2217Server:
-    """The board's UART as `rfc2217://127.0.0.1:<port>`, with DTR/RTS auto-reset."""
+class _TcpPort:
+    """A loopback TCP port onto the board's UART; subclasses say what a connection gets."""
+
+    scheme = ""
 
     def __init__(self, uart: Uart, lines: DevKitAutoReset, port: int = 0) -> None:
         self._uart = uart
         self._lines = lines
         self._listener = socket.create_server(("127.0.0.1", port))
         self.port: int = self._listener.getsockname()[1]
-        self._client: _Rfc2217Client | None = None
-        self._thread = threading.Thread(target=self._accept_loop, name="twin-rfc2217", daemon=True)
+        name = f"twin-{self.scheme}"
+        self._thread = threading.Thread(target=self._accept_loop, name=name, daemon=True)
         self._thread.start()
 
     @property
     def url(self) -> str:
-        return f"rfc2217://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def _accept_loop(self) -> None:
         while True:
@@ -218,18 +222,98 @@ class Rfc2217Server:
             except OSError:
                 return
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self._client is not None:
-                self._client.close()
-            self._client = _Rfc2217Client(conn, self._uart, self._lines)
-            self._client.start()
+            self._accepted(conn)
+
+    def _accepted(self, conn: socket.socket) -> None:
+        raise NotImplementedError
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         self._thread.join(timeout=5)
+
+
+class Rfc2217Server(_TcpPort):
+    """The board's UART as `rfc2217://127.0.0.1:<port>`, with DTR/RTS auto-reset."""
+
+    scheme = "rfc2217"
+    _client: _Rfc2217Client | None = None
+
+    def _accepted(self, conn: socket.socket) -> None:
         if self._client is not None:
             self._client.close()
+        self._client = _Rfc2217Client(conn, self._uart, self._lines)
+        self._client.start()
+
+    def close(self) -> None:
+        super().close()
+        if self._client is not None:
+            self._client.close()
+
+
+# esptool's ClassicReset (esptool/reset.py): EN held low 100 ms with IO0 low, then IO0 held
+# 50 ms after EN rises so the ROM samples the download strap.
+_RESET_HOLD_S = 0.1
+_STRAP_HOLD_S = 0.05
+
+
+class DownloadPort(_TcpPort):
+    """The board's UART as raw TCP (`socket://127.0.0.1:<port>`) for stock esptool by hand.
+
+    pyserial's RFC2217 client sleeps 50 ms at least once per settings change, and esptool
+    changes its read timeout around most commands, so stock esptool over RFC2217 spends
+    most of a flash asleep. A plain socket has no settings to negotiate, but carries no
+    DTR/RTS either, so this port does for the person what the DevKitC auto-reset circuit
+    does for esptool: a connection resets the chip into the ROM download mode (esptool's
+    classic reset sequence on EN/IO0), and closing it resets the chip into its app. Use
+    `esptool --port socket://… --before no-reset --after no-reset`.
+    """
+
+    scheme = "socket"
+
+    def __init__(self, uart: Uart, lines: DevKitAutoReset, port: int = 0) -> None:
+        self._busy = threading.Lock()  # one person at a time
+        super().__init__(uart, lines, port)
+
+    def _accepted(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._serve, args=(conn,), name="twin-download-client", daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        if not self._busy.acquire(blocking=False):
+            conn.close()  # someone is flashing this board already
+            return
+
+        def send(data: bytes) -> None:
+            with contextlib.suppress(OSError):
+                conn.sendall(data)
+
+        try:
+            self._pulse(download=True)
+            self._uart.attach(send)
+            while data := _recv(conn):
+                self._uart.feed(data)
+        finally:
+            self._uart.detach(send)
+            conn.close()
+            self._pulse(download=False)
+            self._busy.release()
+
+    def _pulse(self, *, download: bool) -> None:
+        """EN low, then high with IO0 low (download) or released (app), as DTR/RTS would."""
+        self._lines.set_lines(dtr=False, rts=True)
+        time.sleep(_RESET_HOLD_S)
+        if download:
+            self._lines.set_lines(dtr=True, rts=False)
+            time.sleep(_STRAP_HOLD_S)
+        self._lines.release()
+
+
+def _recv(conn: socket.socket) -> bytes:
+    try:
+        return conn.recv(65536)
+    except OSError:
+        return b""
 
 
 class PtyEndpoint:

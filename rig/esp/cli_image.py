@@ -11,17 +11,10 @@ from rig.esp.image import AppImage, ChipId, parse, patch_image
 from rig.esp.marker import Behaviour, find_marker
 from rig.esp.signing import SigningKey, SigningScheme
 from rig.esp.testimage import make_test_app
+from rig.inputs import read_input
 
 _SPI_MODES = {0: "QIO", 1: "QOUT", 2: "DIO", 3: "DOUT", 4: "FAST_READ", 5: "SLOW_READ"}
 _SIZES = {0: "1MB", 1: "2MB", 2: "4MB", 3: "8MB", 4: "16MB", 5: "32MB", 6: "64MB", 7: "128MB"}
-
-
-def read_input(path: str) -> bytes:
-    """Read a file named on the command line; OS errors become one line."""
-    try:
-        return Path(path).read_bytes()
-    except OSError as error:
-        raise InputError(f"cannot read {path}: {error.strerror}") from None
 
 
 def write_output(path: str | Path, data: bytes) -> None:
@@ -95,7 +88,7 @@ def image() -> None:
 @click.argument("file")
 def info(file: str) -> None:
     """One-screen description of an app image FILE."""
-    click.echo("\n".join(describe(parse(read_input(file)))))
+    click.echo("\n".join(describe(parse(read_input(file, "image")))))
 
 
 @image.command("patch")
@@ -125,7 +118,7 @@ def patch(
 ) -> None:
     """Change fields of FILE, recompute checksum and SHA-256, optionally re-sign."""
     patched = patch_image(
-        read_input(file),
+        read_input(file, "image"),
         version=version,
         secure_version=secure_version,
         project_name=project,

@@ -8,17 +8,15 @@ import click
 
 from rig.errors import FormatError, InputError
 from rig.esp.flashimage import DEFAULT_TABLE_OFFSET, build_flash_image, parse_flash_size
-from rig.esp.otadata import OtaData
+from rig.esp.otadata import OTADATA_MIN_SIZE, OtaData
 from rig.esp.partitions import ENTRY_MAGIC, PartitionTable
+from rig.inputs import read_input
 
 _BINARY_MAGIC = ENTRY_MAGIC.to_bytes(2, "little")
 
 
 def _read(path: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as error:
-        raise InputError(f"cannot read {path}: {error.strerror or error}") from error
+    return read_input(path, "file")
 
 
 def _write(path: str, data: bytes) -> None:
@@ -30,9 +28,12 @@ def _write(path: str, data: bytes) -> None:
 
 def _number(text: str, what: str) -> int:
     try:
-        return int(text, 0)
+        value = int(text, 0)
     except ValueError:
         raise InputError(f"{what} '{text}' is not a number") from None
+    if value < 0:
+        raise InputError(f"{what} '{text}' is negative")
+    return value
 
 
 def load_table(path: str, *, flash_size: int, table_offset: int) -> PartitionTable:
@@ -117,7 +118,13 @@ def otadata_show(file: str, table: str | None, slots: int, flash_size: str, tabl
     """Decode an otadata dump (or a full flash dump with --table) and tell which slot boots."""
     data = _read(file)
     labels = [f"ota_{index}" for index in range(slots)]
-    if table is not None:
+    if table is None:
+        if len(data) != OTADATA_MIN_SIZE:
+            raise InputError(
+                f"{file}: {len(data)} bytes is not an otadata dump (0x{OTADATA_MIN_SIZE:x} bytes); "
+                "for a full flash dump name its partition table with --table"
+            )
+    else:
         parsed = _load_cli(table, flash_size, table_offset)
         labels = [slot.name for slot in parsed.ota_slots]
         partition = parsed.otadata
@@ -125,6 +132,11 @@ def otadata_show(file: str, table: str | None, slots: int, flash_size: str, tabl
             raise InputError(f"{table} has no otadata partition")
         if len(data) >= partition.end:
             data = data[partition.offset : partition.end]
+        elif len(data) != partition.size:
+            raise InputError(
+                f"{file}: {len(data)} bytes is neither the otadata partition (0x{partition.size:x} bytes) "
+                f"nor a flash dump reaching its end (0x{partition.end:x})"
+            )
     click.echo(OtaData.from_bytes(data).describe(labels))
 
 

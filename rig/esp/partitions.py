@@ -295,11 +295,13 @@ class _CsvParser:
             line = raw.strip()
             if line and not line.startswith("#"):
                 rows.append(self.parse_row(number, line))
+        if not rows:
+            raise InputError(f"{self.source}: no partitions (every line is empty or a comment)")
         self.fill_offsets(rows)
         return rows
 
     def parse_row(self, line: int, text: str) -> _Row:
-        fields = [field.strip() for field in (text + ",,,,").split(",")]
+        fields = [field.strip() for field in text.split(",")] + [""] * 6  # trailing fields may be left out
         name, type_text, subtype_text, offset_text, size_text, flags_text = fields[:6]
         ptype = self.parse_type(line, type_text)
         subtype = self.parse_subtype(line, ptype, subtype_text)

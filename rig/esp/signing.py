@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from rig.errors import InputError
+from rig.inputs import MAX_TEXT, read_input
 
 SECTOR_SIZE = 4096
 SIG_BLOCK_SIZE = 1216
@@ -56,10 +57,7 @@ class SignatureVerdict(Enum):
 
 
 def _load_private_key(path: Path) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
-    try:
-        pem = path.read_bytes()
-    except OSError as error:
-        raise InputError(f"cannot read key {path}: {error.strerror}") from None
+    pem = read_input(path, "key", limit=MAX_TEXT)
     if b"PUBLIC KEY-----" in pem:
         raise InputError(f"{path.name} is a public key; signing needs the private key PEM")
     try:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from rig.esp.cli_image import read_input
 from rig.esp.signing import SigningKey
 from rig.images.mutants import MANIFEST_NAME, derive_images
+from rig.inputs import read_input
 
 
 @click.group()
@@ -24,7 +24,7 @@ def images() -> None:
 def derive(source: str, key: str | None, out: str, seed: int) -> None:
     """Write the standard mutant set of the build and manifest.json into OUT."""
     signing_key = SigningKey.load(key) if key is not None else None
-    manifest = derive_images(read_input(source), Path(out), signing_key, seed=seed)
+    manifest = derive_images(read_input(source, "image"), Path(out), signing_key, seed=seed)
     for entry in manifest.entries:
         click.echo(f"{entry.file:<28} {entry.expect.value:<24} {entry.change}")
     for skipped in manifest.skipped:

@@ -38,6 +38,7 @@ _RECV = 65536
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 _REDIRECT = re.compile(r"/r/(\d{1,3})/(.+)")
 _BATCH = 4  # TLS records per sendall
+_LINGER_S = 1.0
 _CHUNK_FRAMING = 16  # room for "<hex>\r\n" and "\r\n" inside one record
 
 
@@ -325,15 +326,19 @@ class OtaServer(Service):
         try:
             self._handshake(stream, peer, connection_id)
             http = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEADER)
+            refused = False
             while True:
                 request = self._read_request(stream, http)
                 if request is None:
                     break
+                refused = request.refused is not None
                 keep_going = self._handle(stream, http, request, peer, connection_id)
                 if not keep_going:
                     break
             with contextlib.suppress(OSError):
                 stream.close_notify()
+            if refused:
+                _linger(sock)
         except _Done:
             pass
         finally:
@@ -548,6 +553,18 @@ class _Target:
 
 class _Done(Exception):
     """The connection is over; already logged."""
+
+
+def _linger(sock: socket.socket) -> None:
+    """Close gently after refusing a request the client is still sending: stop sending, then
+    read and drop what it sends for a moment, so our error answer is not lost to the RST a
+    close with unread input would cause."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(_LINGER_S)
+        deadline = time.monotonic() + _LINGER_S
+        while time.monotonic() < deadline and sock.recv(_RECV):
+            pass
 
 
 def _ending_of(error: BaseException) -> ResponseEnd:

@@ -15,6 +15,7 @@ import pytest
 
 from rig.errors import RigError
 from rig.farm import BoardSpec, Farm
+from rig.results.model import check_run_id
 from rig.results.store import ResultsStore
 
 FARM_KEY = pytest.StashKey[Farm | None]()
@@ -78,6 +79,10 @@ def decide(config: pytest.Config, store: ResultsStore | None) -> RunSettings:
         seed = resumed_seed if seed is None else seed
     fresh_id = os.environ.get("RIG_RUN_ID") or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     run_id = resume or run_id or fresh_id
+    try:
+        check_run_id(run_id)
+    except RigError as error:
+        raise pytest.UsageError(str(error)) from None
     return RunSettings(run_id, secrets.randbelow(2**31) if seed is None else seed, done)
 
 

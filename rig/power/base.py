@@ -21,6 +21,11 @@ from rig.errors import InputError
 # Long enough for a dev board's bulk capacitors to drain so the chip really loses power.
 DEFAULT_OFF_SECONDS = 1.0
 
+# Nothing an ESP32 board is fed from goes above a USB rail's 5.5 V; a bench supply set higher
+# than this (or a current limit above 5 A) in a farm file is a typo, refused at load.
+MAX_SUPPLY_VOLTS = 5.5
+MAX_SUPPLY_AMPS = 5.0
+
 # Parameter types drivers declare: the registry validates farm files against them.
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Baud = Annotated[int, Field(ge=300, le=5_000_000)]
@@ -82,6 +87,11 @@ class PowerDriver(ABC):
     def voltage_setpoint(self) -> float:
         """The output's present setpoint, where a ramp starts."""
         raise self._cannot("sag the voltage")
+
+    @property
+    def nominal_volts(self) -> float | None:
+        """The supply voltage the farm set (the ceiling of every sag), None if it sets none."""
+        return None
 
     def ramp(self, to_volts: float, seconds: float, steps: int) -> None:
         """Walk the setpoint to `to_volts` in `steps` equal steps spread over `seconds`."""

@@ -16,11 +16,22 @@ from pyvisa.constants import StatusCode
 
 from rig.errors import InfraError, InputError
 from rig.power import register
-from rig.power.base import DEFAULT_OFF_SECONDS, Capability, PowerDriver, Seconds, Text
+from rig.power.base import (
+    DEFAULT_OFF_SECONDS,
+    MAX_SUPPLY_AMPS,
+    MAX_SUPPLY_VOLTS,
+    Capability,
+    PowerDriver,
+    Seconds,
+    Text,
+)
 from rig.power.dialects import get_dialect
 
 # SCPI -2xx execution errors mean the instrument understood and refused the value.
 _VALUE_ERRORS = (-222, -224)
+
+
+DEFAULT_SUPPLY_VOLTS = 3.3  # a DevKitC fed on its 3V3 pin
 
 
 @register("scpi-psu")
@@ -36,8 +47,8 @@ class ScpiPsuDriver(PowerDriver):
         resource: Text,
         channel: Annotated[int, Field(ge=1)] = 1,
         dialect: str = "rigol-dp8xx",
-        volts: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 3.3,
-        current_limit: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 0.5,
+        volts: Annotated[float, Field(gt=0, le=MAX_SUPPLY_VOLTS, allow_inf_nan=False)] = DEFAULT_SUPPLY_VOLTS,
+        current_limit: Annotated[float, Field(gt=0, le=MAX_SUPPLY_AMPS, allow_inf_nan=False)] = 0.5,
         timeout_ms: Annotated[int, Field(gt=0)] = 2000,
         visa_library: Text = "@py",
         check_errors: bool = True,
@@ -89,7 +100,18 @@ class ScpiPsuDriver(PowerDriver):
             raise InfraError(f"PSU at {self.resource} gave an unreadable output state {reply!r}") from None
 
     def set_voltage(self, volts: float) -> None:
+        """Move the setpoint, never above the farm's nominal `volts` (or below 0): a typo such as
+        22 for 2.2 must not reach a 3V3 rail, whoever asked."""
+        if not 0.0 <= volts <= self.volts:
+            raise InputError(
+                f"power driver scpi-psu: refusing {volts:g} V on channel {self.channel}: "
+                f"outside 0..{self.volts:g} V (the farm's nominal supply)"
+            )
         self._send(self.dialect.set_volts.format(channel=self.channel, volts=volts))
+
+    @property
+    def nominal_volts(self) -> float:
+        return self.volts
 
     def voltage_setpoint(self) -> float:
         return self._number(self.dialect.get_volts.format(channel=self.channel))

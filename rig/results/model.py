@@ -6,8 +6,11 @@ Rows are frozen so a recorded outcome cannot drift from what was committed to th
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from typing import Literal
+
+from rig.errors import InputError
 
 
 class OutcomeClass(enum.Enum):
@@ -33,6 +36,17 @@ class OutcomeClass(enum.Enum):
 
 
 _SEVERITY = {cls: rank for rank, cls in enumerate(OutcomeClass)}
+
+# A run id names a folder under the report directory: nothing that could climb out of it.
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_run_id(run_id: str) -> str:
+    """`run_id` if it is safe as a folder name, else InputError."""
+    if not RUN_ID.fullmatch(run_id) or ".." in run_id:
+        raise InputError(f"run id {run_id!r} must be letters, digits, '.', '_' or '-' (at most 128)")
+    return run_id
+
 
 RunStatus = Literal["running", "finished", "interrupted"]
 RUN_STATUSES: tuple[RunStatus, ...] = ("running", "finished", "interrupted")

@@ -9,10 +9,11 @@ foreign file is reported, never "repaired".
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,16 @@ from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
 from rig.errors import InfraError, InputError
-from rig.results.model import RUN_STATUSES, BootRow, FaultRow, Outcome, OutcomeClass, RunInfo, RunStatus
+from rig.results.model import (
+    RUN_STATUSES,
+    BootRow,
+    FaultRow,
+    Outcome,
+    OutcomeClass,
+    RunInfo,
+    RunStatus,
+    check_run_id,
+)
 
 DEFAULT_DB = Path("reports") / "results.db"
 SCHEMA_VERSION = 2
@@ -164,17 +174,18 @@ class ResultsStore:
 
     def run(self, run_id: str) -> RunInfo:
         """One run's info; an unknown id is an InputError listing the latest runs."""
+        check_run_id(run_id)
         with self._reader() as db:
             row = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is None:
                 raise self._unknown_run(db, run_id)
-            return _run_info(row)
+            return self._decoded(lambda: _run_info(row), f"run {run_id}")
 
     def runs(self, last: int | None = None) -> list[RunInfo]:
         """Runs oldest first; with `last`, only the most recent `last` of them."""
         with self._reader() as db:
             rows = db.execute("SELECT * FROM runs ORDER BY started_at, rowid").fetchall()
-        infos = [_run_info(row) for row in rows]
+        infos = [self._decoded(functools.partial(_run_info, row), f"run {row['run_id']}") for row in rows]
         if last is None:
             return infos
         return infos[-last:] if last > 0 else []
@@ -194,14 +205,16 @@ class ResultsStore:
             boots = _by_outcome(db, "boots", "idx", run_id, _boot_row)
             faults = _by_outcome(db, "faults", "seq", run_id, _fault_row)
         return [
-            Outcome(
-                **{name: row[name] for name in _OUTCOME_COLUMNS if name != "outcome"},
-                outcome=OutcomeClass(row["outcome"]),
-                boots=tuple(boots.get(row["id"], ())),
-                faults=tuple(faults.get(row["id"], ())),
-            )
+            self._decoded(functools.partial(_outcome, row, boots, faults), f"outcome {row['id']}")
             for row in rows
         ]
+
+    def _decoded(self, decode: Callable[[], _T], what: str) -> _T:
+        """A stored record as Python values; a record this rig cannot read is bad input, one line."""
+        try:
+            return decode()
+        except (ValueError, TypeError, KeyError) as error:  # json.JSONDecodeError is a ValueError
+            raise InputError(f"{self.path}: {what} cannot be read ({error})") from None
 
     def done_keys(self, run_id: str) -> set[tuple[str, str]]:
         """(scenario, board) pairs a resume must not run again: everything but INFRA and
@@ -257,7 +270,8 @@ class ResultsStore:
         db.execute("PRAGMA foreign_keys = ON")
         if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")
+        # FULL: a host power loss must not take the last committed outcomes with it (WAL + NORMAL may).
+        db.execute("PRAGMA synchronous = FULL")
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version == SCHEMA_VERSION:
             return
@@ -364,6 +378,17 @@ def _fault_row(row: sqlite3.Row) -> FaultRow:
 def _check_status(status: str) -> None:
     if status not in RUN_STATUSES:
         raise InputError(f"run status must be one of {', '.join(RUN_STATUSES)}, got '{status}'")
+
+
+def _outcome(
+    row: sqlite3.Row, boots: Mapping[int, list[BootRow]], faults: Mapping[int, list[FaultRow]]
+) -> Outcome:
+    return Outcome(
+        **{name: row[name] for name in _OUTCOME_COLUMNS if name != "outcome"},
+        outcome=OutcomeClass(row["outcome"]),
+        boots=tuple(boots.get(row["id"], ())),
+        faults=tuple(faults.get(row["id"], ())),
+    )
 
 
 def _run_info(row: sqlite3.Row) -> RunInfo:

@@ -156,7 +156,7 @@ def test_missing_file_is_input_error(tmp_path: Path) -> None:
 
 
 def test_a_directory_is_not_a_farm_file(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="cannot read farm file"):
+    with pytest.raises(InputError, match="farm file is not a regular file"):
         load_farm(tmp_path)
 
 

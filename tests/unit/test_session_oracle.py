@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 
 from rig.cutspec import CutPoint, parse_cut
+from rig.cutter import _proxy_position
 from rig.logs.boots import BootTimeline
 from rig.logs.parser import parse_text
 from rig.net.faults import Counting, Position
 from rig.outcome import OtaResult, ProblemKind
 from rig.phase import Final, Phase
-from rig.session import _proxy_position
 from rig.verdicts import acceptable_outcomes, judge_confirm_order
 
 OLD, NEW = frozenset({Final.OLD}), frozenset({Final.NEW})

@@ -201,3 +201,19 @@ def test_a_removed_trigger_frees_its_name_for_a_retry() -> None:
         engine.add(Trigger(LogMatches(re.compile("x")), lambda: None, once=True, name="cut"))
     engine.remove(first)
     engine.add(Trigger(LogMatches(re.compile("x")), lambda: None, once=True, name="cut"))
+
+
+def test_a_new_trigger_fires_even_where_a_removed_one_lived() -> None:
+    """A retried experiment arms a fresh cut after removing the spent one; CPython may give the
+    new trigger the memory, and so the id(), of the old. It must still fire (a storm's cut once
+    silently never fired this way)."""
+    engine = TriggerEngine()
+    fired: list[int] = []
+    for attempt in range(50):
+        trigger = engine.add(
+            Trigger(BytesAtLeast(10), lambda n=attempt: fired.append(n), once=True, name=f"cut{attempt}")
+        )
+        engine.on_progress("device", None, 10, 100)
+        engine.remove(trigger)
+        del trigger
+    assert fired == list(range(50))

@@ -7,6 +7,8 @@ import contextlib
 import io
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ import serial
 from rig.cli import main
 from rig.farm import Farm, load_farm
 from rig.lab_cli import LabHealth, lab_status, start_lab, stop_lab
+from rig.labstate import LabStateFile
 from rig.power import create_driver
 from rig.serialio import enable_fast_rfc2217
 
@@ -167,3 +170,32 @@ def test_a_lab_that_dies_on_start_reports_why(tmp_path: Path, capsys: pytest.Cap
     error = capsys.readouterr().err
     assert "the lab exited with code 2" in error
     assert "rsa1024" in error
+
+
+def test_stock_esptool_flashes_a_lab_board_by_hand_through_its_download_port(
+    lab: RunningLab, tmp_path: Path
+) -> None:
+    """README "Flashing a lab board by hand": the unmodified esptool CLI, in its own process, over
+    the board's raw download port; connecting resets into the ROM loader, closing back into the app."""
+    state = LabStateFile.read(lab.directory)
+    assert state is not None
+    entry = state.boards[1]
+    assert entry.download_port is not None
+    status = {b.name: b.by_hand for b in lab_status(lab.directory).boards}
+    assert status[entry.name] == f"socket://127.0.0.1:{entry.download_port}"
+    data = os.urandom(64 * 1024)
+    (tmp_path / "blob.bin").write_bytes(data)
+    enable_fast_rfc2217()
+    with serial.serial_for_url(entry.serial, baudrate=115200, timeout=CONSOLE_WAIT_S) as console:
+        cli = [sys.executable, "-m", "esptool", "--port", status[entry.name], "--before", "no-reset",
+               "--after", "no-reset", "--baud", "921600"]  # fmt: skip
+        for command in (
+            ["write-flash", hex(MARKER_OFFSET), "blob.bin"],
+            ["verify-flash", hex(MARKER_OFFSET), "blob.bin"],
+        ):
+            done = subprocess.run([*cli, *command], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        assert "verification successful" in done.stdout.lower() or "verified" in done.stdout.lower()
+        # The connection reset the chip into its ROM loader, closing it reset the chip to boot from flash.
+        assert console.read_until(b"(DOWNLOAD_BOOT").endswith(b"(DOWNLOAD_BOOT")
+        assert console.read_until(b"SPI_FAST_FLASH_BOOT").endswith(b"SPI_FAST_FLASH_BOOT")

@@ -141,14 +141,16 @@ def test_cli_flash_image_and_otadata(tmp_path: Path, capsys: pytest.CaptureFixtu
 @pytest.mark.parametrize(
     ("command", "message"),
     [
-        ("partitions show {tmp}/missing.csv", "cannot read {tmp}/missing.csv"),
+        ("partitions show {tmp}/missing.csv", "{tmp}/missing.csv: file not found"),
+        ("partitions show {tmp}", "{tmp}: file is not a regular file"),
+        ("partitions show {tmp}/good.csv --offset -1", "offset '-1' is negative"),
         ("partitions show {tmp}/junk.bin", "{tmp}/junk.bin is neither a partition table binary nor a CSV"),
         ("partitions show {tmp}/bad.csv", "{tmp}/bad.csv:2: unknown subtype 'ota_99' for type app"),
         ("partitions to-csv {tmp}/bad.csv", "{tmp}/bad.csv is not a partition table binary"),
         ("partitions build {tmp}/good.csv -o {tmp}/no/dir/pt.bin", "cannot write {tmp}/no/dir/pt.bin"),
         ("partitions build {tmp}/good.csv -o {tmp}/x --offset eight", "offset 'eight' is not a number"),
         ("partitions show {tmp}/good.csv --flash-size 3MB", "unknown flash size '3MB'"),
-        ("otadata show {tmp}/good.csv", "otadata dump is 22 bytes"),
+        ("otadata show {tmp}/good.csv", "{tmp}/good.csv: 22 bytes is not an otadata dump (0x2000 bytes)"),
         ("otadata show {tmp}/good.csv --table {tmp}/good.csv", "{tmp}/good.csv has no otadata partition"),
         ("flash-image build --table {tmp}/good.csv --app {tmp}/junk.bin -o {tmp}/f", "the partition table"),
     ],

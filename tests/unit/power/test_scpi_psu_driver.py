@@ -65,8 +65,35 @@ def test_ramp_sags_the_board_below_brownout_and_on_restores_nominal(psu: Virtual
 
 
 def test_a_value_the_psu_refuses_is_bad_input(psu: VirtualPsu) -> None:
-    with pytest.raises(InputError, match=r"refused ':SOUR3:VOLT 12.000'.*-222"):
-        rigol(psu, channel=3, volts=12.0)  # CH3 of a DP832 is a 5 V output
+    with pytest.raises(InputError, match=r"refused ':SOUR3:VOLT 5.500'.*-222"):
+        rigol(psu, channel=3, volts=5.5)  # CH3 of a DP832 is a 5 V output
+
+
+def test_a_supply_above_what_an_esp32_board_takes_is_refused_when_the_farm_loads(psu: VirtualPsu) -> None:
+    with pytest.raises(
+        InputError, match=r"parameter 'volts': input should be less than or equal to 5.5, got 22"
+    ):
+        rigol(psu, volts=22.0)
+    with pytest.raises(
+        InputError, match=r"parameter 'current_limit': input should be less than or equal to 5"
+    ):
+        rigol(psu, current_limit=50.0)
+
+
+def test_no_sag_goes_above_the_farms_nominal_voltage_or_below_zero(psu: VirtualPsu) -> None:
+    """`volts=22` typed for 2.2 must never reach a 3V3 rail: the driver refuses, the PSU never sees it."""
+    board = RecordingDevice(amps=0.1)
+    psu.attach(1, board)
+    with rigol(psu, volts=3.3) as driver:
+        driver.on()
+        for wrong in (22.0, 3.4, -1.0):
+            with pytest.raises(InputError, match=r"refusing .* V on channel 1: outside 0..3.3 V"):
+                driver.set_voltage(wrong)
+        with pytest.raises(InputError):
+            driver.ramp(to_volts=5.0, seconds=0.0, steps=2)
+        driver.set_voltage(2.2)
+    assert max(board.volts) == pytest.approx(3.3)
+    assert psu.channel(1).volts == pytest.approx(2.2)
 
 
 def test_a_silent_instrument_is_an_infrastructure_failure() -> None:
