@@ -129,6 +129,9 @@ class Board:
         slots = self.table.ota_slots
         if not slots:
             raise InputError(f"board {self.name}: the partition table has no OTA slots")
+        if self.farm.power_spec(self.spec):
+            # A known power state first: a run killed mid-cut leaves the supply off or sagged.
+            self.power.on()
         if len(app) > slots[0].size:
             raise InputError(f"board {self.name}: image of {len(app)} bytes does not fit {slots[0].name}")
         erase = [(slot.offset, min(slot.size, _sectors(blank_bytes))) for slot in slots[1:]]

@@ -49,11 +49,12 @@ class Services:
     @classmethod
     @contextlib.contextmanager
     def open(
-        cls, farm: Farm, folder: Path, images: ImageSet, *, seed: int, server_log: Path
+        cls, farm: Farm, private: Path, images: ImageSet, *, seed: int, server_log: Path
     ) -> Iterator[Services]:
-        """Certs under `folder/certs`, the OTA server on the farm's bind address, the fault
-        path the farm asks for (or why it cannot be had); all closed on exit."""
-        certs = ensure_bundle(folder / "certs")
+        """Certs under `private/certs` (`rig.keyfiles.private_folder`), the OTA server on the
+        farm's bind address, the fault path the farm asks for (or why it cannot be had); all
+        closed on exit."""
+        certs = ensure_bundle(private / "certs")
         bus = EventBus()
         with (
             OtaServer(certs, images.source(), host=farm.network.bind, bus=bus, log_path=server_log) as server,

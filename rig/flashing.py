@@ -55,8 +55,7 @@ def run_esptool(target: FlashTarget, args: Sequence[str], log: Path | None = Non
             esptool.main(argv)
     except (esptool.FatalError, OSError, SystemExit, ValueError) as error:
         _append(log, argv, out.getvalue())
-        last = str(error).strip().splitlines()[-1:] or [type(error).__name__]
-        raise InfraError(f"{target.name}: esptool {args[0]} failed: {last[0]}") from None
+        raise InfraError(f"{target.name}: esptool {args[0]} failed: {_cause(error)}") from None
     _append(log, argv, out.getvalue())
     return out.getvalue()
 
@@ -104,8 +103,7 @@ def read_back(
             md5 = {(at, length): str(esp.flash_md5sum(at, length)) for at, length in digests}
     except (esptool.FatalError, OSError, ValueError) as error:
         _append(log, ["read-back", hex(offset), hex(size)], out.getvalue())
-        last = str(error).strip().splitlines()[-1:] or [type(error).__name__]
-        raise InfraError(f"{target.name}: esptool read-back failed: {last[0]}") from None
+        raise InfraError(f"{target.name}: esptool read-back failed: {_cause(error)}") from None
     finally:
         if esp is not None:
             with contextlib.suppress(OSError):
@@ -121,6 +119,14 @@ def read_mac(target: FlashTarget, log: Path | None = None) -> str:
         if line.startswith("MAC:"):
             return line.split(":", 1)[1].strip()
     raise InfraError(f"{target.name}: esptool read-mac printed no MAC")
+
+
+def _cause(error: BaseException) -> str:
+    """The line of an esptool error that says what went wrong, not its closing advice
+    ("For troubleshooting steps visit: …")."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    telling = [line for line in lines if not line.startswith(("For troubleshooting", "http"))]
+    return (telling or lines or [type(error).__name__])[0]
 
 
 def _append(log: Path | None, argv: Sequence[str], output: str) -> None:

@@ -21,6 +21,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from rig.catalog import Catalog, load_catalog
 from rig.errors import RigError
@@ -236,9 +237,10 @@ def gate(policy_path: str, run_id: str | None, db: str) -> None:
     for column in ("rule", "limit", "value", "verdict"):
         table.add_column(column)
     for result in results:
-        verdict = f"[{_STYLE[result.verdict]}]{result.verdict.value}[/]"
-        table.add_row(result.rule, result.limit, result.value, verdict)
-    console = Console(width=max(120, Console().width))
+        # Names come from policy files and scenario ids: text, never rich markup.
+        verdict = Text(result.verdict.value, style=_STYLE[result.verdict])
+        table.add_row(Text(result.rule), Text(result.limit), Text(result.value), verdict)
+    console = Console(width=max(120, Console().width), markup=False)
     console.print(table)
     blocked = [r for r in results if r.verdict is not Verdict.PASS]
     if not blocked:

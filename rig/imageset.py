@@ -117,8 +117,12 @@ def prepare_image_set(
     signing: Iterable[str],
     seed: int = 0,
     extra: Mapping[str, Path] | None = None,
+    private: Path | None = None,
 ) -> ImageSet:
-    """Derive (once per run directory) the run's image set from `base` or the lab's test app."""
+    """Derive (once per run directory) the run's image set from `base` or the lab's test app.
+
+    The lab's signing key (made when no `key` is given) goes to `private`
+    (`rig.keyfiles.private_folder`), not beside the images, when given."""
     directory.mkdir(parents=True, exist_ok=True)
     scheme = _scheme(signing)
     if base is not None and key is None and scheme is not None:
@@ -126,7 +130,7 @@ def prepare_image_set(
     out = directory / "set"
     # xdist workers share the run's image directory: the first derives, the rest reuse.
     with FileLock(str(directory / ".derive.lock")):
-        signing_key = _signing_key(directory, key, scheme)
+        signing_key = _signing_key(private or directory, key, scheme)
         if (out / ".complete").exists():
             return ImageSet(out, _load_manifest(out / MANIFEST_NAME), signing_key)
         if base is None:

@@ -356,7 +356,7 @@ _DIR_OPTION = click.option(
 
 
 def _print_status(status: LabStatus) -> None:
-    console = Console()
+    console = Console(markup=False)  # farm names and paths are text, not markup
     console.print(f"lab in {status.directory}: {status.health.value} (pid {status.pid or '-'})")
     if not status.boards:
         return

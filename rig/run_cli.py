@@ -7,7 +7,9 @@ real farm with `--farm bench.yaml`.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -54,6 +56,9 @@ def _throwaway_lab(stack: ExitStack, run_folder: Path, boards: int) -> Path:
     config.write_text("throwaway: true\n", encoding="utf-8")
     lab = run_folder / ("lab-" + time.strftime("%H%M%S", time.gmtime()))
     return stack.enter_context(running_lab(lab, boards, config))
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @click.command()
@@ -126,7 +131,7 @@ def run(
                 args += [flag, str(value)]
         click.echo(f"rig run {run_id}: {farm_path} ({workers} boards) → {report_dir}/{run_id}/")
         started = time.monotonic()
-        code = subprocess.call(args, env={**os.environ, "RIG_RUN_ID": run_id})
+        code = run_child(args, env={**os.environ, "RIG_RUN_ID": run_id})
         click.echo(
             f"rig run {run_id}: suite finished in {time.monotonic() - started:.1f} s (pytest exit {code})"
         )
@@ -190,6 +195,7 @@ def repro(
     from rig.builder import Services
     from rig.cutspec import parse_cut
     from rig.imageset import prepare_image_set
+    from rig.keyfiles import private_folder
 
     cut = parse_cut(cut_text) if cut_text else None
     run_id = "repro-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -198,6 +204,7 @@ def repro(
         farm_path = _farm_or_lab(stack, farm, 2)
         parsed = load_farm(farm_path)
         spec = parsed.board(board_name) if board_name else parsed.boards[0]
+        private = private_folder(Path(report_dir), run_id)
         images = prepare_image_set(
             out / "images",
             base=_file_or_none(base),
@@ -205,6 +212,7 @@ def repro(
             signing={spec.firmware.signing},
             seed=seed,
             extra=_extra(image),
+            private=private,
         )
         base_name = "base"
         image_name = image if _file_or_none(image) is None else "candidate"
@@ -213,19 +221,42 @@ def repro(
             _check_reachable(cut, image_size)
             _check_supply(cut, parsed.power_spec(spec))
         services = stack.enter_context(
-            Services.open(parsed, out, images, seed=seed, server_log=out / "server.log")
+            Services.open(parsed, private, images, seed=seed, server_log=out / "server.log")
         )
         proxy = stack.enter_context(services.proxy())
         board = stack.enter_context(Board(parsed, spec, out / spec.name))
         session = stack.enter_context(services.session(board, proxy))
-        with RichConsole(stderr=True).status(f"{spec.name}: flashing {base_name} into a known state"):
+        status = RichConsole(stderr=True, markup=False)
+        with status.status(f"{spec.name}: flashing {base_name} into a known state"):
             session.prepare(base_name)
-        with RichConsole(stderr=True).status(f"{spec.name}: OTA {image_name} with cut {cut_text or 'none'}"):
+        with status.status(f"{spec.name}: OTA {image_name} with cut {cut_text or 'none'}"):
             result = session.run(image_name, cut)
     _print_result(result, out)
     if cut is not None and result.phase is Phase.NO_FAULT:
         raise NotReproduced(f"not reproduced: {cut.point.unmet(image_size)}; artifacts: {out}")
     sys.exit(0 if result.passed else 1)
+
+
+def run_child(args: list[str], env: Mapping[str, str]) -> int:
+    """Run the suite in a child process that ends with this one: a `rig run` killed by SIGKILL
+    (a CI timeout) takes its pytest with it (PR_SET_PDEATHSIG) instead of leaving it cutting
+    power on the boards, and a SIGTERM or SIGHUP sent to `rig run` alone reaches pytest too."""
+    child = subprocess.Popen(args, env=env, preexec_fn=_die_with_parent)
+
+    def forward(signum: int, _frame: object) -> None:
+        child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        return child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent dies (Linux prctl PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _check_reachable(cut: CutSpec, image_size: int) -> None:
@@ -256,7 +287,7 @@ def _print_result(result: object, out: Path) -> None:
     from rig.outcome import OtaResult
 
     assert isinstance(result, OtaResult)
-    console = RichConsole()
+    console = RichConsole(markup=False)  # farm names and paths are text, not markup
     table = Table(title=f"boot records — {result.board}")
     for column in ("#", "reset", "slot", "version", "outcome"):
         table.add_column(column)
@@ -292,6 +323,7 @@ class BoardCheck:
     serial: str
     mac: str
     power: str
+    supply: str  # on / off / unknown, as the power driver reads it back
     problems: tuple[RigError, ...]
 
     @property
@@ -304,21 +336,27 @@ def _check_board(parsed: Farm, spec: BoardSpec, progress: RichConsole) -> BoardC
     from rig.flashing import FlashTarget, read_mac
     from rig.power import create_driver
 
-    mac = power = "-"
+    mac = power = supply = "-"
     problems: list[RigError] = []
+    # The supply first: a board a killed run left unpowered does not answer esptool, and the
+    # table should say why.
+    with progress.status(f"{spec.name}: asking its power driver"):
+        try:
+            with create_driver(parsed.power_spec(spec) or {"driver": "dtr-rts", "port": spec.serial}) as drv:
+                power = drv.describe()
+                state = drv.is_on()
+                supply = {True: "on", False: "off", None: "unknown"}[state]
+        except RigError as error:
+            problems.append(error)
+    if supply == "off":
+        why = "a run killed mid-cut leaves it so; the next run powers it on"
+        problems.append(InfraError(f"supply is off ({why})"))
     with progress.status(f"{spec.name}: esptool read-mac on {spec.serial}"):
         try:
             mac = read_mac(FlashTarget(spec.name, spec.serial, spec.baud, spec.reset, spec.chip))
         except RigError as error:
             problems.append(error)
-    with progress.status(f"{spec.name}: asking its power driver"):
-        try:
-            with create_driver(parsed.power_spec(spec) or {"driver": "dtr-rts", "port": spec.serial}) as drv:
-                power = drv.describe()
-                drv.is_on()
-        except RigError as error:
-            problems.append(error)
-    return BoardCheck(spec.name, spec.serial, mac, power, tuple(problems))
+    return BoardCheck(spec.name, spec.serial, mac, power, supply, tuple(problems))
 
 
 @farm.command("check")
@@ -331,14 +369,14 @@ def farm_check(farm_file: str | None) -> None:
     with ExitStack() as stack:
         path = _farm_or_lab(stack, farm_file, 2)
         parsed = load_farm(path)
-        progress = RichConsole(stderr=True)
+        progress = RichConsole(stderr=True, markup=False)
         checks = [_check_board(parsed, spec, progress) for spec in parsed.boards]
     table = Table(title=f"farm {parsed.name}")
-    for column in ("board", "serial", "MAC", "power", "result"):
+    for column in ("board", "serial", "MAC", "power", "supply", "result"):
         table.add_column(column, overflow="fold")
     for check in checks:
-        table.add_row(check.name, check.serial, check.mac, check.power, check.result)
-    RichConsole().print(table)
+        table.add_row(check.name, check.serial, check.mac, check.power, check.supply, check.result)
+    RichConsole(markup=False).print(table)
     failed = [check for check in checks if check.problems]
     if not failed:
         return

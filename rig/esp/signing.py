@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from rig.errors import InputError
 from rig.inputs import MAX_TEXT, read_input
+from rig.keyfiles import private_files
 
 SECTOR_SIZE = 4096
 SIG_BLOCK_SIZE = 1216
@@ -121,7 +122,8 @@ class SigningKey:
             args = ["generate-signing-key", "--version", "1", "--scheme", "ecdsa256", str(path)]
         if not path.parent.is_dir():
             raise InputError(f"cannot write key {path}: directory does not exist")
-        _run_espsecure(args)
+        with private_files():
+            _run_espsecure(args)
         return cls(path, scheme)
 
     def public_key_bytes(self) -> bytes:

@@ -39,6 +39,7 @@ _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 _REDIRECT = re.compile(r"/r/(\d{1,3})/(.+)")
 _BATCH = 4  # TLS records per sendall
 _LINGER_S = 1.0
+MAX_CONNECTIONS = 64  # far more than one run's boards ever open at once
 _CHUNK_FRAMING = 16  # room for "<hex>\r\n" and "\r\n" inside one record
 
 
@@ -309,6 +310,11 @@ class OtaServer(Service):
             with self._lock:
                 self._next_id += 1
                 connection_id = self._next_id
+                crowded = len(self._active) >= MAX_CONNECTIONS
+            if crowded:  # one thread per connection: bounded, so idle clients cannot exhaust the rig
+                self._refuse(sock, peer, connection_id)
+                continue
+            with self._lock:
                 self._active.add(sock)
                 thread = threading.Thread(
                     target=self._serve_connection,
@@ -517,6 +523,18 @@ class OtaServer(Service):
             headers.append(("Content-Length", str(end - start)))
         return _Response(status, headers, image, start, end, mode.chunked)
 
+    def _refuse(self, sock: socket.socket, peer: tuple[str, int], connection_id: int) -> None:
+        with contextlib.suppress(OSError):
+            sock.close()
+        now = time.time()
+        self._record(
+            RequestRecord(
+                connection_id=connection_id, peer=peer_name(peer), method="", path="", range_header=None,
+                status=0, body_bytes=0, started_at=now, duration_s=0.0, ending=ResponseEnd.ERROR,
+                error=f"refused: {MAX_CONNECTIONS} connections already open",
+            )
+        )  # fmt: skip
+
     def _lookup(self, name: str) -> bytes | None:
         if not _NAME.fullmatch(name):
             return None
@@ -524,7 +542,10 @@ class OtaServer(Service):
         if isinstance(images, Path):
             candidate = images / name
             try:
-                return candidate.read_bytes() if candidate.is_file() else None
+                # A symlink could reach out of the image folder: only the folder's own files are served.
+                if candidate.is_symlink() or not candidate.is_file():
+                    return None
+                return candidate.read_bytes()
             except OSError:
                 return None
         return images.get(name)

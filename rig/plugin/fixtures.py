@@ -17,6 +17,7 @@ from rig.builder import Services
 from rig.errors import InfraError
 from rig.farm import BoardSpec, Farm
 from rig.imageset import ImageSet, prepare_image_set
+from rig.keyfiles import private_folder
 from rig.net.certs import CertBundle, ensure_wrong_bundle
 from rig.outcome import OtaRecord
 from rig.plugin.recorder import artifact_folder
@@ -47,6 +48,12 @@ def run_dir(pytestconfig: pytest.Config) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def private_dir(pytestconfig: pytest.Config) -> Path:
+    """The run's private keys, beside its report folder rather than in it."""
+    return private_folder(report_dir(pytestconfig), pytestconfig.stash[RUN_KEY].run_id)
+
+
 @pytest.fixture
 def artifacts(run_dir: Path, request: pytest.FixtureRequest) -> Path:
     folder = run_dir / artifact_folder(request.node.nodeid)
@@ -60,12 +67,12 @@ def certs(services: Services) -> CertBundle:
 
 
 @pytest.fixture(scope="session")
-def wrong_certs(run_dir: Path) -> CertBundle:
-    return ensure_wrong_bundle(run_dir / "certs-wrong")
+def wrong_certs(private_dir: Path) -> CertBundle:
+    return ensure_wrong_bundle(private_dir / "certs-wrong")
 
 
 @pytest.fixture(scope="session")
-def images(pytestconfig: pytest.Config, run_dir: Path, farm: Farm) -> ImageSet:
+def images(pytestconfig: pytest.Config, run_dir: Path, farm: Farm, private_dir: Path) -> ImageSet:
     base = pytestconfig.getoption("--base-image")
     key = pytestconfig.getoption("--signing-key")
     return prepare_image_set(
@@ -74,15 +81,16 @@ def images(pytestconfig: pytest.Config, run_dir: Path, farm: Farm) -> ImageSet:
         key=Path(key) if key else None,
         signing={b.firmware.signing for b in farm.boards},
         seed=int(pytestconfig.getoption("--seed")),
+        private=private_dir,
     )
 
 
 @pytest.fixture(scope="session")
-def services(farm: Farm, images: ImageSet, run_dir: Path, seed: int) -> Iterator[Services]:
+def services(farm: Farm, images: ImageSet, run_dir: Path, private_dir: Path, seed: int) -> Iterator[Services]:
     """This worker's OTA server, event bus and fault path (one per worker, shared by its boards)."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     with Services.open(
-        farm, run_dir, images, seed=seed, server_log=run_dir / f"server-{worker}.log"
+        farm, private_dir, images, seed=seed, server_log=run_dir / f"server-{worker}.log"
     ) as shared:
         yield shared
 

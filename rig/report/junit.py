@@ -6,6 +6,7 @@ Keeping INFRA as `<error>` lets CI dashboards tell "the rig broke" from "the fir
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
@@ -23,6 +24,18 @@ def _detail(outcome: Outcome) -> str:
         lines.append(f"fault: {outcome.fault}")
     lines.append(f"artifacts: {outcome.artifacts}")
     return "\n".join(lines)
+
+
+# What XML 1.0 cannot carry (C0 controls but tab, newline, carriage return; lone surrogates;
+# U+FFFE/U+FFFF): a serial line of garbage in a message must not make junit.xml unreadable.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _strip_controls(root: ET.Element) -> None:
+    for element in root.iter():
+        element.attrib = {key: _NOT_XML.sub("", value) for key, value in element.attrib.items()}
+        if element.text:
+            element.text = _NOT_XML.sub("", element.text)
 
 
 def render_junit(run: RunInfo, outcomes: Sequence[Outcome]) -> bytes:
@@ -59,6 +72,7 @@ def render_junit(run: RunInfo, outcomes: Sequence[Outcome]) -> bytes:
         elif outcome.outcome is OutcomeClass.INCONCLUSIVE:
             ET.SubElement(case, "skipped", message=f"INCONCLUSIVE: {outcome.message}", type="INCONCLUSIVE")
         ET.SubElement(case, "system-out").text = _detail(outcome)
+    _strip_controls(suites)
     ET.indent(suites)
     document: bytes = ET.tostring(suites, encoding="utf-8", xml_declaration=True)
     return document

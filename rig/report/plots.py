@@ -6,13 +6,19 @@ pyplot global state, no display, no GUI toolkit, so reports render on a headless
 
 from __future__ import annotations
 
+import functools
 import io
+from collections.abc import Callable
+from typing import ParamSpec
 
+import matplotlib
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from rig.report.analysis import CLASS_ORDER
+
+P = ParamSpec("P")
 
 COLOURS = {
     "BRICK": "#5b1a6e",
@@ -24,12 +30,24 @@ COLOURS = {
 }
 
 
+def _plain_text(plot: Callable[P, bytes]) -> Callable[P, bytes]:
+    """Scenario and board names are text: a `$` in one must not start matplotlib's mathtext."""
+
+    @functools.wraps(plot)
+    def drawn(*args: P.args, **kwargs: P.kwargs) -> bytes:
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return plot(*args, **kwargs)
+
+    return drawn
+
+
 def _png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90)
     return buffer.getvalue()
 
 
+@_plain_text
 def cut_point_plot(cuts: pd.DataFrame) -> bytes:
     """Where in the image each fault landed (x) per scenario (y), coloured by outcome."""
     scenarios = sorted(cuts["scenario"].unique())
@@ -58,6 +76,7 @@ def cut_point_plot(cuts: pd.DataFrame) -> bytes:
     return _png(figure)
 
 
+@_plain_text
 def recover_histogram(seconds: pd.Series) -> bytes:
     """Distribution of fault-to-working-app times."""
     figure = Figure(figsize=(7, 3.2), layout="constrained")
@@ -72,6 +91,7 @@ def recover_histogram(seconds: pd.Series) -> bytes:
     return _png(figure)
 
 
+@_plain_text
 def trend_plot(trend: pd.DataFrame) -> bytes:
     """Pass rate (line, left axis) and bricks/fails/infra counts (bars, right axis) per run."""
     figure = Figure(figsize=(10, 3.6), layout="constrained")

@@ -183,3 +183,12 @@ def test_prepare_erases_the_other_slot_and_read_state_hashes_regions_on_the_chip
     assert state.md5[(ota_1.offset, blank)] == hashlib.md5(b"\xff" * blank).hexdigest()
     assert state.otadata.boot_slot(2) == 0
     board.reset_and_wait_ready(20.0)
+
+
+def test_prepare_powers_a_board_a_killed_run_left_off(board: Board, images: ImageSet) -> None:
+    """A run killed mid-cut leaves the supply off; the next known state starts by powering up."""
+    board.power.off()
+    assert board.power.is_on() is False
+    ready = board.prepare(images.data("base"), blank_bytes=images.largest_size())
+    assert board.power.is_on() is True
+    assert ready.running == "ota_0" and ready.state == "VALID"

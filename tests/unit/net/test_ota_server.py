@@ -15,7 +15,7 @@ import pytest
 
 from rig.net.bus import BodyProgress, Event, EventBus
 from rig.net.certs import CertBundle, ensure_bundle, ensure_wrong_bundle
-from rig.net.ota_server import OtaServer, RequestRecord, ResponseEnd, ServeMode
+from rig.net.ota_server import MAX_CONNECTIONS, OtaServer, RequestRecord, ResponseEnd, ServeMode
 
 from .support import tls_download
 
@@ -277,3 +277,30 @@ def test_a_redirect_goes_back_to_the_host_the_client_used(server: OtaServer, bun
     request = b"GET /r/1/fw.bin HTTP/1.1\r\nHost: 10.0.0.7:8443\r\nConnection: close\r\n\r\n"
     answer = raw_exchange(server, bundle, request)
     assert b"\r\nlocation: https://10.0.0.7:8443/fw.bin\r\n" in answer.lower()
+
+
+def test_files_outside_the_image_folder_are_not_served_through_a_symlink(
+    bundle: CertBundle, tmp_path: Path
+) -> None:
+    folder, secret = tmp_path / "images", tmp_path / "secret.bin"
+    folder.mkdir()
+    secret.write_bytes(b"private")
+    (folder / "fw.bin").write_bytes(b"firmware")
+    (folder / "leak.bin").symlink_to(secret)
+    with OtaServer(bundle, folder) as running:
+        assert get(running, bundle, "/fw.bin")[1] == b"firmware"
+        assert get(running, bundle, "/leak.bin")[0].status == 404
+
+
+def test_connections_beyond_the_cap_are_refused_and_logged(server: OtaServer, bundle: CertBundle) -> None:
+    """One thread per connection: idle clients must not grow the rig without bound."""
+    idle = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(MAX_CONNECTIONS)]
+    try:
+        extra = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        with extra:
+            assert extra.recv(1) == b""  # closed at once, no handshake
+        refused = records_after(server, 1)
+        assert refused[-1].error == f"refused: {MAX_CONNECTIONS} connections already open"
+    finally:
+        for sock in idle:
+            sock.close()
