@@ -21,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from rig.errors import InfraError, RigError
+from rig.errors import InfraError, InputError, RigError
 
 INTERNAL_ERROR_EXIT = InfraError.exit_code
 
@@ -76,8 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("rig: aborted", err=True)
         return 130
+    except click.UsageError as error:  # one line, like every other mistake
+        command = error.ctx.command_path if error.ctx is not None else "rig"
+        click.echo(f"rig: error: {error.format_message()} (see '{command} --help')", err=True)
+        return InputError.exit_code
     except click.ClickException as error:
-        error.show()
+        click.echo(f"rig: error: {error.format_message()}", err=True)
         return error.exit_code
     except click.exceptions.Exit as done:
         return int(done.exit_code or 0)

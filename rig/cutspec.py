@@ -21,6 +21,7 @@ from typing import ClassVar, Self
 
 from rig import triggers
 from rig.errors import InputError
+from rig.power.base import MAX_SUPPLY_VOLTS
 from rig.units import parse_duration
 
 
@@ -327,6 +328,9 @@ def parse_cut(text: str) -> CutSpec:
         if "volts" not in params:
             raise _fail(text, "brownout cuts need volts=<V>")
         volts = _number(text, "volts", params["volts"], float)
+        if volts > MAX_SUPPLY_VOLTS:  # the board's own nominal supply is checked before flashing
+            ceiling = f"any ESP32 board's supply ({MAX_SUPPLY_VOLTS:g} V)"
+            raise _fail(text, f"volts={params['volts']} is above {ceiling}")
         hold = _duration(text, "hold", params["hold"]) if "hold" in params else 0.5
         return Brownout(text, point, delay, volts=volts, hold_s=hold)
     if "stall" in params:

@@ -10,6 +10,10 @@ class RigError(Exception):
 
     exit_code = 2
 
+    def __str__(self) -> str:
+        # What the user typed may hold a newline or a control character: quote it, keep one line.
+        return "".join(c if c.isprintable() else repr(c)[1:-1] for c in super().__str__())
+
 
 class InputError(RigError):
     """Bad input: farm file, image, key, CSV, CLI argument."""

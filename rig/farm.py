@@ -271,7 +271,13 @@ def _instrument(document: YamlDocument, name: str, spec: Mapping[str, Any]) -> M
     kind = spec.get("kind")
     if kind is None:
         raise document.error(("instruments", name, "kind"), "missing (required)")
-    if kind not in driver_names():
+    if kind in driver_names():
+        params = {key: value for key, value in spec.items() if key != "kind"}
+        problem = validate_parameters(str(kind), params, partial=True)
+        if problem is not None:
+            key, message = problem
+            raise document.error(("instruments", name, *((key,) if key else ())), message)
+    else:
         raise document.error(
             ("instruments", name, "kind"),
             f"{kind!r} is not a power driver (one of: {', '.join(driver_names())})",

@@ -246,7 +246,9 @@ def _wait_ready(process: subprocess.Popen[bytes], directory: Path, timeout_s: fl
     while True:
         code = process.poll()
         if code is not None:
-            raise InfraError(f"the lab exited with code {code}: {_last_log_line(directory)}")
+            # The daemon exits 2 on bad input (its lab config): the user's to fix, not the rig's.
+            failure = InputError if code == InputError.exit_code else InfraError
+            raise failure(f"the lab exited with code {code}: {_last_log_line(directory)}")
         state = LabStateFile.read(directory)
         if state is not None and state.pid == process.pid and state.state is LabRunState.RUNNING:
             break

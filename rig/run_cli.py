@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
+import pytest
 from rich.console import Console as RichConsole
 from rich.table import Table
 
@@ -94,6 +95,10 @@ def run(
             Path(farm) if farm is not None else _throwaway_lab(stack, Path(report_dir) / run_id, lab_boards)
         )
         parsed = load_farm(farm_path)
+        if resume:  # an unknown run is bad input, said before any board is touched
+            from rig.results.store import ResultsStore
+
+            ResultsStore(Path(report_dir) / "results.db").run(resume)
         workers = len(
             parsed.select([b for b in boards.split(",") if b], [t for t in board_tags.split(",") if t])
         )
@@ -137,6 +142,8 @@ def run(
         )
     _echo_summary(Path(report_dir), run_id)
     if code not in (0, 1):
+        if code == pytest.ExitCode.USAGE_ERROR:
+            raise InputError("the scenario run refused its options (pytest exit 4); see the output above")
         raise InfraError(f"the scenario run did not complete (pytest exit {code}); see the output above")
     sys.exit(code)
 

@@ -33,7 +33,7 @@ OWN_REASON: dict[str, re.Pattern[str]] = {
     "switch-before-verify": re.compile(r"ended on new firmware .*correct is old|otadata"),
     "no-version-check": re.compile(r"same_version|older_version|lower_secure_version|running version"),
     "ignore-signature": re.compile(r"ended on new firmware .*correct is old|[Ss]ignature|secure_boot"),
-    "no-resume": re.compile(r"resume_from|Range|bytes sent for a resumed"),
+    "no-resume": re.compile(r"resume_from|Range|bytes served for a resumed"),
     "resume-ahead": re.compile(r"resumed from byte \d+, past what the device saved"),
     "lexical-version": re.compile(r"ended on old firmware .*correct is new|reason=older_version"),
     "erase-past-slot": re.compile(r"flash written where it must not be"),

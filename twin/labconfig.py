@@ -27,12 +27,14 @@ from rig.units import parse_size
 from rig.yamlfile import YamlDocument, load_yaml, validate
 from twin.config import BoardConfig
 
-# Shorter-than-real timeouts: a lab run should notice a dead link in seconds, not 20 s.
+# Shorter-than-real timeouts: a lab run should notice a dead link in seconds, not 20 s, and a
+# hung first boot in 1 s (CONFIG_ESP_TASK_WDT_TIMEOUT_S=1, a valid build) instead of 5.
 LAB_DEFAULTS: Mapping[str, Any] = {
     "rollback": True,
     "anti_rollback": True,
     "signed_updates": "rsa3072",
     "http_timeout_ms": 1500,
+    "task_wdt_timeout_ms": 1000,
     "keepalive": {"idle_s": 1.0, "interval_s": 1.0, "count": 2},
 }
 DEFAULT_BOARD_COUNT = 2

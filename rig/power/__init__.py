@@ -78,14 +78,17 @@ def _model(name: str) -> type[BaseModel]:
 
 
 def validate_parameters(
-    name: str, params: Mapping[str, object], *, from_text: bool = False
+    name: str, params: Mapping[str, object], *, from_text: bool = False, partial: bool = False
 ) -> tuple[str | None, str] | None:
     """The first problem with `params` for driver `name` as (key, message), None when fine.
-    `from_text`: values typed on a command line, converted to the declared types."""
+    `from_text`: values typed on a command line, converted to the declared types; `partial`:
+    only the keys given are checked (an instrument section, which boards complete)."""
     try:
         _model(name).model_validate(dict(params), strict=not from_text)
     except ValidationError as error:
-        errors = error.errors()
+        errors = [e for e in error.errors() if not (partial and e["type"] == "missing")]
+        if not errors:
+            return None
         # A misspelt key also leaves the real one missing: name the misspelling.
         first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         key = str(first["loc"][0]) if first["loc"] else None

@@ -86,6 +86,8 @@ class ScpiPsuDriver(PowerDriver):
             raise
 
     def on(self) -> None:
+        """The farm's supply: its current limit and voltage (a killed run may have left others), then on."""
+        self._send(self.dialect.set_amps.format(channel=self.channel, amps=self.current_limit))
         self._send(self.dialect.set_volts.format(channel=self.channel, volts=self.volts))
         self._send(self.dialect.output_on.format(channel=self.channel))
 

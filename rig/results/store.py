@@ -377,7 +377,7 @@ def _fault_row(row: sqlite3.Row) -> FaultRow:
 
 def _check_status(status: str) -> None:
     if status not in RUN_STATUSES:
-        raise InputError(f"run status must be one of {', '.join(RUN_STATUSES)}, got '{status}'")
+        raise InputError(f"run status must be one of {', '.join(RUN_STATUSES)}, got {status!r}")
 
 
 def _outcome(
@@ -393,6 +393,7 @@ def _outcome(
 
 def _run_info(row: sqlite3.Row) -> RunInfo:
     boards = cast(list[Any], json.loads(row["boards"]))
+    _check_status(row["status"])
     return RunInfo(
         run_id=row["run_id"],
         started_at=row["started_at"],

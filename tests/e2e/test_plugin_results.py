@@ -52,7 +52,8 @@ def test_outcomes_report_and_resume_through_the_plugin(lab_farm: Path, tmp_path:
         ("test_three_generations", "happy_path", OutcomeClass.PASS)
     }
     # both workers wrote into one run folder; each outcome links its test's artifacts
-    assert [p.name for p in reports.iterdir() if p.is_dir()] == [run_id]
+    assert [p.name for p in reports.iterdir() if p.is_dir() and not p.name.startswith(".")] == [run_id]
+    assert not list((reports / run_id).rglob("*.key")) and not list((reports / run_id).rglob("lab-key-*"))
     assert all((reports / run_id / o.artifacts / "serial.log").is_file() for o in outcomes)
     for name in ("index.html", "junit.xml", "summary.md"):
         assert (reports / run_id / name).is_file(), name

@@ -109,6 +109,7 @@ def test_spec_trigger_fires_with_delay_and_name() -> None:
         ("net@bytes=1:stall=0s", "--cut net@bytes=1:stall=0s: stall='0s' is not a duration above zero"),
         ("net@bytes=1:throttle=0", "--cut net@bytes=1:throttle=0: throttle=0 would stop the link"),
         ('power@log=""', '--cut power@log="": log= needs text to wait for'),
+        ("brownout@bytes=1:volts=22", "--cut brownout@bytes=1:volts=22: volts=22 is above any ESP32 board"),
         ("power@random=0.5", "--cut power@random=0.5: random='0.5' must be a window lo..hi (e.g. 0.1..0.9)"),
         (
             "power@bytes=1:off=soon",

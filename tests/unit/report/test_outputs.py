@@ -97,3 +97,32 @@ def test_a_skip_whose_reason_says_inconclusive_is_classed_inconclusive() -> None
     ending = ending_of(report)
     assert ending.outcome is OutcomeClass.INCONCLUSIVE
     assert ending.message == "fault landed after the switch on 3 tries"
+
+
+def test_names_and_messages_are_text_in_every_output(db: Path, tmp_path: Path) -> None:
+    """A `$` in a scenario name is not mathtext in the plots, serial garbage in a message does
+    not make junit.xml unreadable, and both still show."""
+    store = ResultsStore(db)
+    with store:
+        store.start_run(run_info("odd", 10))
+        store.record(make_outcome(
+            run_id="odd", scenario="test_cost_$\\undefined{x}$", scenario_group="power_cut",
+            outcome=OutcomeClass.FAIL, message="serial said \x00\x07\x1b[31mboom\ufffe", cut_point=0.5,
+        ))
+        store.finish_run("odd", "finished")
+    files = write_report(store, "odd", tmp_path)
+    root = ET.fromstring(files.junit.read_bytes())
+    failure = next(root.iter("testcase")).find("failure")
+    assert failure is not None and failure.get("message") == "serial said [31mboom"
+    assert "test_cost_$\\undefined{x}$" in files.html.read_text(encoding="utf-8")
+
+
+def test_a_dollar_in_a_scenario_name_does_not_break_the_plots() -> None:
+    import pandas as pd
+
+    from rig.report.plots import cut_point_plot
+
+    cuts = pd.DataFrame({"scenario": ["test_$\\undefined{x}$"], "cut_point": [0.5], "outcome": ["PASS"]})
+    with pytest.raises(ValueError):  # what matplotlib does with it when left to parse math
+        cut_point_plot.__wrapped__(cuts)  # type: ignore[attr-defined]
+    assert cut_point_plot(cuts).startswith(b"\x89PNG")
