@@ -8,6 +8,7 @@ import json
 import socket
 import ssl
 import struct
+import threading
 import time
 from pathlib import Path
 
@@ -167,14 +168,19 @@ def test_body_progress_reaches_the_total(
     server: OtaServer, bundle: CertBundle, bus: EventBus, image: bytes
 ) -> None:
     seen: list[int] = []
+    done = threading.Event()
 
     def on_event(event: Event) -> None:
         if isinstance(event, BodyProgress):
             assert event.total == len(image)
             seen.append(event.body_bytes_sent)
+            if event.body_bytes_sent == event.total:
+                done.set()
 
     bus.subscribe(on_event)
     get(server, bundle, "/fw.bin")
+    # The client may have read the last byte before the server thread publishes its progress.
+    assert done.wait(10)
     assert seen == sorted(seen)
     assert seen[-1] == len(image)
 
