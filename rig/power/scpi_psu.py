@@ -8,6 +8,7 @@ something the firmware's verdict could absorb.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated
 
 import pyvisa
@@ -71,10 +72,9 @@ class ScpiPsuDriver(PowerDriver):
                 resource, read_termination="\n", write_termination="\n", timeout=timeout_ms
             )
         except (pyvisa.errors.VisaIOError, OSError, ValueError) as error:
-            self._manager.close()
             raise InfraError(f"PSU at {resource} cannot be opened: {_describe(error)}") from None
         if not isinstance(instrument, pyvisa.resources.MessageBasedResource):
-            self._manager.close()
+            instrument.close()
             raise InputError(f"VISA resource {resource} is not a message-based instrument")
         self._instrument = instrument
         try:
@@ -128,13 +128,11 @@ class ScpiPsuDriver(PowerDriver):
         )
 
     def close(self) -> None:
-        try:
-            if hasattr(self, "_instrument"):
+        """Close this driver's session only: pyvisa shares one ResourceManager per VISA library
+        in a process, and closing it would close every other driver's session with it."""
+        if hasattr(self, "_instrument"):
+            with contextlib.suppress(pyvisa.errors.VisaIOError, pyvisa.errors.InvalidSession, OSError):
                 self._instrument.close()
-        except (pyvisa.errors.VisaIOError, OSError):
-            pass
-        finally:
-            self._manager.close()
 
     def _send(self, command: str) -> None:
         """Write one channel command (after the dialect's channel selection), then check the error queue."""

@@ -14,7 +14,9 @@ import pytest
 import yaml
 
 from rig.cli import main
+from rig.farm import load_farm
 from rig.lab_cli import running_lab
+from rig.power import create_driver
 
 MAC = re.compile(r"\b[0-9a-f]{2}(?::[0-9a-f]{2}){5}\b")
 
@@ -132,3 +134,25 @@ def test_progress_goes_to_stderr_and_the_table_to_stdout(
     assert "b1: esptool read-mac on rfc2217://" in err
     assert "b1: asking its power driver" in err
     assert "read-mac on" not in out and "farm virtual-lab" in out
+
+
+def test_a_board_left_unpowered_is_reported_with_its_supply_off(
+    lab_farm: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a run killed mid-cut leaves behind: the check says the supply is off, not only that
+    esptool got no answer; the next run's board set-up powers it on."""
+    farm_file = write_farm(tmp_path, lab_farm)
+    farm = load_farm(Path(farm_file))
+    spec = farm.power_spec(farm.boards[0])
+    with create_driver(spec) as supply:
+        supply.off()
+        try:
+            code = main(["farm", "check", farm_file])  # opens and closes its own driver meanwhile
+        finally:
+            supply.on()
+    out, _ = capsys.readouterr()
+    assert code == 3
+    line = row(out, "b1")
+    assert "│ off " in line and "supply is off" in line, line
+    assert main(["farm", "check", farm_file]) == 0
+    assert "│ on " in row(capsys.readouterr().out, "b1")

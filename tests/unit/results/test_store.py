@@ -164,3 +164,12 @@ def test_two_processes_write_concurrently_without_losing_rows(tmp_path: Path) ->
     keys = ResultsStore(path).done_keys("run-1")
     assert len(ResultsStore(path).outcomes("run-1")) == 80
     assert keys == {(f"test_{i}", b) for i in range(40) for b in ("board-a", "board-b")}
+
+
+def test_a_committed_outcome_survives_a_host_power_loss(tmp_path: Path) -> None:
+    """WAL with synchronous=FULL: every commit reaches the disk before `record` returns."""
+    with ResultsStore(tmp_path / "results.db") as store:
+        store.start_run(run_info())
+        db = store._connect_writer()
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
