@@ -246,9 +246,12 @@ typedef struct {
 #define RIG_STEP_REPORT 2u
 
 void rig_progress_start(rig_progress_t *p, bool resume_on, uint32_t offset);
-/* After esp_https_ota_begin: true when ESP-IDF fell back to byte 0 (server ignored Range),
- * so the saved progress must be forgotten. */
-bool rig_progress_begun(rig_progress_t *p, uint32_t written);
+/* Right after esp_https_ota_begin, given esp_https_ota_get_image_len_read(): true when
+ * ESP-IDF fell back to byte 0 (the server ignored the Range or answered 416), so the saved
+ * progress must be forgotten. v5.5.5 returns the resume offset when it resumes (state
+ * ESP_HTTPS_OTA_RESUME) and -1 when the download starts from byte 0 (state
+ * ESP_HTTPS_OTA_BEGIN: esp_https_ota.c, esp_https_ota_get_image_len_read). */
+bool rig_progress_begun(rig_progress_t *p, int32_t len_read);
 /* Whole image size for `ota progress total=`: ESP-IDF reports the partial-download HEAD
  * length, or else the Content-Length of the (possibly ranged) GET; 0 when unknown. */
 uint32_t rig_image_total(bool partial, uint32_t offset, int32_t reported_length);

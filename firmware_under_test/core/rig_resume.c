@@ -42,12 +42,13 @@ void rig_progress_start(rig_progress_t *p, bool resume_on, uint32_t offset)
     p->reported = offset;
 }
 
-bool rig_progress_begun(rig_progress_t *p, uint32_t written)
+bool rig_progress_begun(rig_progress_t *p, int32_t len_read)
 {
-    if (written >= p->offset) {
+    uint32_t from = len_read > 0 ? (uint32_t)len_read : 0u; /* -1: from byte 0 */
+    if (from >= p->offset) {
         return false;
     }
-    rig_progress_start(p, p->resume_on, written);
+    rig_progress_start(p, p->resume_on, from);
     return true;
 }
 

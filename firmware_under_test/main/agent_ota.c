@@ -114,7 +114,7 @@ static void ota_task(void *arg)
         fail(err, RIG_FAIL_BEGIN);
         return;
     }
-    if (rig_progress_begun(&progress, (uint32_t)esp_https_ota_get_image_len_read(handle))) {
+    if (rig_progress_begun(&progress, esp_https_ota_get_image_len_read(handle))) {
         /* esp_https_ota_begin() fell back to byte 0 in this attempt: the server ignored Range,
            or answered 416 (progress saved right before finish). The saved count is stale. */
         agent_resume_clear();
