@@ -118,13 +118,18 @@ class Board:
     # -- flash -----------------------------------------------------------------------
 
     def prepare(self, app: bytes, *, blank_bytes: int = 0x1000, ready_timeout: float = 20.0) -> Ready:
+        """`flash_known_state`, then reset and wait for the app's `ready` marker from ota_0."""
+        self.flash_known_state(app, blank_bytes=blank_bytes)
+        return self.reset_and_wait_ready(ready_timeout)
+
+    def flash_known_state(self, app: bytes, *, blank_bytes: int = 0x1000) -> None:
         """Known state: table written, otadata and NVS erased, `app` in ota_0, and the first
-        `blank_bytes` of every other slot erased (the whole slot at most).
+        `blank_bytes` of every other slot erased (the whole slot at most); left in the ROM
+        loader until `reset()`.
 
         Erasing as far as the largest image reaches matters: an agent that skips part of the
         download (a wrong resume offset) must meet erased flash there, not the bytes an earlier
-        test left, or the image it "finished" verifies. Then reset and wait for the app's
-        `ready` marker from ota_0.
+        test left, or the image it "finished" verifies.
         """
         slots = self.table.ota_slots
         if not slots:
@@ -148,7 +153,6 @@ class Board:
                 [(TABLE_OFFSET, self.table.to_binary()), (slots[0].offset, app), *blank],
                 self.esptool_log,
             )
-        return self.reset_and_wait_ready(ready_timeout)
 
     def read_otadata(self) -> OtaData:
         """Read otadata back with esptool (see `read_state`)."""

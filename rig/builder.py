@@ -14,11 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rig.board import Board
+from rig.errors import InputError
 from rig.farm import Farm
 from rig.imageset import ImageSet
+from rig.mqtt.broker import Mosquitto
+from rig.mqtt.images import AwsImages
+from rig.mqtt.pki import MqttPki
+from rig.mqtt.service import JobsService
+from rig.mqtt.session import LAB_SETTLE_QUIET_S, SETTLE_QUIET_S, BrokerLink, MqttSession
 from rig.net.bus import EventBus
 from rig.net.certs import CertBundle, ensure_bundle
-from rig.net.listener import listen
+from rig.net.listener import free_port, listen
 from rig.net.netns import FaultPath, open_fault_path
 from rig.net.ota_server import OtaServer
 from rig.net.proxy import FaultProxy
@@ -87,3 +93,31 @@ class Services:
             yield session
         finally:
             session.close()
+
+
+@contextlib.contextmanager
+def mqtt_session(
+    farm: Farm, board: Board, images: AwsImages, workdir: Path, *, seed: int, recorder: Recorder | None = None
+) -> Iterator[MqttSession]:
+    """`board`'s AWS IoT OTA session: with an embedded broker, mosquitto on a port of its own
+    behind a fault proxy that listens where the board's firmware connects; with an external
+    one, the rig's Jobs/Streams client of that broker only."""
+    spec, thing = farm.mqtt, board.spec.mqtt
+    if spec is None or thing is None:
+        raise InputError(f"board {board.name}: no AWS IoT thing (the farm file's mqtt sections)")
+    pki = MqttPki(spec.pki)
+    with contextlib.ExitStack() as stack:
+        broker = proxy = None
+        host, port = spec.host, thing.port or spec.port
+        if spec.broker == "embedded":
+            broker = stack.enter_context(Mosquitto(pki, spec.host, free_port(spec.host), workdir))
+            proxy = stack.enter_context(FaultProxy((spec.host, broker.port), host=spec.host, port=port))
+            host, port = spec.host, broker.port
+        service = JobsService(host, port, str(pki.ca), pki.service, thing.thing)
+        service.start()
+        stack.callback(service.stop)
+        link = BrokerLink(service, str(pki.ca), pki.service, host, port, broker, proxy)
+        quiet = LAB_SETTLE_QUIET_S if farm.virtual else SETTLE_QUIET_S
+        session = MqttSession(board, link, images, seed=seed, recorder=recorder, quiet_s=quiet)
+        stack.callback(session.close)
+        yield session

@@ -18,6 +18,7 @@ MARKERS = {
     "power_cut": "cuts the board's power (needs a power driver that really cuts power)",
     "brownout": "sags the supply voltage (needs a PSU)",
     "network": "injects network faults through the fault proxy",
+    "mqtt": "AWS IoT OTA over MQTT jobs and streams (needs the farm's mqtt broker and a thing per board)",
     "signature": "needs signed-update firmware (board firmware.signing != none)",
     "anti_rollback": "needs anti-rollback firmware (board firmware.anti_rollback)",
     "rollback": "exercises ESP-IDF app rollback",

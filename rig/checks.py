@@ -345,8 +345,8 @@ def _elapsed(start: BootRecord, running: BootRecord, reached: ev.Event) -> float
 
 
 def otadata_consistent(otadata: OtaData) -> Check:
-    """Both otadata records are either erased or carry a CRC that matches their seq (never torn)."""
-    bad = [(i, e) for i, e in enumerate(otadata.entries) if not (e.is_erased or e.crc_ok)]
+    """Both otadata records are either unused (erased) or carry a CRC that matches their seq (never torn)."""
+    bad = [(i, e) for i, e in enumerate(otadata.entries) if not (e.is_unused or e.crc_ok)]
     observed = "; ".join(f"entry {i}: {e.describe()}" for i, e in enumerate(otadata.entries))
     return Check(
         "otadata_consistent",

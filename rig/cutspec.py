@@ -4,10 +4,12 @@
     power@log="esp_image: Verifying"   power@log=/Loaded app .* 0x1d0000/:delay=0.2s
     power@random=0.1..0.9:seed=7  net@fraction=0.4:stall=20s   net@bytes=300000:rst
     net@fraction=0.5:throttle=20000   brownout@fraction=0.3:volts=2.2:hold=0.5s
+    power@block=40   mqtt@block=40:kick   mqtt@fraction=0.5:stall=3s   mqtt@block=3:corrupt
 
 A spec parses into one of a small family of cuts (`PowerCut`, `Brownout`, `NetClose`,
-`NetStall`, `NetThrottle`), each holding only its own parameters, at one of a family of
-cut points (`AtBytes`, `AtFraction`, `AtWire`, `AtLog`, `AtRandom`). Bad specs raise
+`NetStall`, `NetThrottle`, `MqttFault`), each holding only its own parameters, at one of a
+family of cut points (`AtBytes`, `AtFraction`, `AtWire`, `AtLog`, `AtRandom`, `AtBlock`: a
+block of an MQTT stream, counted from 0). Bad specs raise
 `InputError` naming the offending part.
 """
 
@@ -31,6 +33,7 @@ class CutKind(enum.Enum):
     POWER = "power"
     NET = "net"
     BROWNOUT = "brownout"
+    MQTT = "mqtt"
 
 
 class On(enum.Enum):
@@ -41,6 +44,26 @@ class On(enum.Enum):
     LOG = "log"
     RANDOM = "random"
     WIRE = "wire"
+    BLOCK = "block"
+
+
+class MqttAction(enum.Enum):
+    """What the rig's Jobs/Streams side does at the cut point of an `mqtt@…` cut."""
+
+    DROP = "drop"  # the block is not sent once: the device must ask again after its request timer
+    DUPLICATE = "duplicate"  # sent twice: the library must ignore the second copy
+    REORDER = "reorder"  # the next wanted block goes out first
+    CORRUPT = "corrupt"  # one payload byte flipped: the signature check must refuse the file
+    STALL = "stall"  # block requests go unanswered for `seconds` (for good without it)
+    KICK = "kick"  # the broker drops the device (the rig connects with the device's client id)
+    CANCEL = "cancel"  # the job is cancelled mid-stream
+    RESTART = "restart"  # the broker restarts: every connection drops
+    OUTAGE = "outage"  # the device's broker connections are refused for `seconds`
+
+    @property
+    def needs_block(self) -> bool:
+        """Acts on one block of the stream, so only block, byte or fraction points fit."""
+        return self in (MqttAction.DROP, MqttAction.DUPLICATE, MqttAction.REORDER, MqttAction.CORRUPT)
 
 
 class Close(enum.Enum):
@@ -139,7 +162,23 @@ class AtRandom:
         return f"the drawn point in {self.lo:g}..{self.hi:g} was never reached"
 
 
-CutPoint = AtBytes | AtFraction | AtWire | AtLog | AtRandom
+@dataclass(frozen=True)
+class AtBlock:
+    """Once the device has written `index` blocks of an MQTT stream (its block bitmap)."""
+
+    index: int
+
+    def condition(self, seed: int) -> triggers.Condition:
+        return triggers.BlocksAtLeast(self.index)
+
+    def earlier(self, by: float) -> AtBlock:
+        return AtBlock(max(int(self.index * (1.0 - by)), 1))
+
+    def unmet(self, image_size: int) -> str:
+        return f"the device never wrote block {self.index} of the stream"
+
+
+CutPoint = AtBytes | AtFraction | AtWire | AtLog | AtRandom | AtBlock
 
 
 # -- cuts -----------------------------------------------------------------------------------
@@ -212,15 +251,27 @@ class NetThrottle(_Cut):
     kind: ClassVar[CutKind] = CutKind.NET
 
 
-CutSpec = PowerCut | Brownout | NetClose | NetStall | NetThrottle
+@dataclass(frozen=True)
+class MqttFault(_Cut):
+    """A fault on the MQTT side of an AWS IoT OTA (see `MqttAction`)."""
+
+    action: MqttAction = MqttAction.KICK
+    seconds: float | None = None  # STALL (None: for good) and OUTAGE
+    kind: ClassVar[CutKind] = CutKind.MQTT
+
+
+CutSpec = PowerCut | Brownout | NetClose | NetStall | NetThrottle | MqttFault
 
 _PARAMS = {
     CutKind.POWER: {"off", "delay", "seed"},
     CutKind.NET: {"stall", "rst", "fin", "throttle", "dead", "delay", "seed"},
     CutKind.BROWNOUT: {"volts", "hold", "delay", "seed"},
+    CutKind.MQTT: {*(a.value for a in MqttAction), "delay", "seed"},
 }
-_FLAGS = {"rst", "fin", "dead"}
+_TIMED_ACTIONS = (MqttAction.STALL, MqttAction.OUTAGE)
+_FLAGS = {"rst", "fin", "dead", *(a.value for a in MqttAction if a not in _TIMED_ACTIONS)}
 _NET_FAULTS = ("stall", "rst", "fin", "throttle", "dead")
+_MQTT_ACTIONS = tuple(a.value for a in MqttAction)
 
 
 def _spec_of(point: CutPoint) -> tuple[str, str]:
@@ -228,6 +279,8 @@ def _spec_of(point: CutPoint) -> tuple[str, str]:
         return On.FRACTION.value, f"{point.fraction:g}"
     if isinstance(point, AtBytes):
         return On.BYTES.value, str(point.count)
+    if isinstance(point, AtBlock):
+        return On.BLOCK.value, str(point.index)
     return "", ""
 
 
@@ -295,12 +348,13 @@ def parse_cut(text: str) -> CutSpec:
     try:
         kind = CutKind(kind_text)
     except ValueError:
-        raise _fail(text, f"unknown kind {kind_text!r} (use power, net, brownout)") from None
+        raise _fail(text, f"unknown kind {kind_text!r} (use power, net, brownout, mqtt)") from None
     on_text, eq, rest = rest.partition("=")
     try:
         on = On(on_text)
     except ValueError:
-        raise _fail(text, f"unknown condition {on_text!r} (use bytes, fraction, log, random, wire)") from None
+        conditions = ", ".join(o.value for o in On)
+        raise _fail(text, f"unknown condition {on_text!r} (use {conditions})") from None
     if not eq:
         raise _fail(text, f"condition {on_text!r} needs =<value>")
     value, param_text = _split_value(text, rest)
@@ -312,8 +366,9 @@ def parse_cut(text: str) -> CutSpec:
             raise _fail(text, f"unknown parameter {key!r} for {kind.value} (use {allowed})")
         if (key in _FLAGS) == bool(has_value):
             raise _fail(text, f"{key} takes no value" if key in _FLAGS else f"{key} needs =<value>")
-        earlier_fault = next((k for k in params if k in _NET_FAULTS), None)
-        if key in _NET_FAULTS and earlier_fault is not None:
+        exclusive = _NET_FAULTS if kind is CutKind.NET else _MQTT_ACTIONS
+        earlier_fault = next((k for k in params if k in exclusive), None)
+        if key in exclusive and earlier_fault is not None:
             raise _fail(text, f"{key} conflicts with {earlier_fault}")
         params[key] = raw
     if "seed" in params and on is not On.RANDOM:
@@ -333,6 +388,8 @@ def parse_cut(text: str) -> CutSpec:
             raise _fail(text, f"volts={params['volts']} is above {ceiling}")
         hold = _duration(text, "hold", params["hold"]) if "hold" in params else 0.5
         return Brownout(text, point, delay, volts=volts, hold_s=hold)
+    if kind is CutKind.MQTT:
+        return _mqtt_fault(text, point, delay, params)
     if "stall" in params:
         return NetStall(text, point, delay, seconds=_duration(text, "stall", params["stall"]))
     if "throttle" in params:
@@ -346,9 +403,25 @@ def parse_cut(text: str) -> CutSpec:
     return NetClose(text, point, delay, close=close)
 
 
+def _mqtt_fault(text: str, point: CutPoint, delay: float, params: dict[str, str]) -> MqttFault:
+    action = next((MqttAction(k) for k in params if k in _MQTT_ACTIONS), None)
+    if action is None:
+        raise _fail(text, f"mqtt cuts need one of {', '.join(_MQTT_ACTIONS)}")
+    if action.needs_block and not isinstance(point, AtBlock | AtBytes | AtFraction):
+        raise _fail(text, f"{action.value} acts on one block: use block=, bytes= or fraction=")
+    seconds = None
+    if action is MqttAction.STALL and params["stall"] != "forever":
+        seconds = _duration(text, "stall", params["stall"])
+    if action is MqttAction.OUTAGE:
+        seconds = _duration(text, "outage", params["outage"])
+    return MqttFault(text, point, delay, action=action, seconds=seconds)
+
+
 def _point(text: str, on: On, value: str, seed: int | None) -> CutPoint:
     if not value:
         raise _fail(text, f"{on.value}= needs a value")
+    if on is On.BLOCK:
+        return AtBlock(int(_number(text, on.value, value, int)))
     if on is On.BYTES:
         return AtBytes(int(_number(text, on.value, value, int)))
     if on is On.WIRE:

@@ -19,6 +19,7 @@ from rig.cutspec import (
     Close,
     CutPoint,
     CutSpec,
+    MqttFault,
     NetClose,
     NetStall,
     NetThrottle,
@@ -38,7 +39,7 @@ class Cutter:
     def __init__(
         self,
         power: Callable[[], PowerDriver],
-        proxy: FaultProxy,
+        proxy: FaultProxy | None,
         engine: TriggerEngine,
         path: FaultPath | None,
         *,
@@ -67,9 +68,13 @@ class Cutter:
         """Bind a parsed cut to what carries it out when its condition is met; the trigger
         it registered, if the cut goes through the engine (the proxy acts by itself otherwise).
         Random cut points without their own seed draw from the run's `--seed`."""
+        if isinstance(cut, MqttFault):
+            raise InputError(f"--cut {cut.text}: mqtt cuts apply to AWS IoT OTA jobs (--transport mqtt)")
+        if isinstance(cut, NetClose | NetStall | NetThrottle) and self.proxy is None:
+            raise InputError(f"--cut {cut.text}: this board's link has no fault proxy in it")
         position = _proxy_position(cut.point)
         by_proxy = isinstance(cut, NetStall) or (isinstance(cut, NetClose) and cut.close is not Close.DEAD)
-        if by_proxy and position is not None and isinstance(cut, NetClose | NetStall):
+        if by_proxy and position is not None and isinstance(cut, NetClose | NetStall) and self.proxy:
             # Exact to the byte: the proxy counts and acts itself, no trigger round trip.
             self.proxy.arm(self._proxy_fault(cut, position))
             return None
@@ -78,6 +83,7 @@ class Cutter:
     def _proxy_fault(
         self, cut: NetClose | NetStall | NetThrottle, at: Position | None
     ) -> Cut | Stall | Throttle:
+        assert self.proxy is not None, "checked when the cut was armed"
         if isinstance(cut, NetStall):
             return Stall(seconds=cut.seconds, at=at)
         if isinstance(cut, NetThrottle):
@@ -112,10 +118,14 @@ class Cutter:
             return brownout
         if isinstance(cut, NetClose) and cut.close is Close.DEAD:
             namespace = self._dead_path(cut)
-            return lambda: namespace.kill_port(self.proxy.port)
+            proxy = self.proxy
+            assert proxy is not None, "checked when the cut was armed"
+            return lambda: namespace.kill_port(proxy.port)
+        assert not isinstance(cut, MqttFault), "checked when the cut was armed"
         net = cut
 
         def arm_proxy_now() -> None:
+            assert self.proxy is not None, "checked when the cut was armed"
             self.proxy.arm(self._proxy_fault(net, None))
 
         return arm_proxy_now

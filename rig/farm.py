@@ -39,6 +39,27 @@ class FirmwareTraits:
 
 
 @dataclass(frozen=True)
+class BoardMqtt:
+    """An AWS IoT board: its thing name (its MQTT client id and certificate) and, with an
+    embedded broker, the port its firmware was built to connect to."""
+
+    thing: str
+    port: int | None = None
+
+
+@dataclass(frozen=True)
+class MqttSpec:
+    """The farm's MQTT broker: `embedded` (the rig starts mosquitto on `host`) or `external`
+    (a site broker or AWS IoT Core; the rig plays only Jobs + Streams). `pki` holds the CA,
+    the rig's service identity and the code-signing key in rig.mqtt.pki's layout."""
+
+    broker: str
+    host: str
+    port: int
+    pki: Path
+
+
+@dataclass(frozen=True)
 class BoardSpec:
     """One board of the farm, as the farm file describes it."""
 
@@ -55,6 +76,7 @@ class BoardSpec:
     wifi_password: str | None = None
     firmware: FirmwareTraits = FirmwareTraits()
     tags: tuple[str, ...] = ()
+    mqtt: BoardMqtt | None = None
 
     @property
     def power_driver(self) -> str | None:
@@ -87,6 +109,7 @@ class Farm:
     instruments: Mapping[str, Mapping[str, Any]]
     network: NetworkSpec
     virtual: bool = False
+    mqtt: MqttSpec | None = None
 
     def board(self, name: str) -> BoardSpec:
         for spec in self.boards:
@@ -147,6 +170,11 @@ class _BoardNetwork(_Section):
     wifi: _Wifi = _Wifi()
 
 
+class _BoardMqttSection(_Section):
+    thing: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9:_-]{1,64}$")]
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+
+
 class _Board(_Section):
     name: Text
     chip: Literal["esp32"] = "esp32"
@@ -160,6 +188,7 @@ class _Board(_Section):
     network: _BoardNetwork = _BoardNetwork()
     firmware: _Firmware = _Firmware()
     tags: list[Text] = Field(default_factory=list)
+    mqtt: _BoardMqttSection | None = None
 
     @field_validator("serial")
     @classmethod
@@ -209,12 +238,20 @@ class _Network(_Section):
         return self
 
 
+class _Mqtt(_Section):
+    broker: Literal["embedded", "external"] = "embedded"
+    host: Text = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8883
+    pki: Text
+
+
 class _FarmFile(_Section):
     name: Text | None = None
     virtual: bool = False
     network: _Network = _Network()
     instruments: dict[Text, dict[str, Any]] = Field(default_factory=dict)
     boards: list[_Board]
+    mqtt: _Mqtt | None = None
 
     @field_validator("boards")
     @classmethod
@@ -253,6 +290,7 @@ def _farm(document: YamlDocument, path: Path | None) -> Farm:
                 )
             seen[value] = board.name
     network = parsed.network
+    mqtt = _mqtt(document, parsed, path, boards)
     return Farm(
         name=parsed.name or (path.stem if path else "farm"),
         path=path,
@@ -264,7 +302,50 @@ def _farm(document: YamlDocument, path: Path | None) -> Farm:
             fault_path=network.fault_path,
         ),
         virtual=parsed.virtual,
+        mqtt=mqtt,
     )
+
+
+def _mqtt(
+    document: YamlDocument, parsed: _FarmFile, path: Path | None, boards: Sequence[BoardSpec]
+) -> MqttSpec | None:
+    """The broker section; an embedded broker binds where the farm's network says it may,
+    and each of its boards needs a port of its own (one mosquitto per board's worker)."""
+    section = parsed.mqtt
+    things = [(i, b) for i, b in enumerate(boards) if b.mqtt is not None]
+    if section is None:
+        if things:
+            raise document.error(
+                ("boards", things[0][0], "mqtt"), "a board with a thing needs the farm's mqtt section"
+            )
+        return None
+    pki = Path(section.pki)
+    if not pki.is_absolute() and path is not None:
+        pki = path.parent / pki
+    if section.broker == "embedded":
+        if section.host not in (parsed.network.bind, "127.0.0.1", "::1", "localhost"):
+            raise document.error(("mqtt", "host"), f"an embedded broker listens on loopback or network.bind "
+                                 f"({parsed.network.bind}), not {section.host}")  # fmt: skip
+        seen: dict[int, str] = {}
+        for index, board in things:
+            assert board.mqtt is not None
+            port = board.mqtt.port or section.port
+            if port in seen:
+                raise document.error(
+                    ("boards", index, "mqtt", "port"),
+                    f"port {port} is also board {seen[port]}'s broker: each board needs its own",
+                )
+            seen[port] = board.name
+    seen_things: dict[str, str] = {}
+    for index, board in things:
+        assert board.mqtt is not None
+        if board.mqtt.thing in seen_things:
+            raise document.error(
+                ("boards", index, "mqtt", "thing"),
+                f"thing {board.mqtt.thing!r} is also board {seen_things[board.mqtt.thing]}",
+            )
+        seen_things[board.mqtt.thing] = board.name
+    return MqttSpec(section.broker, section.host, section.port, pki)
 
 
 def _instrument(document: YamlDocument, name: str, spec: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -329,4 +410,5 @@ def _board(document: YamlDocument, index: int, board: _Board, instruments: Mappi
             firmware.rollback, firmware.anti_rollback, firmware.signing, firmware.version_check
         ),
         tags=tuple(board.tags),
+        mqtt=BoardMqtt(board.mqtt.thing, board.mqtt.port) if board.mqtt is not None else None,
     )

@@ -43,6 +43,7 @@ class BoardEntry:
     instrument: str
     channel: int
     download_port: int | None = None  # raw TCP for stock esptool by hand (twin/uart.py DownloadPort)
+    mqtt_port: int | None = None  # the broker port its AWS IoT firmware is built to reach
 
 
 @dataclass(frozen=True)

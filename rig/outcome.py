@@ -33,6 +33,8 @@ class ProblemKind(enum.Enum):
     RESUME = "resume"  # resumed past what was saved, or fetched other bytes than it resumed from
     CONFIRM_ORDER = "confirm_order"  # confirmed before its self-test passed
     WINDOW_MISSED = "window_missed"  # the fault landed outside the targeted phase on every try
+    JOB_STATUS = "job_status"  # the job status the device reported is not the correct one
+    OLD_IMAGE_KEPT = "old_image_kept"  # an accepted update left the old image bootable (forced rollback)
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import pytest
@@ -26,10 +27,14 @@ from rich.table import Table
 from rig.cutspec import AtBytes, Brownout, CutSpec
 from rig.errors import InfraError, InputError, NotReproduced, RigError
 from rig.farm import BoardSpec, Farm, load_farm
+from rig.inputs import read_input
 from rig.phase import Phase
 from rig.power.scpi_psu import DEFAULT_SUPPLY_VOLTS
 from rig.resources import scenarios_dir
 from rig.results.model import check_run_id
+
+if TYPE_CHECKING:
+    from rig.mqtt.images import AwsImages, OtaFile
 
 LAB_DIR = Path(".lab")
 
@@ -183,6 +188,13 @@ def _echo_summary(reports: Path, run_id: str) -> None:
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--report-dir", default="reports", show_default=True)
+@click.option(
+    "--transport",
+    type=click.Choice(["https", "mqtt"]),
+    default="https",
+    show_default=True,
+    help="https: the rig agent's `ota <url>`; mqtt: an AWS IoT OTA job the device takes itself",
+)
 def repro(
     farm: str | None,
     board_name: str | None,
@@ -192,8 +204,14 @@ def repro(
     cut_text: str | None,
     seed: int,
     report_dir: str,
+    transport: str,
 ) -> None:
     """Reproduce one field failure: one OTA with one fault, judged against ESP-IDF's rules.
+
+    With --transport mqtt the update is an AWS IoT OTA job; --image then names one of
+    greater, same_version, previous_version, unsigned, untrusted_certificate,
+    corrupt_after_signing, corrupt_signature, corrupt_before_signing, single_byte,
+    incorrect_platform, or a .bin file to code-sign and send.
 
     Exits 0 when the device did the ESP-IDF-correct thing, 1 when it did not, 4 when the
     fault never fired (not reproduced: the verdict would say nothing about the fault).
@@ -207,6 +225,9 @@ def repro(
     cut = parse_cut(cut_text) if cut_text else None
     run_id = "repro-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out = Path(report_dir) / run_id
+    if transport == "mqtt":
+        _repro_mqtt(farm, board_name, image, key, cut, seed, Path(report_dir), run_id)
+        return
     with ExitStack() as stack:
         farm_path = _farm_or_lab(stack, farm, 2)
         parsed = load_farm(farm_path)
@@ -242,6 +263,75 @@ def repro(
     if cut is not None and result.phase is Phase.NO_FAULT:
         raise NotReproduced(f"not reproduced: {cut.point.unmet(image_size)}; artifacts: {out}")
     sys.exit(0 if result.passed else 1)
+
+
+def _repro_mqtt(
+    farm: str | None, board_name: str | None, image: str, key: str | None, cut: CutSpec | None, seed: int,
+    report_dir: Path, run_id: str,
+) -> None:  # fmt: skip
+    """`rig repro --transport mqtt`: one judged AWS IoT OTA job on one board."""
+    from rig.board import Board
+    from rig.builder import mqtt_session
+    from rig.imageset import prepare_image_set
+    from rig.keyfiles import private_folder
+    from rig.mqtt.images import LAB_PROJECT, AwsImages
+    from rig.mqtt.pki import MqttPki
+    from rig.phase import Final
+
+    out = report_dir / run_id
+    with ExitStack() as stack:
+        parsed = load_farm(_farm_or_lab(stack, farm, 2))
+        spec = parsed.board(board_name) if board_name else parsed.boards[0]
+        if parsed.mqtt is None or spec.mqtt is None:
+            raise InputError(f"board {spec.name}: no AWS IoT thing (the farm file's mqtt sections)")
+        private = private_folder(report_dir, run_id)
+        images = prepare_image_set(
+            out / "images", base=None, key=Path(key) if key else None, signing={spec.firmware.signing},
+            seed=seed, private=private,
+        )  # fmt: skip
+        aws = AwsImages(images.data("base"), images.key, MqttPki(parsed.mqtt.pki).codesign, private / "mqtt",
+                        project=LAB_PROJECT if parsed.virtual else None)  # fmt: skip
+        file, expect = _mqtt_file(aws, image)
+        board = stack.enter_context(Board(parsed, spec, out / spec.name))
+        session = stack.enter_context(mqtt_session(parsed, board, aws, out / spec.name, seed=seed))
+        status = RichConsole(stderr=True, markup=False)
+        with status.status(f"{spec.name}: flashing the AWS IoT base image, waiting for it online"):
+            session.prepare()
+        with status.status(f"{spec.name}: OTA job {file.name} with cut {cut.text if cut else 'none'}"):
+            result = session.run(file, cut, expect=Final.NEW if expect else Final.OLD)
+    _print_result(result, out)
+    if cut is not None and result.phase is Phase.NO_FAULT:
+        raise NotReproduced(f"not reproduced: {cut.point.unmet(len(file.data))}; artifacts: {out}")
+    sys.exit(0 if result.passed else 1)
+
+
+def _mqtt_file(aws: AwsImages, image: str) -> tuple[OtaFile, bool]:
+    """The named AWS OTA case (or a .bin file, code-signed) and whether it must be accepted."""
+    from rig.mqtt.images import Signing
+
+    path = _file_or_none(image)
+    greater = aws.greater_version
+    if path is not None:
+        return aws.file(path.name, read_input(path, "image"), greater), True
+    cases: dict[str, Callable[[], OtaFile]] = {
+        "greater": aws.greater,
+        "next": aws.greater,
+        "same_version": lambda: aws.file("same_version", aws.app(aws.base_version), aws.base_version),
+        "previous_version": lambda: aws.file(
+            "previous_version", aws.app(aws.previous_version), aws.previous_version
+        ),
+        "corrupt_before_signing": aws.corrupt_before_signing,
+        "single_byte": aws.single_byte,
+        "incorrect_platform": aws.incorrect_platform,
+    }
+    signings = {"unsigned": Signing.NONE, "untrusted_certificate": Signing.UNTRUSTED,
+                "corrupt_after_signing": Signing.AFTER, "corrupt_signature": Signing.BAD}  # fmt: skip
+    if image in signings:
+        return aws.file(image, aws.app(greater), greater, signings[image]), False
+    if image not in cases:
+        known = ", ".join(sorted([*cases, *signings]))
+        raise InputError(f"--image {image!r}: not an AWS OTA case ({known}) or a .bin file")
+    return cases[image](), image in ("greater", "next")
 
 
 def run_child(args: list[str], env: Mapping[str, str]) -> int:

@@ -23,6 +23,9 @@ from rig.logs.parser import strip_ansi
 Action = Callable[[], object]
 
 
+BLOCKS = "blocks"  # the progress source an MQTT stream reports whole blocks under
+
+
 class Source(enum.Enum):
     """Which observer produced an observation."""
 
@@ -93,6 +96,22 @@ class FractionAtLeast:
 
     def describe(self) -> str:
         return f"image fraction >= {self.f:g}"
+
+
+@dataclass
+class BlocksAtLeast:
+    """The device has written `n` blocks of an MQTT stream (its block bitmap, as the rig's
+    Streams service sees it in each request; `on_progress` with source BLOCKS)."""
+
+    n: int
+
+    def check(self, obs: Observation) -> Hit | None:
+        if obs.source is Source.PROGRESS and obs.name == BLOCKS and obs.amount >= self.n:
+            return Hit(obs.amount)
+        return None
+
+    def describe(self) -> str:
+        return f"stream blocks >= {self.n}"
 
 
 @dataclass

@@ -175,3 +175,26 @@ def resume_limit_after(device_events: Sequence[ev.Event]) -> int:
     saved = [e.bytes for e in device_events if isinstance(e, ev.RigOtaSaved)]
     begin = next((e.resume_from for e in device_events if isinstance(e, ev.RigOtaBegin)), 0)
     return max([begin, *saved]) + SAVE_STEP
+
+
+# -- AWS IoT OTA jobs (rig/mqtt) ------------------------------------------------------------
+
+
+def judge_job(result: OtaResult, jobs: Sequence[tuple[str, str | None, frozenset[str]]]) -> None:
+    """The status each job ended on, as the device reported it (AWS IoT Jobs' execution
+    status), against the statuses correct for it: `(job id, status, allowed)`. A job the
+    device never finished is a problem too: the fleet console would show it IN_PROGRESS."""
+    for job_id, status, allowed in jobs:
+        if status not in allowed:
+            wanted = " or ".join(sorted(allowed))
+            result.add(
+                ProblemKind.JOB_STATUS,
+                f"job {job_id} ended {status or 'without a status'}; correct is {wanted}",
+            )
+
+
+def judge_old_image_erased(result: OtaResult, slot: str, digest: str | None, erased_digest: str) -> None:
+    """ota_demo_core_mqtt.c: an accepted image erases the last boot partition
+    (otaPal_EraseLastBootPartition), so nothing can force a rollback to the old image."""
+    if digest is not None and digest != erased_digest:
+        result.add(ProblemKind.OLD_IMAGE_KEPT, f"after SUCCEEDED the old image in {slot} is still in flash")

@@ -39,6 +39,45 @@ class KeepAlive:
 
 
 @dataclass(frozen=True)
+class AwsOtaSettings:
+    """The AWS OTA library's build-time settings (ota_config_defaults.h of
+    ota-for-aws-iot-embedded-sdk v3.4.1; esp-aws-iot's ota_config.h keeps them except the
+    self-test wait and status frequency), plus the bootloader's RTC watchdog
+    (CONFIG_BOOTLOADER_WDT_TIME_MS, left running into the app by
+    CONFIG_BOOTLOADER_WDT_DISABLE_IN_USER_CODE=n so a new image that never connects resets)."""
+
+    log2_block_size: int = 12  # otaconfigLOG2_FILE_BLOCK_SIZE
+    blocks_per_request: int = 1  # otaconfigMAX_NUM_BLOCKS_REQUEST
+    request_momentum: int = 32  # otaconfigMAX_NUM_REQUEST_MOMENTUM
+    request_wait_ms: int = 10000  # otaconfigFILE_REQUEST_WAIT_MS
+    self_test_wait_ms: int = 16000  # otaconfigSELF_TEST_RESPONSE_WAIT_MS
+    status_every: int = 64  # otaconfigOTA_UPDATE_STATUS_FREQUENCY
+    allow_downgrade: bool = False  # otaconfigAllowDowngrade
+    rtc_wdt_ms: int = 9000  # CONFIG_BOOTLOADER_WDT_TIME_MS
+    reconnect_backoff_ms: int = 500  # the demo's first retry delay (backoffAlgorithm base)
+
+    def __post_init__(self) -> None:
+        if not 8 <= self.log2_block_size <= 17:
+            raise ValueError("aws_ota.log2_block_size must be 8..17 (256 B..128 KiB blocks)")
+        if min(self.blocks_per_request, self.request_momentum, self.status_every) < 1:
+            raise ValueError("aws_ota counts must be at least 1")
+        if min(self.request_wait_ms, self.self_test_wait_ms, self.rtc_wdt_ms, self.reconnect_backoff_ms) <= 0:
+            raise ValueError("aws_ota times must be above zero")
+
+
+@dataclass(frozen=True)
+class MqttEndpoint:
+    """What an AWS IoT firmware is built with: broker endpoint, thing name (its MQTT client
+    id, CONFIG_MQTT_CLIENT_IDENTIFIER) and where its embedded certificates came from
+    (rig.mqtt.pki layout: ca.pem, things/<thing>.pem/.key, codesign.pem)."""
+
+    host: str
+    port: int
+    thing: str
+    pki: str
+
+
+@dataclass(frozen=True)
 class BoardConfig:
     """Everything a twin needs to behave like one particular ESP-IDF build.
 
@@ -71,6 +110,8 @@ class BoardConfig:
     tcp_window: int = 5760
     firmware: str = "reference"
     firmware_overrides: Mapping[str, str] = field(default_factory=dict)
+    aws_ota: AwsOtaSettings = field(default_factory=AwsOtaSettings)
+    mqtt: MqttEndpoint | None = None
 
     def __post_init__(self) -> None:
         if self.anti_rollback and not self.rollback:
@@ -99,6 +140,14 @@ class BoardConfig:
                 values["signed_updates"] = SignedUpdates(str(values["signed_updates"]))
             if "keepalive" in values and not isinstance(values["keepalive"], KeepAlive):
                 values["keepalive"] = KeepAlive(**dict(values["keepalive"]))
+            if "aws_ota" in values and not isinstance(values["aws_ota"], AwsOtaSettings):
+                values["aws_ota"] = AwsOtaSettings(**dict(values["aws_ota"]))
+            if (
+                "mqtt" in values
+                and values["mqtt"] is not None
+                and not isinstance(values["mqtt"], MqttEndpoint)
+            ):
+                values["mqtt"] = MqttEndpoint(**dict(values["mqtt"]))
             if "firmware_overrides" in values:
                 overrides = values["firmware_overrides"].items()
                 values["firmware_overrides"] = {str(k): str(v) for k, v in overrides}

@@ -13,10 +13,11 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -28,10 +29,11 @@ import yaml
 from rig.errors import InfraError, InputError, RigError
 from rig.esp.flashimage import placeholder_bootloader
 from rig.labstate import BoardEntry, InstrumentEntry, LabRunState, LabStateFile
+from rig.mqtt.pki import ensure_pki
 from rig.units import size_text
 from twin.board import TwinBoard
 from twin.chip import BOOTLOADER_OFFSET
-from twin.config import BoardConfig
+from twin.config import BoardConfig, MqttEndpoint
 from twin.efuse import DEFAULT_MAC, Efuse
 from twin.flash import NorFlash
 from twin.instruments import VirtualPsu, VirtualRelay
@@ -39,6 +41,7 @@ from twin.instruments.relay import FRAME_START, frame_checksum
 from twin.labconfig import LabConfig
 
 FARM_FILE = "farm.yaml"
+MQTT_DIR = "mqtt"
 LOG_FILE = "lab.log"
 LOCK_FILE = "lab.lock"
 BOARDS_DIR = "boards"
@@ -92,6 +95,25 @@ def plan_wiring(count: int) -> list[Wire]:
             wires.append(Wire(f"psu{psu_used // PSU_CHANNELS + 1}", psu_used % PSU_CHANNELS + 1))
             psu_used += 1
     return wires
+
+
+def _free_port(previous: int | None) -> int:
+    """The port a board's AWS IoT firmware is built to reach; the previous lab's when free.
+    Nothing listens on it until the rig starts that board's broker."""
+    for candidate in (previous or 0, 0):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return int(probe.getsockname()[1])
+    raise InfraError("no free loopback port for a board's MQTT broker")
+
+
+def _mqtt_port(board: LabBoard) -> int:
+    endpoint = board.twin.config.mqtt
+    assert endpoint is not None, "lab boards are built with a broker endpoint"
+    return endpoint.port
 
 
 def board_name(index: int) -> str:
@@ -175,6 +197,11 @@ class Lab:
     def farm_path(self) -> Path:
         return self.directory / FARM_FILE
 
+    @property
+    def mqtt_pki(self) -> Path:
+        """The boards' AWS IoT identities (the certs their firmware embeds) and the rig's."""
+        return self.directory / MQTT_DIR
+
     def start(self) -> None:
         """Bring every instrument and board up, power the boards, then publish farm + state."""
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -223,9 +250,13 @@ class Lab:
     def _start_boards(self, previous: LabStateFile | None) -> None:
         old_ports = {b.name: b.port for b in previous.boards} if previous is not None else {}
         old_download = {b.name: b.download_port for b in previous.boards} if previous is not None else {}
+        old_mqtt = {b.name: b.mqtt_port for b in previous.boards} if previous is not None else {}
+        names = [board_name(index) for index in range(len(self.wires))]
+        ensure_pki(self.mqtt_pki, names)
         for index, wire in enumerate(self.wires):
             name = board_name(index)
-            config = self.config.board_config(name)
+            endpoint = MqttEndpoint("127.0.0.1", _free_port(old_mqtt.get(name)), name, str(self.mqtt_pki))
+            config = replace(self.config.board_config(name), mqtt=endpoint)
             state_dir = self.directory / BOARDS_DIR / name
             if factory_fresh(state_dir, config, index):
                 log.info("%s: factory-fresh flash (bootloader only) in %s", name, state_dir)
@@ -309,6 +340,7 @@ class Lab:
                         "anti_rollback": config.anti_rollback,
                         "signing": config.signed_updates.value,
                     },
+                    "mqtt": {"thing": board.name, "port": _mqtt_port(board)},
                     "tags": [
                         "virtual",
                         "relay" if board.wire.kind is InstrumentKind.RELAY else "psu",
@@ -322,6 +354,7 @@ class Lab:
             "network": {"bind": "127.0.0.1", "board_facing_address": "127.0.0.1", "fault_path": "namespace"},
             "instruments": instruments,
             "boards": boards,
+            "mqtt": {"broker": "embedded", "host": "127.0.0.1", "pki": str(self.mqtt_pki)},
         }
 
     def _write_state(self, state: LabRunState) -> None:
@@ -340,7 +373,8 @@ class Lab:
             farm=FARM_FILE,
             instruments=instruments,
             boards=tuple(
-                BoardEntry(b.name, b.port, b.serial, b.wire.instrument, b.wire.channel, b.twin.download_port)
+                BoardEntry(b.name, b.port, b.serial, b.wire.instrument, b.wire.channel, b.twin.download_port,
+                           _mqtt_port(b))
                 for b in self.boards
             ),
         ).write(self.directory)

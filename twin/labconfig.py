@@ -36,6 +36,15 @@ LAB_DEFAULTS: Mapping[str, Any] = {
     "http_timeout_ms": 1500,
     "task_wdt_timeout_ms": 1000,
     "keepalive": {"idle_s": 1.0, "interval_s": 1.0, "count": 2},
+    # AWS OTA agent: a lost block is asked again after 0.4 s, not 10 s; a self-test that
+    # never gets its job ends in 4 s; the bootloader's RTC watchdog resets in 5 s (9 s real).
+    "aws_ota": {"request_wait_ms": 400, "self_test_wait_ms": 4000, "rtc_wdt_ms": 5000,
+                "reconnect_backoff_ms": 200},
+    "firmware_overrides": {
+        "ota-rig-aws": "aws-ota",
+        "ota-rig-aws-min-block": "aws-ota-min-block",
+        "ota-rig-aws-max-block": "aws-ota-max-block",
+    },
 }
 DEFAULT_BOARD_COUNT = 2
 

@@ -27,6 +27,14 @@ from twin.cpu import Activity, Cpu, LogLevel
 
 TAG = "esp_ota_ops"
 IMAGE_MAGIC = 0xE9
+BLOCK_ERASE_SIZE = 0x10000
+
+
+def _state_or_none(value: int) -> OtaState | None:
+    try:
+        return OtaState(value)
+    except ValueError:
+        return None
 
 
 class Err(IntEnum):
@@ -141,17 +149,25 @@ class OtaOps:
 
     # -- esp_ota_begin / write / end -------------------------------------------------
 
-    def begin(self, partition: Partition) -> OtaHandle:
-        """esp_ota_ops.c:esp_ota_begin() with OTA_WITH_SEQUENTIAL_WRITES: only an OTA slot
-        (a factory partition is ESP_ERR_INVALID_ARG), never the running one, and (rollback)
-        never while the running app is still PENDING_VERIFY."""
+    def begin(self, partition: Partition, *, erase_all: bool = False) -> OtaHandle:
+        """esp_ota_ops.c:esp_ota_begin(): only an OTA slot (a factory partition is
+        ESP_ERR_INVALID_ARG), never the running one, and (rollback) never while the running
+        app is still PENDING_VERIFY. With OTA_WITH_SEQUENTIAL_WRITES sectors are erased as
+        writes reach them; with OTA_SIZE_UNKNOWN (`erase_all`, what esp_ota_write_with_offset()
+        needs) the whole partition is erased here, one 64 KiB block erase at a time as
+        esp_flash_erase_region() does where aligned."""
         self._check_target(partition)
         if self.config.rollback and self._running_state() == OtaState.PENDING_VERIFY:
             self._log(LogLevel.ERROR, "Running app has not confirmed state (ESP_OTA_IMG_PENDING_VERIFY)")
             raise EspError(Err.ESP_ERR_OTA_ROLLBACK_INVALID_STATE)
+        handle = OtaHandle(partition)
+        if erase_all:
+            self.erase_range(partition)
+            handle.erased_end = partition.size
+            handle.first_byte_checked = True  # esp_ota_write_with_offset() checks no magic byte
         if self.config.rollback:
             self._erase_stale_otadata()
-        return OtaHandle(partition)
+        return handle
 
     def resume(self, partition: Partition, written: int) -> OtaHandle:
         """esp_ota_ops.c:esp_ota_resume(): carry on after `written` bytes. It has no
@@ -213,6 +229,68 @@ class OtaOps:
             handle.first_byte_checked = True
         self.cpu.flash.program(part.offset + handle.written, data)
         handle.written = end
+
+    def write_with_offset(self, handle: OtaHandle, data: bytes, offset: int) -> None:
+        """esp_ota_ops.c:esp_ota_write_with_offset(): program at `offset` of a partition
+        esp_ota_begin() erased whole; no erase and no magic-byte check here."""
+        if offset + len(data) > handle.partition.size:
+            raise EspError(Err.ESP_ERR_INVALID_SIZE)
+        self.cpu.set_activity(Activity.FLASH_WRITE)
+        self.cpu.flash.program(handle.partition.offset + offset, data)
+        handle.written += len(data)
+
+    def abort(self, handle: OtaHandle) -> None:
+        """esp_ota_abort(): forget the handle; what was written stays in flash."""
+        handle.ended = True
+
+    def erase_range(self, partition: Partition) -> None:
+        """esp_partition_erase_range(partition, 0, size), in 64 KiB block erases."""
+        self.cpu.set_activity(Activity.FLASH_WRITE)
+        for offset in range(0, partition.size, BLOCK_ERASE_SIZE):
+            self.cpu.sleep(self.config.sector_erase_ms / 1000)
+            self.cpu.flash.erase(partition.offset + offset, min(BLOCK_ERASE_SIZE, partition.size - offset))
+
+    def erase_last_boot_app_partition(self) -> None:
+        """esp_ota_ops.c:erase_last_boot_app_partition(false): erase the app the inactive
+        otadata entry selects (never the running one), then that otadata sector — no
+        rollback to it is possible afterwards."""
+        part = self.table.otadata
+        otadata = self._otadata()
+        active = None if otadata is None else otadata.active_index()
+        if part is None or otadata is None or active is None or not self._slots:
+            raise EspError(Err.ESP_FAIL)
+        inactive = 1 - active
+        entry = otadata.entries[inactive]
+        if entry.is_erased or not entry.crc_ok:
+            raise EspError(Err.ESP_FAIL)
+        last = self._slots[slot_for_seq(entry.seq, len(self._slots))]
+        if last == self.running.partition:
+            raise EspError(Err.ESP_FAIL)
+        self.erase_range(last)
+        self.cpu.flash.erase(part.offset + inactive * SECTOR_SIZE, SECTOR_SIZE)
+
+    def set_entry_state(self, state: OtaState, *, active: bool) -> OtaState | None:
+        """aws_esp_ota_ops.c:aws_esp_ota_set_boot_flags(): rewrite the state of the active
+        (highest valid seq) or passive otadata entry in place (erase its sector, write it
+        back; the CRC covers only the seq, so it stays valid). VALID burns the running
+        app's secure version under anti-rollback. Returns the state it replaced."""
+        part = self.table.otadata
+        otadata = self._otadata()
+        if part is None or otadata is None:
+            raise EspError(Err.ESP_FAIL)
+        active_index = otadata.active_index()
+        if active_index is None:
+            raise EspError(Err.ESP_FAIL)
+        index = active_index if active else 1 - active_index
+        entry = otadata.entries[index]
+        previous = None if entry.is_erased else _state_or_none(entry.state)
+        self.cpu.set_activity(Activity.FLASH_WRITE)
+        write_otadata(self.cpu, part, index, entry.with_state(state))
+        if state is OtaState.VALID and active and self.config.anti_rollback:
+            version = app_secure_version(self.cpu, self.running.partition)
+            if version is not None:
+                update_anti_rollback(self.cpu, version)
+        return previous
 
     def _trusted_keys(self) -> list[bytes]:
         return trusted_keys_of(self.running.data)

@@ -71,6 +71,14 @@ class OtaEntry:
         return self.encode() == b"\xff" * ENTRY_SIZE
 
     @property
+    def is_unused(self) -> bool:
+        """Never given a sequence number: erased, or an erased entry whose state word alone was
+        rewritten in place (esp-aws-iot's aws_esp_ota_set_boot_flags() does that to the passive
+        entry). bootloader_common_ota_select_valid() ignores it; no torn write of ESP-IDF's
+        leaves it, as an entry is programmed seq first."""
+        return self.seq == ERASED_WORD and self.crc == ERASED_WORD
+
+    @property
     def crc_ok(self) -> bool:
         return self.crc == ota_seq_crc(self.seq)
 

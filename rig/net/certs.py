@@ -75,16 +75,16 @@ def ensure_wrong_bundle(directory: Path, hosts: Sequence[str] = DEFAULT_HOSTS) -
 
 
 def _ensure_identity(directory: Path, ca_name: str, hosts: Sequence[str]) -> CertBundle:
-    wanted = _san_entries(hosts)
+    wanted = san_entries(hosts)
     directory.mkdir(parents=True, exist_ok=True)
-    ca_key, ca_cert = _load_or_create_ca(directory, ca_name)
+    ca_key, ca_cert = load_or_create_ca(directory, ca_name)
     bundle = CertBundle(directory / _CA_CERT, directory / _SERVER_CERT, directory / _SERVER_KEY)
     if not _server_cert_is_current(bundle, ca_cert, wanted):
         _issue_server_cert(bundle, ca_key, ca_cert, wanted)
     return bundle
 
 
-def _san_entries(hosts: Sequence[str]) -> list[x509.GeneralName]:
+def san_entries(hosts: Sequence[str]) -> list[x509.GeneralName]:
     entries: list[x509.GeneralName] = []
     for host in dict.fromkeys(hosts):
         if not host:
@@ -116,7 +116,7 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     write_private(path, pem)
 
 
-def _load_or_create_ca(
+def load_or_create_ca(
     directory: Path, common_name: str
 ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key_path, cert_path = directory / _CA_KEY, directory / _CA_CERT
@@ -172,23 +172,41 @@ def _issue_server_cert(
     ca_cert: x509.Certificate,
     wanted: list[x509.GeneralName],
 ) -> None:
+    issue_leaf(
+        ca_key, ca_cert, "ota-rig server", bundle.cert_pem, bundle.key_pem,
+        usage=x509.oid.ExtendedKeyUsageOID.SERVER_AUTH, names=wanted,
+    )  # fmt: skip
+
+
+def issue_leaf(
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_cert: x509.Certificate,
+    common_name: str,
+    cert_path: Path,
+    key_path: Path,
+    *,
+    usage: x509.ObjectIdentifier,
+    names: Sequence[x509.GeneralName] = (),
+) -> None:
+    """A P-256 key and a certificate for one purpose (`usage`: server, client or code
+    signing), signed by the CA; the key is written owner-only."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = _now()
-    cert = (
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(_name("ota-rig server"))
+        .subject_name(_name(common_name))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=_SERVER_DAYS))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName(wanted), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
         )
-        .sign(ca_key, hashes.SHA256())
     )
-    _write_key(bundle.key_pem, key)
-    bundle.cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(list(names)), critical=False)
+    _write_key(key_path, key)
+    cert_path.write_bytes(builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))

@@ -52,3 +52,13 @@ def close_listener(listener: socket.socket) -> None:
 def peer_name(peer: tuple[str, int]) -> str:
     """`host:port`, as connection records name the client."""
     return f"{peer[0]}:{peer[1]}"
+
+
+def free_port(host: str) -> int:
+    """A port nothing listens on right now, for a server that binds it itself (mosquitto)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, 0))
+        except OSError as error:
+            raise InfraError(f"no free port on {host}: {error}") from None
+        return int(probe.getsockname()[1])

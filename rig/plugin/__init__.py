@@ -13,11 +13,13 @@ artifact folder per test holding its serial log, server log and otadata dumps.
 
 from rig.plugin.fixtures import (
     artifacts,
+    aws_images,
     board,
     certs,
     farm,
     images,
     ota,
+    ota_mqtt,
     private_dir,
     run_dir,
     seed,
@@ -36,11 +38,13 @@ from rig.plugin.hooks import (
 
 __all__ = [
     "artifacts",
+    "aws_images",
     "board",
     "certs",
     "farm",
     "images",
     "ota",
+    "ota_mqtt",
     "private_dir",
     "pytest_addoption",
     "pytest_collection_modifyitems",

@@ -13,11 +13,14 @@ import pytest
 from filelock import FileLock, Timeout
 
 from rig.board import Board
-from rig.builder import Services
+from rig.builder import Services, mqtt_session
 from rig.errors import InfraError
 from rig.farm import BoardSpec, Farm
 from rig.imageset import ImageSet, prepare_image_set
 from rig.keyfiles import private_folder
+from rig.mqtt.images import LAB_PROJECT, AwsImages
+from rig.mqtt.pki import MqttPki
+from rig.mqtt.session import MqttSession
 from rig.net.certs import CertBundle, ensure_wrong_bundle
 from rig.outcome import OtaRecord
 from rig.plugin.recorder import artifact_folder
@@ -123,4 +126,32 @@ def ota(board: Board, services: Services, request: pytest.FixtureRequest) -> Ite
         request.node.user_properties.append((ROW_KEY, outcome.to_wire()))
 
     with services.proxy() as proxy, services.session(board, proxy, record) as session:
+        yield session
+
+
+@pytest.fixture(scope="session")
+def aws_images(farm: Farm, images: ImageSet, private_dir: Path) -> AwsImages:
+    """The run's AWS IoT OTA files, code-signed with the farm's code-signing key."""
+    if farm.mqtt is None:
+        pytest.skip("the farm file has no mqtt section (no AWS IoT broker)")
+    return AwsImages(
+        images.data("base"), images.key, MqttPki(farm.mqtt.pki).codesign, private_dir / "mqtt",
+        project=LAB_PROJECT if farm.virtual else None,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def ota_mqtt(
+    farm: Farm, board: Board, aws_images: AwsImages, artifacts: Path, seed: int,
+    request: pytest.FixtureRequest,
+) -> Iterator[MqttSession]:  # fmt: skip
+    """`ota` for AWS IoT OTA over MQTT: the board's broker, the rig's Jobs/Streams service and
+    the three-source verdicts; every judged OTA recorded like `ota`'s."""
+    if board.spec.mqtt is None:
+        pytest.skip(f"board {board.name} has no AWS IoT thing (its farm entry has no mqtt section)")
+
+    def record(outcome: OtaRecord) -> None:
+        request.node.user_properties.append((ROW_KEY, outcome.to_wire()))
+
+    with mqtt_session(farm, board, aws_images, artifacts, seed=seed, recorder=record) as session:
         yield session

@@ -96,9 +96,9 @@ def test_spec_trigger_fires_with_delay_and_name() -> None:
     [
         (
             "power@bites=1",
-            "--cut power@bites=1: unknown condition 'bites' (use bytes, fraction, log, random, wire)",
+            "--cut power@bites=1: unknown condition 'bites' (use bytes, fraction, log, random, wire, block)",
         ),
-        ("zap@bytes=1", "--cut zap@bytes=1: unknown kind 'zap' (use power, net, brownout)"),
+        ("zap@bytes=1", "--cut zap@bytes=1: unknown kind 'zap' (use power, net, brownout, mqtt)"),
         ("power", "--cut power: expected <kind>@<condition>=<value> (e.g. power@fraction=0.4)"),
         ("power@bytes", "--cut power@bytes: condition 'bytes' needs =<value>"),
         ("power@bytes=lots", "--cut power@bytes=lots: bytes='lots' is not an integer"),

@@ -220,3 +220,64 @@ def test_keys_written_empty_are_not_unknown(tmp_path: Path) -> None:
     document["boards"][0]["partition_table"] = None
     board = load_farm(write(tmp_path, document)).board("b1")
     assert (board.partition_table, board.wifi_ssid, board.wifi_password) == (None, "lab", None)
+
+
+MQTT = {"pki": "mqtt-pki"}
+
+
+def with_things(*things: dict[str, object], mqtt: dict[str, object] | None = None) -> dict[str, Any]:
+    """GOOD with an mqtt section and one `mqtt` entry per board, in board order."""
+    boards = [{**board, "mqtt": thing} for board, thing in zip(GOOD["boards"], things, strict=False)]
+    return {**GOOD, "boards": [*boards, *GOOD["boards"][len(things) :]], "mqtt": mqtt or MQTT}
+
+
+def test_an_mqtt_farm_names_its_broker_pki_and_things(tmp_path: Path) -> None:
+    farm = load_farm(write(tmp_path, with_things({"thing": "b1", "port": 8884}, {"thing": "lab:b-2"})))
+    assert farm.mqtt is not None and farm.mqtt.broker == "embedded" and farm.mqtt.port == 8883
+    assert farm.mqtt.pki == tmp_path / "mqtt-pki"  # relative to the farm file
+    assert farm.board("b1").mqtt is not None and farm.board("b1").mqtt.port == 8884
+    assert farm.board("b3").mqtt is None
+
+
+@pytest.mark.parametrize(
+    "document, expected",
+    [
+        (
+            {**with_board(mqtt={"thing": "b1"})},
+            "boards[0].mqtt: a board with a thing needs the farm's mqtt section",
+        ),
+        (with_things({"thing": "b 1"}), "boards[0].mqtt.thing: string should match pattern"),
+        (
+            with_things({"thing": "b1", "port": 70000}),
+            "boards[0].mqtt.port: input should be less than or equal",
+        ),
+        (with_things({"thing": "b1"}, {"thing": "b2"}), "boards[1].mqtt.port: port 8883 is also board b1's"),
+        (
+            with_things({"thing": "b1", "port": 1}, {"thing": "b1", "port": 2}),
+            "boards[1].mqtt.thing: thing 'b1'",
+        ),
+        (
+            with_things(mqtt={"pki": "p", "host": "10.0.0.5"}),
+            "mqtt.host: an embedded broker listens on loopback",
+        ),
+        (
+            with_things(mqtt={"pki": "p", "broker": "aws"}),
+            "mqtt.broker: input should be 'embedded' or 'external'",
+        ),
+        (with_things(mqtt={"broker": "external"}), "mqtt.pki: missing (required)"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+def test_mqtt_mistakes_are_one_line(tmp_path: Path, document: object, expected: str) -> None:
+    message = error_of(tmp_path, document)
+    assert message.split(": ", 1)[1].startswith(expected), message
+
+
+def test_an_external_broker_may_be_anywhere_and_share_a_port(tmp_path: Path) -> None:
+    document = with_things(
+        {"thing": "b1"},
+        {"thing": "b2"},
+        mqtt={"broker": "external", "host": "iot.example", "port": 8883, "pki": "/etc/aws"},
+    )
+    farm = load_farm(write(tmp_path, document))
+    assert farm.mqtt is not None and farm.mqtt.host == "iot.example"

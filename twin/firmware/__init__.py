@@ -19,7 +19,8 @@ def register(model: type[FirmwareModel]) -> type[FirmwareModel]:
 
 
 def get_model(name: str) -> type[FirmwareModel]:
-    import twin.firmware.broken  # noqa: F401  (registers the built-in models; cached after once)
+    import twin.firmware.aws_ota
+    import twin.firmware.broken  # noqa: F401
 
     try:
         return _MODELS[name]
