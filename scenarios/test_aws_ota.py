@@ -19,7 +19,7 @@ from rig.mqtt.images import AwsImages, Signing
 from rig.mqtt.session import CANCELED, SUCCEEDED, MqttSession
 from rig.phase import Final
 
-pytestmark = [pytest.mark.mqtt]
+pytestmark = [pytest.mark.mqtt, pytest.mark.gate]
 
 # A self-test long enough to cut power inside it (the demo accepts once its test is done).
 SLOW_SELFTEST_MS = 800
@@ -35,7 +35,6 @@ def _updates(ota: MqttSession) -> list[str]:
     return [update.encode().decode() for job in ota.jobs for _, update in job.updates]
 
 
-@pytest.mark.gate
 def test_greater_version(ota_mqtt: MqttSession, aws_images: AwsImages) -> None:
     """GreaterVersion (+): a signed, higher version streams, passes its self-test and is
     accepted: job SUCCEEDED (`accepted  v<new>`), the new slot VALID and the old image erased

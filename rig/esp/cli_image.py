@@ -172,3 +172,24 @@ def generate(scheme: str, out: str) -> None:
     """Write a new private signing key OUT with espsecure."""
     key = SigningKey.generate(out, SigningScheme(scheme))
     click.echo(f"wrote {out}: {key.scheme.value} key, digest {key.public_key_digest().hex()}")
+
+
+@keys.command("mqtt")
+@click.option("--out", required=True, help="directory of the farm's MQTT identities (the farm's mqtt.pki)")
+@click.option("--thing", "things", multiple=True, help="a board's AWS IoT thing name (repeat for each board)")
+@click.option("--host", "hosts", multiple=True, help="broker address (default 127.0.0.1)")
+def mqtt_keys(out: str, things: tuple[str, ...], hosts: tuple[str, ...]) -> None:
+    """The farm's MQTT identities: CA, broker certificate, one client certificate per thing,
+    the rig's service identity and the code-signing key + certificate (codeSigning usage).
+    What exists is kept (boards are built with their certificates); what is missing is issued."""
+    from pathlib import Path
+
+    from rig.mqtt.pki import ensure_pki
+
+    pki = ensure_pki(Path(out), things, hosts or ("127.0.0.1",))
+    listed = ", ".join(things) or "none"
+    click.echo(f"wrote {pki.directory}: ca.pem, broker, service, codesign, things: {listed}")
+    for thing in things:
+        identity = pki.thing(thing)
+        click.echo(f"  {thing}: build the firmware with {identity.cert} and {identity.key}")
+    click.echo(f"  every board: root CA {pki.ca}, code-signing certificate {pki.codesign.cert}")

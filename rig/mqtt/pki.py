@@ -71,6 +71,8 @@ class MqttPki:
 
 def ensure_pki(directory: Path, things: Sequence[str], hosts: Sequence[str] = ("127.0.0.1",)) -> MqttPki:
     """Issue whatever of the farm's identities is missing under `directory`."""
+    for name in things:
+        check_thing(name)  # before anything is written
     pki = MqttPki(directory)
     (directory / "things").mkdir(parents=True, exist_ok=True)
     ca_key, ca_cert = load_or_create_ca(directory, "ota-rig MQTT CA")

@@ -8,14 +8,10 @@ nightly run exercises them. The lab is fresh, so its eFuses may be burnt here.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,25 +20,6 @@ SMOKE = [
     "scenarios/test_power_cut.py::test_cut_during_first_boot",
     "scenarios/test_anti_rollback.py::test_bump_burns_efuse_and_blocks_downgrade",
 ]
-
-
-@pytest.fixture
-def lab_farm(tmp_path: Path) -> Iterator[Path]:
-    lab = tmp_path / "lab"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "twin", "serve", "--dir", str(lab), "--boards", "2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    farm = lab / "farm.yaml"
-    deadline = time.monotonic() + 60
-    while not farm.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    try:
-        assert farm.exists(), "the virtual lab did not write its farm file"
-        yield farm
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
 
 
 def _burnable(farm: Path, out: Path) -> Path:

@@ -106,12 +106,13 @@ class AwsOtaFirmware(FirmwareModel):
 
     name = "aws-ota"
     log2_block_size: ClassVar[int | None] = None  # a build with its own CONFIG_LOG2_FILE_BLOCK_SIZE
+    pal_class: ClassVar[type[EspPal]] = EspPal  # the OTA PAL it is built with
 
     def run(self, app: AppRuntime) -> None:
         app.cpu.set_activity(Activity.IDLE)
         app.app_init()
         endpoint = app.config.mqtt
-        pal = EspPal(app)
+        pal = self.pal_class(app)
         version = p.version32(app.desc.version)
         behaviour = Behaviour(app.marker.behaviour)
         platform = pal.platform_state()

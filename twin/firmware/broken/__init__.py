@@ -1,10 +1,11 @@
-"""Deliberately broken variants of the reference model, one bug each: mutation testing
+"""Deliberately broken variants of the reference and AWS OTA models, one bug each: mutation testing
 for a test suite (a suite that passes against one of these misses that bug; twin/README.md).
 
 Importing this package registers them; `twin.firmware.get_model` does so on first use.
 """
 
 from twin.firmware.broken import (
+    aws_ignore_signature,
     confirm_before_selftest,
     erase_past_slot,
     ignore_signature,
@@ -16,6 +17,7 @@ from twin.firmware.broken import (
 )
 
 __all__ = [
+    "aws_ignore_signature",
     "confirm_before_selftest",
     "erase_past_slot",
     "ignore_signature",
