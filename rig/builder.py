@@ -106,6 +106,7 @@ def mqtt_session(
     if spec is None or thing is None:
         raise InputError(f"board {board.name}: no AWS IoT thing (the farm file's mqtt sections)")
     pki = MqttPki(spec.pki)
+    pki.check(embedded=spec.broker == "embedded")
     with contextlib.ExitStack() as stack:
         broker = proxy = None
         host, port = spec.host, thing.port or spec.port

@@ -50,7 +50,7 @@ class BoardMqtt:
 @dataclass(frozen=True)
 class MqttSpec:
     """The farm's MQTT broker: `embedded` (the rig starts mosquitto on `host`) or `external`
-    (a site broker or AWS IoT Core; the rig plays only Jobs + Streams). `pki` holds the CA,
+    (a site broker; the rig plays only Jobs + Streams on it). `pki` holds the CA,
     the rig's service identity and the code-signing key in rig.mqtt.pki's layout."""
 
     broker: str

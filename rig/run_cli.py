@@ -456,6 +456,20 @@ def _check_board(parsed: Farm, spec: BoardSpec, progress: RichConsole) -> BoardC
     return BoardCheck(spec.name, spec.serial, mac, power, supply, tuple(problems))
 
 
+def _check_mqtt(parsed: Farm) -> None:
+    """The broker side of an AWS IoT farm: its identities, and mosquitto when the rig runs it."""
+    if parsed.mqtt is None:
+        return
+    from rig.mqtt.broker import mosquitto_binary
+    from rig.mqtt.pki import MqttPki
+
+    pki = MqttPki(parsed.mqtt.pki)
+    embedded = parsed.mqtt.broker == "embedded"
+    pki.check(embedded=embedded)
+    where = f"mosquitto {mosquitto_binary()}" if embedded else f"{parsed.mqtt.host}:{parsed.mqtt.port}"
+    click.echo(f"mqtt: {parsed.mqtt.broker} broker ({where}), identities in {pki.directory}: ok", err=True)
+
+
 @farm.command("check")
 @click.argument("farm_file", required=False)
 def farm_check(farm_file: str | None) -> None:
@@ -467,6 +481,7 @@ def farm_check(farm_file: str | None) -> None:
         path = _farm_or_lab(stack, farm_file, 2)
         parsed = load_farm(path)
         progress = RichConsole(stderr=True, markup=False)
+        _check_mqtt(parsed)
         checks = [_check_board(parsed, spec, progress) for spec in parsed.boards]
     table = Table(title=f"farm {parsed.name}")
     for column in ("board", "serial", "MAC", "power", "supply", "result"):

@@ -12,6 +12,8 @@ accepted image must also have erased the old one (no forced rollback).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from rig.esp.marker import Behaviour
@@ -113,6 +115,18 @@ def test_missing_filename(ota_mqtt: MqttSession, aws_images: AwsImages) -> None:
     ota_mqtt.prepare()
     greater = aws_images.greater()
     ota_mqtt.ok(aws_images.file("missing_filename", greater.data, greater.version, filepath=None))
+
+
+def test_malformed_job_document_refused(ota_mqtt: MqttSession, aws_images: AwsImages) -> None:
+    """A job document without the required `filesize`: the job parser refuses it
+    (OtaJobParseErrNonConformingJobDoc) and reports FAILED `0x0000000c: 0x00000004`
+    (OtaErrJobParserError) without touching flash; the old image keeps running."""
+    ota_mqtt.prepare()
+    greater = aws_images.greater()
+    broken = replace(greater, name="no_filesize", entry=replace(greater.entry, filesize=None))
+    result = ota_mqtt.ok(broken, expect=Final.OLD)
+    assert any('"reason":"0x0000000c: 0x00000004"' in u for u in _updates(ota_mqtt)), _updates(ota_mqtt)
+    assert "OtaJobParseErrNonConformingJobDoc" in _log(ota_mqtt, result.mark)
 
 
 def test_back_to_back(ota_mqtt: MqttSession, aws_images: AwsImages) -> None:

@@ -68,6 +68,17 @@ class MqttPki:
         check_thing(name)
         return Identity(self.directory / "things" / f"{name}.pem", self.directory / "things" / f"{name}.key")
 
+    def check(self, *, embedded: bool) -> None:
+        """Every file the rig needs is there (the broker's own when it runs the broker): a
+        missing one is bad input, named, not a broker that fails to start."""
+        needed = [self.ca, self.service.cert, self.service.key, self.codesign.cert, self.codesign.key]
+        if embedded:
+            needed += [self.broker.cert, self.broker.key]
+        missing = [path for path in needed if not path.is_file()]
+        if missing:
+            raise InputError(f"mqtt.pki {self.directory}: {missing[0].name} is missing (make the farm's "
+                             f"identities with `rig keys mqtt --out {self.directory}`)")  # fmt: skip
+
 
 def ensure_pki(directory: Path, things: Sequence[str], hosts: Sequence[str] = ("127.0.0.1",)) -> MqttPki:
     """Issue whatever of the farm's identities is missing under `directory`."""

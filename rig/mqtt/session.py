@@ -260,6 +260,18 @@ class MqttSession:
             service.faults.clear()
             service.unstall()
 
+    def _check_infrastructure(self) -> None:
+        """A broker that died or a service client that lost it is the rig's failure: the
+        device's unfinished job must not be judged."""
+        broker = self.link.broker
+        if broker is not None and not broker.running and not any(t.is_alive() for t in self._actions):
+            raise InfraError(f"the MQTT broker on {self.link.host}:{self.link.port} stopped during the OTA "
+                             f"(log: {broker.log_path})")  # fmt: skip
+        if not self.service.wait_connected(10.0):
+            raise InfraError(
+                f"the rig's Jobs/Streams client lost the broker {self.link.host}:{self.link.port}"
+            )
+
     def _allowed(
         self, specs: list[CutSpec], expect: Final, statuses: Sequence[frozenset[str]] | None
     ) -> list[frozenset[str]]:

@@ -61,3 +61,11 @@ def test_a_key_that_is_not_p256_is_refused(tmp_path: Path) -> None:
     bad.write_text("not a key", encoding="utf-8")
     with pytest.raises(InputError, match="not a readable code-signing key"):
         sign_file(b"x", bad)
+
+
+def test_a_farm_pki_without_its_files_is_named_bad_input(tmp_path: Path) -> None:
+    pki = ensure_pki(tmp_path, ["b1"])
+    pki.check(embedded=True)
+    pki.codesign.key.unlink()
+    with pytest.raises(InputError, match=r"codesign\.key is missing \(make the farm's identities"):
+        pki.check(embedded=False)
