@@ -36,9 +36,9 @@ LAB_DEFAULTS: Mapping[str, Any] = {
     "http_timeout_ms": 1500,
     "task_wdt_timeout_ms": 1000,
     "keepalive": {"idle_s": 1.0, "interval_s": 1.0, "count": 2},
-    # AWS OTA agent: a lost block is asked again after 0.4 s, not 10 s; a self-test that
-    # never gets its job ends in 4 s; the bootloader's RTC watchdog resets in 5 s (9 s real).
-    "aws_ota": {"request_wait_ms": 400, "self_test_wait_ms": 4000, "rtc_wdt_ms": 5000,
+    # AWS OTA agent: a lost block is asked again after 0.25 s, not 10 s; a self-test that
+    # never gets its job ends in 2.5 s (16 s); the bootloader's RTC watchdog resets in 3 s (9 s).
+    "aws_ota": {"request_wait_ms": 250, "self_test_wait_ms": 2500, "rtc_wdt_ms": 3000,
                 "reconnect_backoff_ms": 200},
     "firmware_overrides": {
         "ota-rig-aws": "aws-ota",

@@ -131,19 +131,19 @@ class MqttSession:
     def settle(self, since: int, timeout: float, *, reset: bool = False) -> bool:
         """The device rebooted as often as it wanted after console mark `since` (at least
         once when the rig `reset` it), asked for its next job after the last of those boots
-        (it was online before the mark), and nothing reset it for SETTLE_QUIET_S, with no
-        power action pending."""
+        (it was online before the mark), and it stayed quiet (no reset, no request, no
+        console line) for `quiet_s`, with no power action pending."""
         console = self.board.console
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            resets = [line.t for line in console.lines(since) if isinstance(line.event, ev.RomReset)]
+            lines = console.lines(since)
+            resets = [line.t for line in lines if isinstance(line.event, ev.RomReset)]
             asked = [t for t in self.service.request_times if not resets or t > resets[-1]]
-            calm_since = max([*resets[-1:], *asked[-1:]], default=0.0)
-            if (
-                (asked if resets else not reset)
-                and time.monotonic() - calm_since >= self.quiet_s
-                and not self.cutter.pending()
-            ):
+            # Quiet means no reset, no request and no console line: a device still printing
+            # (an agent shutting down after its last status) is not done.
+            calm_since = max([*resets[-1:], *asked[-1:], *(line.t for line in lines[-1:])], default=0.0)
+            quiet = time.monotonic() - calm_since >= self.quiet_s
+            if (asked if resets else not reset) and quiet and not self.cutter.pending():
                 return True
             time.sleep(0.05)
         return False
@@ -165,13 +165,11 @@ class MqttSession:
         `expect` is the correct end firmware (NEW: the last job's file), `statuses` the
         correct final status of each job (default: SUCCEEDED when NEW, FAILED or REJECTED
         when OLD, and CANCELED for a job a `cancel` cut cancels)."""
-        cuts = (
-            []
-            if cut is None
-            else [cut]
-            if isinstance(cut, str | MqttFault) or not isinstance(cut, Sequence)
-            else cut
-        )
+        cuts: list[str | CutSpec] = []
+        if isinstance(cut, str) or (cut is not None and not isinstance(cut, Sequence)):
+            cuts = [cut]
+        elif cut is not None:
+            cuts = list(cut)
         specs = [parse_cut(c) if isinstance(c, str) else c for c in cuts]
         files = [file] if then is None else [file, then]
         result = self._experiment(files, specs, expect, statuses, timeout)
@@ -179,9 +177,19 @@ class MqttSession:
             self._recorder(result.record())
         return result
 
-    def ok(self, file: OtaFile, cut: str | CutSpec | Sequence[str | CutSpec] | None = None, **kwargs: object
-           ) -> OtaResult:  # fmt: skip
-        result = self.run(file, cut, **kwargs)  # type: ignore[arg-type]
+    def ok(
+        self,
+        file: OtaFile,
+        cut: str | CutSpec | Sequence[str | CutSpec] | None = None,
+        *,
+        then: OtaFile | None = None,
+        expect: Final = Final.NEW,
+        statuses: Sequence[frozenset[str]] | None = None,
+        timeout: float = 90.0,
+    ) -> OtaResult:
+        """`run` that raises `AssertionError` (a firmware failure) unless the device did the
+        correct thing."""
+        result = self.run(file, cut, then=then, expect=expect, statuses=statuses, timeout=timeout)
         assert result.passed, result.summary()
         return result
 
