@@ -456,10 +456,11 @@ def _check_board(parsed: Farm, spec: BoardSpec, progress: RichConsole) -> BoardC
     return BoardCheck(spec.name, spec.serial, mac, power, supply, tuple(problems))
 
 
-def _check_mqtt(parsed: Farm) -> None:
-    """The broker side of an AWS IoT farm: its identities, and mosquitto when the rig runs it."""
+def _check_mqtt(parsed: Farm) -> str:
+    """The broker side of an AWS IoT farm: its identities, and mosquitto when the rig runs it
+    (a line for the report; a missing piece raises)."""
     if parsed.mqtt is None:
-        return
+        return ""
     from rig.mqtt.broker import mosquitto_binary
     from rig.mqtt.pki import MqttPki
 
@@ -467,7 +468,7 @@ def _check_mqtt(parsed: Farm) -> None:
     embedded = parsed.mqtt.broker == "embedded"
     pki.check(embedded=embedded)
     where = f"mosquitto {mosquitto_binary()}" if embedded else f"{parsed.mqtt.host}:{parsed.mqtt.port}"
-    click.echo(f"mqtt: {parsed.mqtt.broker} broker ({where}), identities in {pki.directory}: ok", err=True)
+    return f"mqtt: {parsed.mqtt.broker} broker ({where}), identities in {pki.directory}: ok"
 
 
 @farm.command("check")
@@ -481,7 +482,7 @@ def farm_check(farm_file: str | None) -> None:
         path = _farm_or_lab(stack, farm_file, 2)
         parsed = load_farm(path)
         progress = RichConsole(stderr=True, markup=False)
-        _check_mqtt(parsed)
+        mqtt = _check_mqtt(parsed)
         checks = [_check_board(parsed, spec, progress) for spec in parsed.boards]
     table = Table(title=f"farm {parsed.name}")
     for column in ("board", "serial", "MAC", "power", "supply", "result"):
@@ -489,6 +490,8 @@ def farm_check(farm_file: str | None) -> None:
     for check in checks:
         table.add_row(check.name, check.serial, check.mac, check.power, check.supply, check.result)
     RichConsole(markup=False).print(table)
+    if mqtt:
+        click.echo(mqtt)
     failed = [check for check in checks if check.problems]
     if not failed:
         return

@@ -90,6 +90,17 @@ def test_a_healthy_lab_prints_each_boards_mac_and_power_driver(
     assert MAC.search(line), line
     assert "scpi-psu" in line and "cuts power" in line
     assert line.rstrip(" │").endswith("ok"), line
+    assert "mqtt: embedded broker (mosquitto " in out and "/mqtt: ok" in out, out
+
+
+def test_an_mqtt_farm_without_its_identities_is_bad_input(
+    lab_farm: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    farm = {**lab_farm, "mqtt": {**lab_farm["mqtt"], "pki": str(tmp_path / "nowhere")}}
+    code = main(["farm", "check", write_farm(tmp_path, farm)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "ca.pem is missing (make the farm's identities with `rig keys mqtt" in err, err
 
 
 def test_a_dead_serial_port_is_infrastructure_with_the_table_still_printed(
