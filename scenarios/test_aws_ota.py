@@ -72,8 +72,8 @@ def test_block_size_builds(ota_mqtt: MqttSession, aws_images: AwsImages, project
 def test_refused_signature(ota_mqtt: MqttSession, aws_images: AwsImages, case: str) -> None:
     """UnsignedImage, UntrustedCertificate, CorruptImageAfterSigning, CorruptSignature (−):
     otaPal_CloseFile() refuses the file (ECDSA-SHA256 against the embedded code-signing
-    certificate) and erases the slot; job FAILED `0x000000e3: …` (OtaPalSignatureCheckFailed),
-    the old image keeps running, untouched."""
+    certificate; a failed check also erases the slot) and never activates it; job FAILED
+    `0x000000e3: …` (OtaPalSignatureCheckFailed), the old image keeps running, untouched."""
     signing = {"unsigned": Signing.NONE, "untrusted_certificate": Signing.UNTRUSTED,
                "corrupt_after_signing": Signing.AFTER, "corrupt_signature": Signing.BAD}[case]  # fmt: skip
     ota_mqtt.prepare()
