@@ -71,8 +71,19 @@ def test_a_cut_past_the_end_of_the_image_is_refused_before_flashing(
     lab_farm: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The lab's image is 131 KiB: byte 200000 is never written, so nothing is flashed or judged."""
-    code = main(["repro", "--farm", str(lab_farm), "--board", "b1", "--cut", "power@bytes=200000",
-                 "--report-dir", str(tmp_path)])
+    code = main(
+        [
+            "repro",
+            "--farm",
+            str(lab_farm),
+            "--board",
+            "b1",
+            "--cut",
+            "power@bytes=200000",
+            "--report-dir",
+            str(tmp_path),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2, err
     assert "the image is 13" in err and "byte 200000 is never written" in err, err
@@ -82,8 +93,50 @@ def test_a_cut_past_the_end_of_the_image_is_refused_before_flashing(
 def test_a_fault_that_never_fires_is_not_reproduced_and_not_a_pass(
     lab_farm: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["repro", "--farm", str(lab_farm), "--board", "b1", "--cut",
-                 'power@log="a line this firmware never prints"', "--report-dir", str(tmp_path)])
+    code = main(
+        [
+            "repro",
+            "--farm",
+            str(lab_farm),
+            "--board",
+            "b1",
+            "--cut",
+            'power@log="a line this firmware never prints"',
+            "--report-dir",
+            str(tmp_path),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 4, captured.out + captured.err
     assert "not reproduced: the log line /a line this firmware never prints/ never appeared" in captured.err
+
+
+@pytest.mark.parametrize(
+    ("image", "cut", "ending"),
+    [
+        ("greater", "mqtt@fraction=0.5:kick", "ended on new firmware"),
+        ("unsigned", None, "ended on old firmware"),
+    ],
+    ids=["kicked-and-resumed", "unsigned-refused"],
+)
+def test_repro_an_aws_iot_job(
+    lab_farm: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    image: str,
+    cut: str | None,
+    ending: str,
+) -> None:
+    """`--transport mqtt`: the same one-OTA reproduction, as an AWS IoT job the device takes."""
+    args = ["repro", "--farm", str(lab_farm), "--board", "b1", "--transport", "mqtt", "--image", image]
+    code = main([*args, *(["--cut", cut] if cut else []), "--report-dir", str(tmp_path)])
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 0, out
+    assert f"PASS b1: {image}" in out and ending in out, out
+
+
+def test_repro_an_unknown_aws_case_is_one_line(lab_farm: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["repro", "--farm", str(lab_farm), "--transport", "mqtt", "--image", "greatest"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "--image 'greatest': not an AWS OTA case (corrupt_after_signing," in err, err

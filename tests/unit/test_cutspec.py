@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rig.cutspec import (
+    AtBlock,
     AtBytes,
     AtFraction,
     AtLog,
@@ -13,6 +14,8 @@ from rig.cutspec import (
     Brownout,
     Close,
     CutKind,
+    MqttAction,
+    MqttFault,
     NetClose,
     NetStall,
     NetThrottle,
@@ -75,6 +78,24 @@ def test_net_and_brownout_forms() -> None:
     assert (brown.kind, brown.volts, brown.hold_s) == (CutKind.BROWNOUT, 2.2, 0.5)
 
 
+def test_mqtt_forms() -> None:
+    kick = parse_cut("mqtt@block=40:kick")
+    assert isinstance(kick, MqttFault) and (kick.kind, kick.action, kick.point) == (
+        CutKind.MQTT,
+        MqttAction.KICK,
+        AtBlock(40),
+    )
+    stall = parse_cut("mqtt@fraction=0.5:stall=3s")
+    assert isinstance(stall, MqttFault) and (stall.action, stall.seconds) == (MqttAction.STALL, 3.0)
+    forever = parse_cut("mqtt@block=2:stall=forever")
+    assert isinstance(forever, MqttFault) and forever.seconds is None
+    outage = parse_cut('mqtt@log="OtaJobEventActivate":outage=8s')
+    assert isinstance(outage, MqttFault) and outage.seconds == 8.0
+    power = parse_cut("power@block=10")
+    assert isinstance(power, PowerCut) and power.condition().describe() == "stream blocks >= 10"
+    assert parse_cut("net@block=10:rst").point == AtBlock(10)
+
+
 def test_a_retry_moves_byte_and_fraction_points_earlier_and_keeps_the_rest() -> None:
     moved = parse_cut("power@fraction=0.5:off=1s").earlier(0.2)
     assert moved == PowerCut("power@fraction=0.4:off=1s", AtFraction(0.4), 0.0, off_s=1.0)
@@ -130,6 +151,21 @@ def test_spec_trigger_fires_with_delay_and_name() -> None:
         ("brownout@bytes=1", "--cut brownout@bytes=1: brownout cuts need volts=<V>"),
         ('power@log="abc', '--cut power@log="abc: unterminated " in \'"abc\''),
         ("power@log=/a(/", "--cut power@log=/a(/: log=/a(/ is not a valid regex"),
+        (
+            "mqtt@block=3",
+            "--cut mqtt@block=3: mqtt cuts need one of drop, duplicate, reorder, corrupt, stall,",
+        ),
+        ("mqtt@block=3:kick:drop", "--cut mqtt@block=3:kick:drop: drop conflicts with kick"),
+        (
+            'mqtt@log="x":drop',
+            '--cut mqtt@log="x":drop: drop acts on one block: use block=, bytes= or fraction=',
+        ),
+        ("mqtt@block=x:kick", "--cut mqtt@block=x:kick: block='x' is not an integer"),
+        ("mqtt@block=1:outage", "--cut mqtt@block=1:outage: outage needs =<value>"),
+        (
+            "mqtt@block=1:stall=soon",
+            "--cut mqtt@block=1:stall=soon: stall='soon' is not a duration above zero",
+        ),
     ],
 )
 def test_errors_are_one_line_and_point_at_the_bad_part(text: str, message: str) -> None:
