@@ -20,7 +20,7 @@ from rig.board import Board, Ready
 from rig.console import ConsoleLine
 from rig.cutspec import AtBlock, AtBytes, AtFraction, CutSpec, MqttAction, MqttFault, parse_cut
 from rig.cutter import Cutter
-from rig.errors import InfraError, InputError
+from rig.errors import InfraError, InputError, RigError
 from rig.logs import events as ev
 from rig.logs.boots import fold_boots
 from rig.mqtt import protocol as p
@@ -67,7 +67,7 @@ class BrokerLink:
 @dataclass
 class _Run:
     jobs: list[Job] = field(default_factory=list)
-    fault_at: float | None = None
+    errors: list[str] = field(default_factory=list)  # a fault the rig could not carry out
 
 
 class MqttSession:
@@ -225,6 +225,10 @@ class MqttSession:
             self.engine.wait_idle(timeout=5.0)
             for action in self._actions:
                 action.join(timeout=30)
+            if self._run.errors:
+                raise InfraError(
+                    f"board {board.name}: the rig could not carry out the fault: {self._run.errors[0]}"
+                )
             if self.link.proxy is not None:
                 self.link.proxy.disarm()
             settled = self.settle(mark, timeout)
@@ -335,6 +339,12 @@ class MqttSession:
         the engine (power, brownout and proxy cuts via the cutter)."""
         if not isinstance(spec, MqttFault):
             return self.cutter.arm(spec)
+        if spec.action is MqttAction.RESTART and self.link.broker is None:
+            raise InputError(
+                f"--cut {spec.text}: the rig does not run this farm's broker (mqtt.broker: external)"
+            )
+        if spec.action is MqttAction.OUTAGE and self.link.proxy is None:
+            raise InputError(f"--cut {spec.text}: no fault proxy between this board and its broker")
         point = spec.point
         if isinstance(point, AtBlock):
             if point.index >= p.block_count(len(job.data), p.MIN_BLOCK_SIZE):
@@ -356,18 +366,25 @@ class MqttSession:
     def _on_stream_fault(self, fault: StreamFault) -> None:
         """Faults that act beyond the stream run on their own thread: the service's MQTT
         thread must keep serving while the broker kicks, cancels or restarts."""
-        if self._run.fault_at is None:
-            self._run.fault_at = time.monotonic()
-        action = {
+        actions: dict[MqttAction, Callable[[], None]] = {
             MqttAction.KICK: self._kick,
             MqttAction.CANCEL: self._cancel,
             MqttAction.RESTART: self._restart,
             MqttAction.OUTAGE: lambda: self._outage(fault.seconds or 1.0),
-        }.get(fault.kind)
-        if action is not None:
-            thread = threading.Thread(target=action, name=f"mqtt-{fault.kind.value}", daemon=True)
-            self._actions.append(thread)
-            thread.start()
+        }
+        action = actions.get(fault.kind)
+        if action is None:
+            return
+
+        def carry_out() -> None:
+            try:
+                action()
+            except RigError as error:  # a kick the broker refused, a restart that failed
+                self._run.errors.append(f"{fault.kind.value}: {error}")
+
+        thread = threading.Thread(target=carry_out, name=f"mqtt-{fault.kind.value}", daemon=True)
+        self._actions.append(thread)
+        thread.start()
 
     def _kick(self) -> None:
         thing = self.board.spec.mqtt.thing if self.board.spec.mqtt else self.board.name
@@ -379,12 +396,10 @@ class MqttSession:
             self.service.cancel(job)
 
     def _restart(self) -> None:
-        if self.link.broker is None:
-            raise InputError("restart: the rig does not own this farm's broker (mqtt.broker: external)")
+        assert self.link.broker is not None, "checked when the cut was armed"
         self.link.broker.restart()
         self.service.wait_connected(10.0)
 
     def _outage(self, seconds: float) -> None:
-        if self.link.proxy is None:
-            raise InputError("outage: no fault proxy between this board and its broker")
+        assert self.link.proxy is not None, "checked when the cut was armed"
         self.link.proxy.arm(Refuse(seconds=seconds, mode=RefuseMode.RST))
