@@ -131,17 +131,20 @@ class MqttSession:
     def settle(self, since: int, timeout: float, *, reset: bool = False) -> bool:
         """The device rebooted as often as it wanted after console mark `since` (at least
         once when the rig `reset` it), asked for its next job after the last of those boots
-        (it was online before the mark), and it stayed quiet (no reset, no request, no
-        console line) for `quiet_s`, with no power action pending."""
+        (it was online before the mark), and it stayed quiet (no reset, request, job status
+        or console line) for `quiet_s`, with no power action pending."""
         console = self.board.console
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             lines = console.lines(since)
             resets = [line.t for line in lines if isinstance(line.event, ev.RomReset)]
             asked = [t for t in self.service.request_times if not resets or t > resets[-1]]
-            # Quiet means no reset, no request and no console line: a device still printing
-            # (an agent shutting down after its last status) is not done.
-            calm_since = max([*resets[-1:], *asked[-1:], *(line.t for line in lines[-1:])], default=0.0)
+            # Quiet means no reset, request, job status or console line: a device still printing
+            # (an agent shutting down after its last status) is not done, and the lines it
+            # printed before a status may reach the host after the status (UART vs TCP).
+            statuses = [t for job in self._run.jobs for t, _ in job.updates[-1:]]
+            events = [*resets[-1:], *asked[-1:], *statuses, *(line.t for line in lines[-1:])]
+            calm_since = max(events, default=0.0)
             quiet = time.monotonic() - calm_since >= self.quiet_s
             if (asked if resets else not reset) and quiet and not self.cutter.pending():
                 return True
