@@ -146,9 +146,6 @@ class MqttLink:
         client.subscribe(topic, qos=qos)
         self._loop(0)
 
-    def unsubscribe(self, topic: str) -> None:
-        self._require().unsubscribe(topic)
-
     def publish(self, topic: str, payload: bytes, qos: int = 0) -> None:
         client = self._require()
         info = client.publish(topic, payload, qos=qos)

@@ -27,7 +27,8 @@ from rig.mqtt import protocol as p
 from rig.mqtt.pki import Identity
 
 CONNECT_TIMEOUT_S = 5.0
-# AWS IoT Streams answers a request with at most this many blocks (DescribeStream limits).
+# The most blocks one request is answered with, whatever its `n` says: a malformed request
+# must not make the rig push a whole file at once (the library asks for 1 by default).
 MAX_BLOCKS_PER_REQUEST = 32
 
 
@@ -171,15 +172,6 @@ class JobsService:
             first = self._next() is job
         if notify and first:
             self._notify()
-        return job
-
-    def create_raw_job(self, document: dict[str, object], data: bytes = b"") -> Job:
-        """A job whose document is exactly `document` (malformed-document cases)."""
-        number = next(self._counter)
-        job = Job(f"{p.JOB_PREFIX}rig-raw-{number}", f"rig-stream-{number}", data, document, p.BLOCK_SIZE)
-        with self._lock:
-            self.jobs.append(job)
-        self._notify()
         return job
 
     def cancel(self, job: Job) -> None:

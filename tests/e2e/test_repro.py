@@ -71,19 +71,8 @@ def test_a_cut_past_the_end_of_the_image_is_refused_before_flashing(
     lab_farm: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The lab's image is 131 KiB: byte 200000 is never written, so nothing is flashed or judged."""
-    code = main(
-        [
-            "repro",
-            "--farm",
-            str(lab_farm),
-            "--board",
-            "b1",
-            "--cut",
-            "power@bytes=200000",
-            "--report-dir",
-            str(tmp_path),
-        ]
-    )
+    code = main(["repro", "--farm", str(lab_farm), "--board", "b1", "--cut", "power@bytes=200000",
+                 "--report-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2, err
     assert "the image is 13" in err and "byte 200000 is never written" in err, err
@@ -93,19 +82,8 @@ def test_a_cut_past_the_end_of_the_image_is_refused_before_flashing(
 def test_a_fault_that_never_fires_is_not_reproduced_and_not_a_pass(
     lab_farm: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(
-        [
-            "repro",
-            "--farm",
-            str(lab_farm),
-            "--board",
-            "b1",
-            "--cut",
-            'power@log="a line this firmware never prints"',
-            "--report-dir",
-            str(tmp_path),
-        ]
-    )
+    code = main(["repro", "--farm", str(lab_farm), "--board", "b1", "--cut",
+                 'power@log="a line this firmware never prints"', "--report-dir", str(tmp_path)])
     captured = capsys.readouterr()
     assert code == 4, captured.out + captured.err
     assert "not reproduced: the log line /a line this firmware never prints/ never appeared" in captured.err

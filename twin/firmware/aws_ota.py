@@ -59,7 +59,6 @@ class FileContext:
     block_size: int
     bitmap: bytearray
     remaining: int
-    updated_by: int = 0
 
 
 @dataclass
@@ -80,7 +79,9 @@ class Agent:
     shut_down: bool = False
     last_job: str = ""
     settings: AwsOtaSettings = field(default_factory=AwsOtaSettings)
-    extras: dict[str, Any] = field(default_factory=dict)
+    behaviour: Behaviour = Behaviour.HEALTHY  # the image's first-boot behaviour marker
+    wdt_due: float = 0.0  # when the bootloader's RTC watchdog resets the chip (while armed)
+    updated_by: int = 0  # the version that ran the update (the job's `updatedBy`)
 
     def log(self, level: LogLevel, message: str) -> None:
         self.rt.log(level, TAG, message)
@@ -132,12 +133,10 @@ class AwsOtaFirmware(FirmwareModel):
         settings = app.config.aws_ota
         if self.log2_block_size is not None:
             settings = replace(settings, log2_block_size=self.log2_block_size)
-        agent = Agent(
-            app, link, pal, endpoint.thing, Path(endpoint.pki) / "codesign.pem", version, settings=settings
-        )
-        agent.extras["wdt_due"] = wdt_due
-        agent.extras["behaviour"] = behaviour
-        self._connect(agent, endpoint, first=True)
+        codesign = Path(endpoint.pki) / "codesign.pem"
+        agent = Agent(app, link, pal, endpoint.thing, codesign, version,
+                      settings=settings, behaviour=behaviour, wdt_due=wdt_due)  # fmt: skip
+        self._connect(agent, endpoint)
         self._start_agent(agent, platform)
         self._loop(agent, endpoint)
 
@@ -150,10 +149,10 @@ class AwsOtaFirmware(FirmwareModel):
                 app.cpu.watchdog_reset(ResetReason.RTCWDT_RTC_RESET)
 
     def _check_wdt(self, agent: Agent) -> None:
-        if agent.pal.rtc_wdt_armed and time.monotonic() >= agent.extras["wdt_due"]:
+        if agent.pal.rtc_wdt_armed and time.monotonic() >= agent.wdt_due:
             agent.rt.cpu.watchdog_reset(ResetReason.RTCWDT_RTC_RESET)
 
-    def _connect(self, agent: Agent, endpoint: MqttEndpoint, *, first: bool) -> None:
+    def _connect(self, agent: Agent, endpoint: MqttEndpoint) -> None:
         """ota_demo_core_mqtt.c:connectToServerWithBackoffRetries(): retry until it works."""
         rt = agent.rt
         backoff = agent.settings.reconnect_backoff_ms / 1000
@@ -213,7 +212,7 @@ class AwsOtaFirmware(FirmwareModel):
             agent.transition("Suspend", "Suspended")
             agent.log(INFO, "OTA Agent is suspended.")
         agent.request_due = None
-        self._connect(agent, endpoint, first=False)
+        self._connect(agent, endpoint)
         if not agent.shut_down:
             agent.transition("Resume", "RequestingJob")
             self._request_job(agent)
@@ -261,7 +260,6 @@ class AwsOtaFirmware(FirmwareModel):
         except (UnicodeDecodeError, json.JSONDecodeError):
             agent.log(ERROR, "Invalid JSON document: JSON_Validate returned error: JSONStatus_t=1")
             return
-        before = agent.state
         if not isinstance(execution, dict) or not isinstance(execution.get("jobId"), str):
             agent.log(INFO, "No active job available in received job document: "
                       "OtaJobParseErr_t=OtaJobParseErrNoActiveJobs")  # fmt: skip
@@ -270,10 +268,8 @@ class AwsOtaFirmware(FirmwareModel):
                 agent.pal.abort()
                 agent.file = None
             agent.request_due = None
-            agent.transition("ReceivedJobDocument", "WaitingForJob" if before != "Ready" else before)
-            agent.momentum = 0
-            if agent.pal.platform_state() is PlatformState.PENDING_COMMIT:
-                self._platform_selftest_job_not(agent)
+            agent.transition("ReceivedJobDocument", "WaitingForJob")
+            agent.momentum = 0  # a platform in self-test now waits for its self-test timer
             return
         job_id = execution["jobId"]
         agent.log(INFO, f"Extracted parameter: [key: value]=[execution.jobId: {job_id}]")
@@ -480,7 +476,7 @@ class AwsOtaFirmware(FirmwareModel):
                 p.JobStatus.IN_PROGRESS, {"self_test": "active", "updatedBy": f"0x{agent.version:08x}"}
             )
         elif state is ImageState.ACCEPTED:
-            previous = agent.extras.get("updated_by", 0)
+            previous = agent.updated_by
             agent.status(p.JobStatus.SUCCEEDED, {
                 "reason": f"accepted  v{p.version_text(agent.version)}",
                 "updatedBy": f"  v{p.version_text(previous)}",
@@ -504,7 +500,7 @@ class AwsOtaFirmware(FirmwareModel):
             updated_by = int(updated_by_text, 0)
         except ValueError:
             updated_by = 0
-        agent.extras["updated_by"] = updated_by
+        agent.updated_by = updated_by
         agent.transition("ReceivedJobDocument", "CreatingFile")
         error = None
         if not agent.settings.allow_downgrade:
@@ -544,7 +540,7 @@ class AwsOtaFirmware(FirmwareModel):
         """The demo's OtaJobEventStartTest callback, with the image's behaviour marker deciding."""
         rt = agent.rt
         rt.log(INFO, DEMO, "Received OtaJobEventStartTest callback from OTA Agent.")
-        behaviour = agent.extras["behaviour"]
+        behaviour = agent.behaviour
         marker = rt.marker
         if behaviour is Behaviour.NEVER_CONFIRM:
             agent.self_test_due = time.monotonic() + agent.settings.self_test_wait_ms / 1000
