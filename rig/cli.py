@@ -40,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "run": "rig.run_cli:run",
     "repro": "rig.run_cli:repro",
     "farm": "rig.run_cli:farm",
+    "rollout": "rig.rollout.cli:rollout",
 }
 
 

@@ -3,6 +3,10 @@
 In-process (rather than a subprocess) so the fast RFC2217 handler applies and a
 failure arrives as an exception we can classify: a board that does not answer is
 an infrastructure problem, never a firmware verdict.
+
+One esptool session at a time per process: esptool swaps the process-wide sys.stdout and
+keeps global logger state, so two boards' sessions on two threads (a rollout) would trade
+each other's output and leave stdout captured.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import tempfile
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +24,8 @@ from esptool.cmds import attach_flash, detect_chip, run_stub
 
 from rig.errors import InfraError
 from rig.serialio import enable_fast_rfc2217
+
+_ONE_SESSION = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,7 @@ def run_esptool(target: FlashTarget, args: Sequence[str], log: Path | None = Non
     ]
     out = io.StringIO()
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        with _ONE_SESSION, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
             esptool.main(argv)
     except (esptool.FatalError, OSError, SystemExit, ValueError) as error:
         _append(log, argv, out.getvalue())
@@ -93,7 +100,7 @@ def read_back(
     out = io.StringIO()
     esp = None
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        with _ONE_SESSION, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
             esp = detect_chip(target.port, connect_mode=before)
             esp = run_stub(esp)
             if target.baud != esp.ESP_ROM_BAUD:

@@ -17,6 +17,11 @@ from typing import Any
 STATE_FILE = "lab.json"
 
 
+def lab_board_name(index: int) -> str:
+    """The name of the lab's board number `index` (from 0) in its farm file and lab config."""
+    return f"b{index + 1}"
+
+
 class LabRunState(enum.Enum):
     RUNNING = "running"
     STOPPED = "stopped"  # the lab shut down and withdrew its farm file

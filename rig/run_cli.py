@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -307,31 +307,13 @@ def _repro_mqtt(
 
 def _mqtt_file(aws: AwsImages, image: str) -> tuple[OtaFile, bool]:
     """The named AWS OTA case (or a .bin file, code-signed) and whether it must be accepted."""
-    from rig.mqtt.images import Signing
-
     path = _file_or_none(image)
-    greater = aws.greater_version
     if path is not None:
-        return aws.file(path.name, read_input(path, "image"), greater), True
-    cases: dict[str, Callable[[], OtaFile]] = {
-        "greater": aws.greater,
-        "next": aws.greater,
-        "same_version": lambda: aws.file("same_version", aws.app(aws.base_version), aws.base_version),
-        "previous_version": lambda: aws.file(
-            "previous_version", aws.app(aws.previous_version), aws.previous_version
-        ),
-        "corrupt_before_signing": aws.corrupt_before_signing,
-        "single_byte": aws.single_byte,
-        "incorrect_platform": aws.incorrect_platform,
-    }
-    signings = {"unsigned": Signing.NONE, "untrusted_certificate": Signing.UNTRUSTED,
-                "corrupt_after_signing": Signing.AFTER, "corrupt_signature": Signing.BAD}  # fmt: skip
-    if image in signings:
-        return aws.file(image, aws.app(greater), greater, signings[image]), False
-    if image not in cases:
-        known = ", ".join(sorted([*cases, *signings]))
-        raise InputError(f"--image {image!r}: not an AWS OTA case ({known}) or a .bin file")
-    return cases[image](), image in ("greater", "next")
+        return aws.file(path.name, read_input(path, "image"), aws.greater_version), True
+    try:
+        return aws.case(image)
+    except InputError as error:
+        raise InputError(f"--image {image!r}: {error} or a .bin file") from None
 
 
 def run_child(args: list[str], env: Mapping[str, str]) -> int:

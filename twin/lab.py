@@ -28,7 +28,7 @@ import yaml
 
 from rig.errors import InfraError, InputError, RigError
 from rig.esp.flashimage import placeholder_bootloader
-from rig.labstate import BoardEntry, InstrumentEntry, LabRunState, LabStateFile
+from rig.labstate import BoardEntry, InstrumentEntry, LabRunState, LabStateFile, lab_board_name
 from rig.mqtt.pki import ensure_pki
 from rig.units import size_text
 from twin.board import TwinBoard
@@ -114,10 +114,6 @@ def _mqtt_port(board: LabBoard) -> int:
     endpoint = board.twin.config.mqtt
     assert endpoint is not None, "lab boards are built with a broker endpoint"
     return endpoint.port
-
-
-def board_name(index: int) -> str:
-    return f"b{index + 1}"
 
 
 def board_mac(index: int) -> bytes:
@@ -251,10 +247,10 @@ class Lab:
         old_ports = {b.name: b.port for b in previous.boards} if previous is not None else {}
         old_download = {b.name: b.download_port for b in previous.boards} if previous is not None else {}
         old_mqtt = {b.name: b.mqtt_port for b in previous.boards} if previous is not None else {}
-        names = [board_name(index) for index in range(len(self.wires))]
+        names = [lab_board_name(index) for index in range(len(self.wires))]
         ensure_pki(self.mqtt_pki, names)
         for index, wire in enumerate(self.wires):
-            name = board_name(index)
+            name = lab_board_name(index)
             endpoint = MqttEndpoint("127.0.0.1", _free_port(old_mqtt.get(name)), name, str(self.mqtt_pki))
             config = replace(self.config.board_config(name), mqtt=endpoint)
             state_dir = self.directory / BOARDS_DIR / name

@@ -26,6 +26,7 @@ from rig.errors import InputError
 from rig.units import parse_size
 from rig.yamlfile import YamlDocument, load_yaml, validate
 from twin.config import BoardConfig
+from twin.firmware import get_model
 
 # Shorter-than-real timeouts: a lab run should notice a dead link in seconds, not 20 s, and a
 # hung first boot in 1 s (CONFIG_ESP_TASK_WDT_TIMEOUT_S=1, a valid build) instead of 5.
@@ -61,7 +62,14 @@ class LabConfig:
 
     def board_config(self, name: str) -> BoardConfig:
         """Lab defaults, then the file's defaults, then this board's overrides."""
-        values = {**LAB_DEFAULTS, **self.defaults, **self.boards.get(name, {})}
+        board = self.boards.get(name, {})
+        values = {**LAB_DEFAULTS, **self.defaults, **board}
+        # A board's own project overrides add to the lab's (the AWS OTA builds keep their model).
+        values["firmware_overrides"] = {
+            **LAB_DEFAULTS["firmware_overrides"],
+            **self.defaults.get("firmware_overrides", {}),
+            **board.get("firmware_overrides", {}),
+        }
         try:
             return BoardConfig.from_dict(values)
         except InputError as error:
@@ -127,6 +135,8 @@ def _lab_config(document: YamlDocument) -> LabConfig:
 
 def _check(document: YamlDocument, where: tuple[str, ...], config: LabConfig, name: str) -> None:
     try:
-        config.board_config(name)
+        board = config.board_config(name)
+        for model in {board.firmware, *board.firmware_overrides.values()}:
+            get_model(model)
     except InputError as error:
         raise document.error(where, str(error).removeprefix(f"lab config, board {name}: ")) from None

@@ -10,10 +10,11 @@ corrupt before/after signing, corrupt signature, single byte, incorrect platform
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rig.errors import FormatError
+from rig.errors import FormatError, InputError
 from rig.esp.image import parse, patch_image
 from rig.esp.marker import Behaviour
 from rig.esp.signing import SigningKey
@@ -129,3 +130,26 @@ class AwsImages:
 
     def single_byte(self) -> OtaFile:
         return self.file("single_byte", b"\xe9", self.greater_version)
+
+    def case(self, name: str) -> tuple[OtaFile, bool]:
+        """The AWS OTA test case `name` (`greater`, `unsigned`, …) and whether a correct device
+        accepts it."""
+        greater = self.greater_version
+        cases: dict[str, Callable[[], OtaFile]] = {
+            "greater": self.greater,
+            "next": self.greater,
+            "same_version": lambda: self.file("same_version", self.app(self.base_version), self.base_version),
+            "previous_version": lambda: self.file(
+                "previous_version", self.app(self.previous_version), self.previous_version
+            ),
+            "corrupt_before_signing": self.corrupt_before_signing,
+            "single_byte": self.single_byte,
+            "incorrect_platform": self.incorrect_platform,
+        }
+        signings = {"unsigned": Signing.NONE, "untrusted_certificate": Signing.UNTRUSTED,
+                    "corrupt_after_signing": Signing.AFTER, "corrupt_signature": Signing.BAD}  # fmt: skip
+        if name in signings:
+            return self.file(name, self.app(greater), greater, signings[name]), False
+        if name not in cases:
+            raise InputError(f"not an AWS OTA case ({', '.join(sorted([*cases, *signings]))})")
+        return cases[name](), name in ("greater", "next")

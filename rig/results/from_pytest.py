@@ -73,10 +73,10 @@ def outcomes_of(report: pytest.TestReport, run_id: str) -> list[Outcome]:
     rows = [OtaRecord.from_wire(cast("dict[str, Any]", value)) for key, value in report.user_properties
             if key == ROW_KEY]  # fmt: skip
     verdict = ending_of(report)
-    times = (_stamp(report.start), _stamp(report.stop))
+    times = (stamp(report.start), stamp(report.stop))
     if not rows:
         return [_bare_outcome(run_id, facts, verdict, report.duration, times)]
-    outcomes = [_row_outcome(run_id, facts, row, times) for row in rows]
+    outcomes = [record_outcome(run_id, facts, row, times) for row in rows]
     if verdict.outcome is OutcomeClass.INFRA:
         message = f"infrastructure: {verdict.message}"
         return [
@@ -87,7 +87,7 @@ def outcomes_of(report: pytest.TestReport, run_id: str) -> list[Outcome]:
     return outcomes
 
 
-def _stamp(epoch: float) -> str:
+def stamp(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(epoch))
 
 
@@ -108,7 +108,7 @@ def _bare_outcome(
     )  # fmt: skip
 
 
-def _row_outcome(run_id: str, facts: Mapping[str, str], row: OtaRecord, times: tuple[str, str]) -> Outcome:
+def record_outcome(run_id: str, facts: Mapping[str, str], row: OtaRecord, times: tuple[str, str]) -> Outcome:
     """One judged OTA as a stored outcome."""
     acceptable = [f.value for f in row.acceptable]
     return Outcome(

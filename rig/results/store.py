@@ -31,13 +31,31 @@ from rig.results.model import (
     RunStatus,
     check_run_id,
 )
+from rig.rollout.model import AbortEvent, Attempt, BoardRun, BoardState, RolloutResult
+from rig.rollout.policy import AbortCriterion, FailureType
 
 DEFAULT_DB = Path("reports") / "results.db"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+_ROLLOUT_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS rollouts (
+    run_id TEXT NOT NULL REFERENCES runs (run_id), name TEXT NOT NULL, transport TEXT NOT NULL,
+    release TEXT NOT NULL, seed INTEGER NOT NULL, wall_s REAL NOT NULL, criteria TEXT NOT NULL,
+    abort_t_s REAL, abort_criterion TEXT, abort_executed INTEGER, abort_failures INTEGER,
+    PRIMARY KEY (run_id, name)
+)""",
+    """CREATE TABLE IF NOT EXISTS rollout_boards (
+    run_id TEXT NOT NULL, rollout TEXT NOT NULL, seq INTEGER NOT NULL, board TEXT NOT NULL,
+    fault TEXT NOT NULL, late INTEGER NOT NULL, state TEXT NOT NULL, joined_s REAL, dispatched_s REAL,
+    finished_s REAL, version TEXT NOT NULL, attempts TEXT NOT NULL, detail TEXT NOT NULL,
+    FOREIGN KEY (run_id, rollout) REFERENCES rollouts (run_id, name)
+)""",
+)
 # How a database of an older schema becomes the current one, step by step.
-_MIGRATIONS = {
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
     # v2: the body bytes the server served are `bytes_served` (not the device's, not the wire's).
-    1: "ALTER TABLE outcomes RENAME COLUMN bytes_sent TO bytes_served",
+    1: ("ALTER TABLE outcomes RENAME COLUMN bytes_sent TO bytes_served",),
+    # v3: fleet rollouts (`rig rollout`).
+    2: _ROLLOUT_SCHEMA,
 }
 LOCK_TIMEOUT_S = 60.0
 _T = TypeVar("_T")
@@ -156,6 +174,36 @@ class ResultsStore:
 
         self._transaction(insert)
 
+    def record_rollout(self, run_id: str, rollout: RolloutResult) -> None:
+        """Commit one rollout: its course and every board's execution, in one transaction."""
+        abort = rollout.abort
+        criteria = [
+            {"failure_type": c.failure_type.value, "min_executed": c.min_executed,
+             "threshold_percent": c.threshold_percent}
+            for c in rollout.criteria
+        ]  # fmt: skip
+
+        def insert(db: sqlite3.Connection) -> None:
+            if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
+                raise InputError(f"cannot record a rollout of run '{run_id}': run not started")
+            db.execute(
+                "INSERT INTO rollouts VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (run_id, rollout.name, rollout.transport, rollout.release, rollout.seed, rollout.wall_s,
+                 json.dumps(criteria), abort.t_s if abort else None, abort.criterion if abort else None,
+                 abort.executed if abort else None, abort.failures if abort else None),
+            )  # fmt: skip
+            db.executemany(
+                "INSERT INTO rollout_boards VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (run_id, rollout.name, seq, b.board, b.fault, int(b.late), b.state.value, b.joined_s,
+                     b.dispatched_s, b.finished_s, b.version,
+                     json.dumps([_attempt_json(a) for a in b.attempts]), b.detail)
+                    for seq, b in enumerate(rollout.boards)
+                ],
+            )  # fmt: skip
+
+        self._transaction(insert)
+
     def finish_run(self, run_id: str, status: RunStatus = "finished") -> None:
         """Close a run as finished or interrupted (stamps finished_at)."""
         _check_status(status)
@@ -207,6 +255,19 @@ class ResultsStore:
         return [
             self._decoded(functools.partial(_outcome, row, boots, faults), f"outcome {row['id']}")
             for row in rows
+        ]
+
+    def rollouts(self, run_id: str) -> list[RolloutResult]:
+        """A run's rollouts in the order they were recorded."""
+        self.run(run_id)
+        with self._reader() as db:
+            heads = db.execute("SELECT * FROM rollouts WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall()
+            rows = db.execute(
+                "SELECT * FROM rollout_boards WHERE run_id = ? ORDER BY rollout, seq", (run_id,)
+            ).fetchall()
+        return [
+            self._decoded(functools.partial(_rollout, head, rows), f"rollout {head['name']}")
+            for head in heads
         ]
 
     def _decoded(self, decode: Callable[[], _T], what: str) -> _T:
@@ -280,12 +341,13 @@ class ResultsStore:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             self._check_version(version, db)
             if version == 0:
-                for statement in _SCHEMA.split(";"):
+                for statement in (*_SCHEMA.split(";"), *_ROLLOUT_SCHEMA):
                     if statement.strip():
                         db.execute(statement)
             else:
                 for step in range(version, SCHEMA_VERSION):
-                    db.execute(_MIGRATIONS[step])
+                    for statement in _MIGRATIONS[step]:
+                        db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except BaseException:
             db.execute("ROLLBACK")
@@ -389,6 +451,38 @@ def _outcome(
         boots=tuple(boots.get(row["id"], ())),
         faults=tuple(faults.get(row["id"], ())),
     )
+
+
+def _attempt_json(attempt: Attempt) -> dict[str, Any]:
+    return {**attempt.__dict__, "verdict": attempt.verdict.value}
+
+
+def _rollout(head: sqlite3.Row, rows: list[sqlite3.Row]) -> RolloutResult:
+    abort = None
+    if head["abort_t_s"] is not None:
+        abort = AbortEvent(
+            head["abort_t_s"], head["abort_criterion"], head["abort_executed"], head["abort_failures"]
+        )
+    boards = tuple(
+        BoardRun(
+            board=row["board"], fault=row["fault"], late=bool(row["late"]), state=BoardState(row["state"]),
+            joined_s=row["joined_s"], dispatched_s=row["dispatched_s"], finished_s=row["finished_s"],
+            version=row["version"], detail=row["detail"],
+            attempts=tuple(
+                Attempt(**{**a, "verdict": OutcomeClass(a["verdict"])}) for a in json.loads(row["attempts"])
+            ),
+        )
+        for row in rows
+        if row["rollout"] == head["name"]
+    )  # fmt: skip
+    criteria = tuple(
+        AbortCriterion(FailureType(c["failure_type"]), int(c["min_executed"]), float(c["threshold_percent"]))
+        for c in json.loads(head["criteria"])
+    )
+    return RolloutResult(
+        name=head["name"], transport=head["transport"], release=head["release"], seed=head["seed"],
+        wall_s=head["wall_s"], boards=boards, criteria=criteria, abort=abort,
+    )  # fmt: skip
 
 
 def _run_info(row: sqlite3.Row) -> RunInfo:

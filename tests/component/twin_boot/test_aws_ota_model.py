@@ -60,7 +60,13 @@ class Rig:
 
 
 @pytest.fixture
-def rig(tmp_path: Path) -> Iterator[Rig]:
+def model() -> str:
+    """The firmware model the twin runs (a test parametrizes another to compare)."""
+    return "aws-ota"
+
+
+@pytest.fixture
+def rig(tmp_path: Path, model: str) -> Iterator[Rig]:
     pki = ensure_pki(tmp_path / "pki", [THING])
     port = free_port("127.0.0.1")
     with Mosquitto(pki, "127.0.0.1", port, tmp_path / "broker"):
@@ -68,7 +74,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
         service.start()
         config = BoardConfig(
             mqtt=MqttEndpoint("127.0.0.1", port, THING, str(pki.directory)),
-            firmware_overrides={LAB_PROJECT: "aws-ota"},
+            firmware_overrides={LAB_PROJECT: model},
             aws_ota=AwsOtaSettings(request_wait_ms=250, self_test_wait_ms=2000, rtc_wdt_ms=3000),
         )
         board = TwinBoard(tmp_path / "board", config)
@@ -138,3 +144,14 @@ def test_the_same_version_boots_then_rejects_itself_and_rolls_back(rig: Rig) -> 
     assert "Application version of the new image is identical to the current image" in log
     states = {e.seq: e.state for e in rig.otadata().entries if e.crc_ok}
     assert OtaState.INVALID in states.values(), states  # the bootloader will skip it
+
+
+@pytest.mark.parametrize("model", ["aws-ota-corrupt-write"])
+def test_a_board_that_corrupts_its_writes_fails_every_update_and_keeps_its_firmware(rig: Rig) -> None:
+    """The rollout's broken board: otaPal_CloseFile() reads the written bytes back, so the
+    signature check sees the corruption; the job FAILS and the old image keeps running."""
+    image = make_test_app(version="1.1.0", project=LAB_PROJECT, size=SIZE)
+    job = rig.job(image, sign_file(image, rig.pki.codesign.key))
+    assert _statuses(job)[-1] == b'{"status":"FAILED","statusDetails":{"reason":"0x000000e3: 0x00000000"}}'
+    assert "AWS_OTA: Signature verification failed." in rig.log()
+    assert rig.slot(0, SIZE) == make_test_app(version="1.0.0", project=LAB_PROJECT, size=SIZE)

@@ -150,3 +150,17 @@ def test_erase_past_slot_wipes_the_running_app_behind_an_oversized_image(
     start_ota(lab, served, "huge.bin", wait_ready=False)
     lab.console.expect(r"rig_agent: ota failed err=0x104 ")
     assert (lab.board.chip.flash.read(ota_1.offset, SIZE) == running) is running_intact
+
+
+@pytest.mark.parametrize(("model", "outcome"), [("reference", NEW_IN_OTA_1), ("corrupt-write", OLD)])
+def test_corrupt_write_fails_every_update_at_verification(
+    make_lab: MakeLab, served: Served, model: str, outcome: str
+) -> None:
+    served.images["next.bin"] = make_test_app(version="1.0.1", size=SIZE)
+    lab = make_lab(config=lab_config(firmware=model))
+    start_ota(lab, served, "next.bin")
+    c = lab.console
+    if model == "corrupt-write":
+        c.expect(r"rig_agent: ota failed err=0x[0-9a-f]+ reason=")
+        c.send("restart")
+    c.expect(outcome)

@@ -7,6 +7,7 @@ Importing this package registers them; `twin.firmware.get_model` does so on firs
 from twin.firmware.broken import (
     aws_ignore_signature,
     confirm_before_selftest,
+    corrupt_write,
     erase_past_slot,
     ignore_signature,
     lexical_version,
@@ -19,6 +20,7 @@ from twin.firmware.broken import (
 __all__ = [
     "aws_ignore_signature",
     "confirm_before_selftest",
+    "corrupt_write",
     "erase_past_slot",
     "ignore_signature",
     "lexical_version",

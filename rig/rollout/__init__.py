@@ -1,0 +1,1 @@
+"""Fleet rollouts: one update to a group of boards, paced, with abort thresholds (`rig rollout`)."""
