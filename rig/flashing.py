@@ -4,28 +4,74 @@ In-process (rather than a subprocess) so the fast RFC2217 handler applies and a
 failure arrives as an exception we can classify: a board that does not answer is
 an infrastructure problem, never a firmware verdict.
 
-One esptool session at a time per process: esptool swaps the process-wide sys.stdout and
-keeps global logger state, so two boards' sessions on two threads (a rollout) would trade
-each other's output and leave stdout captured.
+Boards flashed at once from one process (a rollout) each keep their own esptool output:
+esptool logs through one process-wide logger, so the rig installs a logger that writes to
+the calling thread's capture instead of swapping the process-wide sys.stdout.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import esptool
 from esptool.cmds import attach_flash, detect_chip, run_stub
+from esptool.logger import TemplateLogger, log
 
 from rig.errors import InfraError
 from rig.serialio import enable_fast_rfc2217
 
-_ONE_SESSION = threading.Lock()
+
+class _ThreadLog(TemplateLogger):  # type: ignore[misc]  # esptool ships no type hints
+    """esptool's log, captured per thread; outside a capture it prints as esptool would."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def capture(self) -> Iterator[io.StringIO]:
+        buffer, previous = io.StringIO(), getattr(self._local, "buffer", None)
+        self._local.buffer = buffer
+        try:
+            yield buffer
+        finally:
+            self._local.buffer = previous
+
+    def _write(self, text: str) -> None:
+        buffer = getattr(self._local, "buffer", None)
+        print(text, file=buffer if buffer is not None else sys.stdout)
+
+    def print(self, *args: object, **kwargs: object) -> None:
+        self._write(str(kwargs.get("sep", " ")).join(str(a) for a in args))
+
+    def note(self, message: str) -> None:
+        self._write(f"Note: {message}")
+
+    def warning(self, message: str) -> None:
+        self._write(f"WARNING: {message}")
+
+    def error(self, message: str) -> None:
+        self._write(f"ERROR: {message}")
+
+    def stage(self, finish: bool = False) -> None:
+        """Collapsible stages are a terminal nicety; a capture keeps every line."""
+
+    def progress_bar(self, cur_iter: int, total_iters: int, prefix: str = "", suffix: str = "",
+                     bar_length: int = 30) -> None:  # fmt: skip
+        """No progress bars in a log file."""
+
+    def set_verbosity(self, verbosity: str) -> None:
+        """The rig always keeps the normal level."""
+
+
+_LOG = _ThreadLog()
+log.set_logger(_LOG)
 
 
 @dataclass(frozen=True)
@@ -56,9 +102,8 @@ def run_esptool(target: FlashTarget, args: Sequence[str], log: Path | None = Non
         "no-reset",
         *args,
     ]
-    out = io.StringIO()
     try:
-        with _ONE_SESSION, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        with _LOG.capture() as out:
             esptool.main(argv)
     except (esptool.FatalError, OSError, SystemExit, ValueError) as error:
         _append(log, argv, out.getvalue())
@@ -97,10 +142,9 @@ def read_back(
     """
     enable_fast_rfc2217()
     before = "no-reset" if target.port.startswith("socket://") else target.before
-    out = io.StringIO()
     esp = None
     try:
-        with _ONE_SESSION, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        with _LOG.capture() as out:
             esp = detect_chip(target.port, connect_mode=before)
             esp = run_stub(esp)
             if target.baud != esp.ESP_ROM_BAUD:

@@ -9,6 +9,7 @@ import pandas as pd
 from rig.report import analysis
 from rig.results.model import Outcome, RunInfo
 from rig.results.store import ResultsStore
+from rig.rollout.model import RolloutResult
 
 DEFAULT_WINDOW = 30
 
@@ -23,6 +24,7 @@ class ReportData:
     window_runs: list[RunInfo]
     trend: pd.DataFrame
     flakes: analysis.FlakeRates
+    rollouts: list[RolloutResult]
 
 
 def window_before(store: ResultsStore, run: RunInfo, window: int) -> list[RunInfo]:
@@ -46,4 +48,5 @@ def collect(store: ResultsStore, run_id: str, window: int = DEFAULT_WINDOW) -> R
         window_runs=window_runs,
         trend=analysis.trend(history_frame, window_runs),
         flakes=analysis.flake_rates(history_frame),
+        rollouts=store.rollouts(run_id),
     )

@@ -109,6 +109,32 @@ def _matrix(data: ReportData) -> str:
     return f'<table id="matrix">{head}{"".join(rows)}</table>'
 
 
+def _rollouts(data: ReportData) -> str:
+    """Each rollout: its headline, the board × time picture, and the board table."""
+    parts = []
+    for rollout in data.rollouts:
+        rows = [
+            (b.board + (" (late)" if b.late else ""), b.fault, _seconds(b.joined_s), _seconds(b.dispatched_s),
+             _seconds(b.finished_s), b.state.value, b.verdict.value, _seconds(b.time_to_update_s),
+             len(b.attempts), b.version or "-", b.detail)
+            for b in rollout.boards
+        ]  # fmt: skip
+        headers = ("board", "fault", "joined", "offered", "finished", "state", "verdict", "time to update",
+                   "offers", "runs", "detail")  # fmt: skip
+        parts += [
+            f"<h2>Rollout {escape(rollout.name)} ({escape(rollout.transport)},"
+            f" release {escape(rollout.release)}, seed {rollout.seed})</h2>",
+            f"<p>{escape(rollout.headline())}</p>",
+            _img(plots.rollout_timeline(rollout), f"rollout {rollout.name} timeline"),
+            _table(headers, rows, "rollout"),
+        ]
+    return "".join(parts)
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"
+
+
 def _plots(data: ReportData) -> str:
     parts = ["<h2>Cut-point map</h2>"]
     cuts = analysis.cut_point_map(data.frame)
@@ -201,7 +227,7 @@ def render_html(data: ReportData) -> str:
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
         f"<style>{CSS}</style></head><body><h1>{escape(title)}</h1>"
         f"{_run_info(data)}{_headline(data)}<h2>Matrix (worst outcome per scenario and board)</h2>"
-        f"{_matrix(data)}{_plots(data)}<h2>Flakes</h2>{_flakes(data)}"
+        f"{_matrix(data)}{_rollouts(data)}{_plots(data)}<h2>Flakes</h2>{_flakes(data)}"
         f"<h2>Outcomes ({len(data.outcomes)})</h2>{details}</body></html>"
     )
 

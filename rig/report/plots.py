@@ -12,11 +12,13 @@ from collections.abc import Callable
 from typing import ParamSpec
 
 import matplotlib
+import matplotlib.patches
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from rig.report.analysis import CLASS_ORDER
+from rig.rollout.model import BoardState, RolloutResult
 
 P = ParamSpec("P")
 
@@ -27,6 +29,21 @@ COLOURS = {
     "PASS": "#2ca02c",
     "INCONCLUSIVE": "#4c78a8",
     "SKIP": "#b0b0b0",
+}
+
+
+# The rollout timeline: a board waiting for its offer, updating, then its end state.
+WAITING = "#d9d9d9"
+UPDATING = "#4c78a8"
+STATE_COLOURS = {
+    BoardState.SUCCEEDED: "#2ca02c",
+    BoardState.FAILED: "#d62728",
+    BoardState.ROLLED_BACK: "#ff7f0e",
+    BoardState.REJECTED: "#9467bd",
+    BoardState.TIMED_OUT: "#8c564b",
+    BoardState.BRICKED: "#5b1a6e",
+    BoardState.INFRA: "#ff9f1c",
+    BoardState.NEVER_REACHED: "#f2f2f2",
 }
 
 
@@ -126,4 +143,52 @@ def trend_plot(trend: pd.DataFrame) -> bytes:
     handles = rate_axes.get_legend_handles_labels()
     bars = count_axes.get_legend_handles_labels()
     figure.legend(handles[0] + bars[0], handles[1] + bars[1], loc="outside right upper", fontsize=8)
+    return _png(figure)
+
+
+@_plain_text
+def rollout_timeline(rollout: RolloutResult) -> bytes:
+    """Board (y) over rollout time (x): grey while waiting for the offer, blue while updating
+    (one bar per offer), then the end state's colour; hatched where it was never reached; the
+    abort as a red line."""
+    boards = list(rollout.boards)
+    figure = Figure(figsize=(10, 1.4 + 0.32 * len(boards)), layout="constrained")
+    axes = figure.subplots()
+    end = max([rollout.wall_s, *(b.finished_s or 0.0 for b in boards)])
+    for row, board in enumerate(reversed(boards)):
+        start = board.joined_s if board.joined_s is not None else 0.0
+        if board.state is BoardState.NEVER_REACHED and board.dispatched_s is None:
+            axes.broken_barh([(start, end - start)], (row - 0.35, 0.7), facecolors=STATE_COLOURS[board.state],
+                             edgecolor="#999999", hatch="//")  # fmt: skip
+            continue
+        offered = board.dispatched_s if board.dispatched_s is not None else end
+        axes.broken_barh([(start, offered - start)], (row - 0.35, 0.7), facecolors=WAITING)
+        offers = [(a.start_s, max(a.end_s - a.start_s, 0.01)) for a in board.attempts]
+        axes.broken_barh(offers or [(offered, (board.finished_s or end) - offered)], (row - 0.35, 0.7),
+                         facecolors=UPDATING, edgecolor="white")  # fmt: skip
+        if board.finished_s is not None:
+            axes.broken_barh([(board.finished_s, end - board.finished_s)], (row - 0.35, 0.7),
+                             facecolors=STATE_COLOURS[board.state])  # fmt: skip
+    labels = [f"{b.board} (late)" if b.late else b.board for b in reversed(boards)]
+    axes.set_yticks(range(len(boards)), labels, fontsize=8)
+    if rollout.abort is not None:
+        axes.axvline(rollout.abort.t_s, color="#d62728", linestyle="--", linewidth=1.5)
+        axes.annotate(f"abort: {rollout.abort.criterion}", (rollout.abort.t_s, len(boards) - 0.5),
+                      color="#d62728", fontsize=8, ha="left", va="bottom")  # fmt: skip
+    handles = [matplotlib.patches.Patch(color=WAITING, label="waiting"),
+               matplotlib.patches.Patch(color=UPDATING, label="updating")]  # fmt: skip
+    handles += [
+        matplotlib.patches.Patch(
+            facecolor=STATE_COLOURS[state], label=state.value.lower().replace("_", " "), edgecolor="#999999",
+            hatch="//" if state is BoardState.NEVER_REACHED else None,
+        )
+        for state in BoardState
+        if rollout.count(state)
+    ]  # fmt: skip
+    figure.legend(handles=handles, loc="outside right upper", fontsize=8)
+    axes.set_xlim(0.0, end * 1.02)
+    axes.set_ylim(-0.6, len(boards) - 0.1 + (0.6 if rollout.abort else 0.0))
+    axes.set_xlabel("seconds since the rollout began")
+    axes.set_title(f"Rollout {rollout.name}: {rollout.count(BoardState.SUCCEEDED)} of {len(boards)} updated")
+    axes.grid(axis="x", alpha=0.3)
     return _png(figure)

@@ -26,6 +26,8 @@ def render_summary(data: ReportData) -> str:
         f" | {counts['INCONCLUSIVE']} | {counts['SKIP']}"
         f" | {data.frame['board'].nunique()} | {data.flakes.overall:.1%} |",
     ]
+    for rollout in data.rollouts:
+        lines += ["", f"**{_cell(rollout.headline())}**"]
     bad = sorted(
         (o for o in data.outcomes if o.outcome not in (OutcomeClass.PASS, OutcomeClass.SKIP)),
         key=lambda o: -o.outcome.severity,

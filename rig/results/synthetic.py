@@ -12,6 +12,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from rig.results.model import BootRow, FaultRow, Outcome, OutcomeClass, RunInfo
+from rig.rollout.model import AbortEvent, Attempt, BoardRun, BoardState, RolloutResult
+from rig.rollout.policy import AbortCriterion, FailureType
 
 SCENARIOS: tuple[tuple[str, str], ...] = (
     ("test_happy_path", "happy_path"),
@@ -154,3 +156,30 @@ def _outcome(
         started_at=when.isoformat(),
         finished_at=(when + timedelta(minutes=2)).isoformat(),
     )
+
+
+def make_rollout(name: str = "staged") -> RolloutResult:
+    """An 8-board rollout that aborted: a late joiner, two failures, two boards never reached."""
+    criterion = AbortCriterion(FailureType.FAILED, 4, 25.0)
+
+    def run(board: str, state: BoardState, dispatched: float | None, finished: float | None,
+            verdict: OutcomeClass = OutcomeClass.PASS, *, late: bool = False) -> BoardRun:  # fmt: skip
+        attempts = () if dispatched is None or finished is None else (
+            Attempt(dispatched, finished, "none", verdict, f"{board}: {state.value}"),
+        )  # fmt: skip
+        version = "1.0.1" if state is BoardState.SUCCEEDED else "1.0.0"
+        joined = 3.0 if late else 0.0
+        return BoardRun(board, "none", late, state, joined, dispatched, finished, version, attempts)
+
+    boards = (
+        run("b1", BoardState.SUCCEEDED, 0.0, 2.1),
+        run("b2", BoardState.FAILED, 1.0, 2.9, OutcomeClass.FAIL),
+        run("b3", BoardState.SUCCEEDED, 2.0, 4.0),
+        run("b4", BoardState.ROLLED_BACK, 3.0, 5.5, OutcomeClass.FAIL),
+        run("b5", BoardState.SUCCEEDED, 4.0, 6.2),
+        run("b6", BoardState.NEVER_REACHED, None, None, OutcomeClass.SKIP),
+        run("b7", BoardState.NEVER_REACHED, None, None, OutcomeClass.SKIP),
+        run("b8", BoardState.SUCCEEDED, 3.5, 5.6, late=True),
+    )
+    abort = AbortEvent(5.5, criterion.describe(), 5, 2)
+    return RolloutResult(name, "https", "next", 7, 6.4, boards, (criterion,), abort)

@@ -36,7 +36,7 @@ from rig.results.model import OutcomeClass, RunInfo
 from rig.results.store import ResultsStore, utc_now
 from rig.rollout.engine import Fleet, RolloutEngine
 from rig.rollout.fleet import HttpsFleet, MqttFleet
-from rig.rollout.model import BoardState, RolloutResult
+from rig.rollout.model import RolloutResult
 from rig.rollout.plan import RolloutPlan, draw_plan
 from rig.rollout.policy import RolloutPolicy, Transport, check_group, load_rollout_policy
 
@@ -212,7 +212,7 @@ def _report(reports: Path, run_id: str) -> str:
 
 
 def _print(result: RolloutResult, summary: str) -> None:
-    console = RichConsole(markup=False)
+    console = RichConsole(markup=False, width=max(120, RichConsole().width))
     table = Table(
         title=f"rollout {result.name} ({result.transport}, release {result.release}, seed {result.seed})"
     )
@@ -238,24 +238,8 @@ def _print(result: RolloutResult, summary: str) -> None:
             at(b.finished_s), b.state.value, b.verdict.value, at(b.time_to_update_s), b.version or "-",
         )  # fmt: skip
     console.print(table)
-    console.print(rollout_line(result))
+    console.print(result.headline())
     console.print(summary)
-
-
-def rollout_line(result: RolloutResult) -> str:
-    """One line a person reads first: how many took the update, the abort, the pace."""
-    counts = ", ".join(f"{result.count(s)} {s.value}" for s in BoardState if result.count(s))
-    aborted = (
-        f"aborted at {result.abort.t_s:.1f} s ({result.abort.criterion}: {result.abort.failures} of "
-        f"{result.abort.executed})"
-        if result.abort
-        else "not aborted"
-    )
-    timing = result.abort_timing() or "abort timing as the policy says"
-    return (
-        f"rollout {result.name}: {counts}; success {result.success_rate:.0%}; {aborted}; {timing}; "
-        f"{len(result.boards)} boards in {result.wall_s:.1f} s ({result.boards_per_minute:.1f} boards/min)"
-    )
 
 
 def _exit_code(result: RolloutResult) -> int:

@@ -114,6 +114,21 @@ class RolloutResult:
         """Boards updated per minute of the rollout's wall time."""
         return self.count(BoardState.SUCCEEDED) * 60.0 / self.wall_s if self.wall_s > 0 else 0.0
 
+    def headline(self) -> str:
+        """One line a person reads first: how many took the update, the abort, the pace."""
+        counts = ", ".join(f"{self.count(s)} {s.value}" for s in BoardState if self.count(s))
+        abort = self.abort
+        aborted = (
+            f"aborted at {abort.t_s:.1f} s ({abort.criterion}: {abort.failures} of {abort.executed})"
+            if abort is not None
+            else "not aborted"
+        )
+        timing = self.abort_timing() or "abort timing as the policy says"
+        return (
+            f"rollout {self.name}: {counts}; success {self.success_rate:.0%}; {aborted}; {timing}; "
+            f"{len(self.boards)} boards in {self.wall_s:.1f} s ({self.boards_per_minute:.1f} boards/min)"
+        )
+
     def abort_timing(self) -> str | None:
         """None when the abort fired exactly when the criteria say it should (or never fired
         and never had to) and stopped every dispatch after it; else what went wrong."""

@@ -54,13 +54,17 @@ def test_per_board_overrides_use_farm_file_spellings(tmp_path: Path) -> None:
         "count: 3\n"
         "defaults: {signing: none, flash_size: 8MB}\n"
         "boards:\n"
-        "  b2: {anti_rollback: false, signing: ecdsa256-v1, firmware: acme}\n"
+        "  b2: {anti_rollback: false, signing: ecdsa256-v1, firmware: no-resume,\n"
+        "       firmware_overrides: {ota-rig-aws: aws-ota-corrupt-write}}\n"
     )
     config = load_lab_config(path)
     assert config.count == 3
     b1, b2 = config.board_config("b1"), config.board_config("b2")
     assert (b1.signed_updates, b1.anti_rollback, b1.flash_size) == (SignedUpdates.NONE, True, 8 << 20)
-    assert (b2.signed_updates, b2.anti_rollback, b2.firmware) == (SignedUpdates.ECDSA256_V1, False, "acme")
+    assert (b2.signed_updates, b2.anti_rollback, b2.firmware) == (SignedUpdates.ECDSA256_V1, False, "no-resume")
+    # A board's own project overrides add to the lab's: the other AWS builds keep their model.
+    assert b2.model_for("ota-rig-aws") == "aws-ota-corrupt-write"
+    assert b2.model_for("ota-rig-aws-min-block") == b1.model_for("ota-rig-aws-min-block") == "aws-ota-min-block"
 
 
 @pytest.mark.parametrize(
@@ -72,6 +76,8 @@ def test_per_board_overrides_use_farm_file_spellings(tmp_path: Path) -> None:
         ({"board": {}}, "board: unknown key"),
         ({"boards": {"b1": {"flash_size": "3 lots"}}}, "boards.b1.flash_size: '3 lots' is not a size"),
         ({"defaults": {"flash_size": "lots"}}, "not a size"),
+        ({"boards": {"b2": {"firmware": "acme"}}}, "boards.b2: unknown firmware model 'acme'"),
+        ({"defaults": {"firmware_overrides": {"x": "nope"}}}, "unknown firmware model 'nope'"),
     ],
 )
 def test_bad_lab_configs_are_one_line_errors(document: object, message: str) -> None:

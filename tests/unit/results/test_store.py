@@ -10,7 +10,7 @@ import pytest
 
 from rig.errors import InfraError, InputError
 from rig.results import BootRow, FaultRow, OutcomeClass, ResultsStore, RunInfo
-from rig.results.synthetic import make_outcome
+from rig.results.synthetic import make_outcome, make_rollout
 
 
 def run_info(run_id: str = "run-1", started_at: str = "2024-05-01T02:00:00+00:00") -> RunInfo:
@@ -173,3 +173,29 @@ def test_a_committed_outcome_survives_a_host_power_loss(tmp_path: Path) -> None:
         db = store._connect_writer()
         assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_rollout_round_trips_with_every_board_and_its_abort(tmp_path: Path) -> None:
+    rollout = make_rollout()
+    with ResultsStore(tmp_path / "results.db") as store:
+        store.start_run(run_info())
+        store.record_rollout("run-1", rollout)
+        store.record_rollout("run-1", make_rollout("second"))
+    assert ResultsStore(tmp_path / "results.db").rollouts("run-1") == [rollout, make_rollout("second")]
+
+
+def test_a_version_2_database_gains_the_rollout_tables_and_keeps_its_outcomes(tmp_path: Path) -> None:
+    path = tmp_path / "results.db"
+    with ResultsStore(path) as store:
+        store.start_run(run_info())
+        store.record(make_outcome())
+    with sqlite3.connect(path) as db:  # as ota-rig before rollouts left it
+        db.execute("DROP TABLE rollout_boards")
+        db.execute("DROP TABLE rollouts")
+        db.execute("PRAGMA user_version = 2")
+    reader = ResultsStore(path)
+    assert reader.rollouts("run-1") == []
+    assert reader.outcomes("run-1") == [make_outcome()]
+    with ResultsStore(path) as store:
+        store.record_rollout("run-1", make_rollout())
+    assert reader.rollouts("run-1") == [make_rollout()]
