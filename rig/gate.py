@@ -29,6 +29,7 @@ from rig.report import analysis
 from rig.report.data import window_before
 from rig.results.model import RunInfo
 from rig.results.store import DEFAULT_DB, ResultsStore
+from rig.rollout.model import BoardState, RolloutResult
 from rig.yamlfile import YamlDocument, load_yaml, validate
 
 ALL_PASS = "all_pass"
@@ -48,6 +49,16 @@ class Verdict(enum.Enum):
 
 
 @dataclass(frozen=True)
+class RolloutRule:
+    """What every rollout of the run must show: the share of its group that took the update
+    (INFRA boards left out), at most `bricks` bricked boards, and no abort unless allowed."""
+
+    min_success_rate: float | None = None
+    bricks: int | None = None
+    allow_abort: bool = False
+
+
+@dataclass(frozen=True)
 class Policy:
     """A release policy; every rule left out of the file is not checked."""
 
@@ -61,6 +72,7 @@ class Policy:
     flake_window: int = 14
     required_scenarios: tuple[str, ...] = ()
     require_finished: bool = True
+    rollout: RolloutRule | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +98,14 @@ def _a_group_rule(value: object) -> str | float:
 GroupRule = Annotated[str | float, PlainValidator(_a_group_rule)]
 
 
+class _RolloutRule(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    min_success_rate: Fraction | None = None
+    bricks: Count | None = None
+    allow_abort: bool = False
+
+
 class _PolicyFile(BaseModel):
     """The policy file as written; every key optional, none coerced, none unknown."""
 
@@ -101,6 +121,7 @@ class _PolicyFile(BaseModel):
     flake_window: Annotated[int, Field(ge=1)] = 14
     required_scenarios: list[str] = Field(default_factory=list)
     require_finished: bool = True
+    rollout: _RolloutRule | None = None
 
 
 def load_policy(path: Path, catalog: Catalog | None = None) -> Policy:
@@ -112,7 +133,9 @@ def load_policy(path: Path, catalog: Catalog | None = None) -> Policy:
     if not isinstance(document.data, dict):
         raise document.error((), "a policy must be a mapping of rule: limit")
     parsed = validate(_PolicyFile, document)
-    policy = Policy(**{**parsed.model_dump(), "required_scenarios": tuple(parsed.required_scenarios)})
+    rollout = RolloutRule(**parsed.rollout.model_dump()) if parsed.rollout is not None else None
+    required = tuple(parsed.required_scenarios)
+    policy = Policy(**{**parsed.model_dump(), "required_scenarios": required, "rollout": rollout})
     _known_names(policy, catalog or load_catalog(), document)
     return policy
 
@@ -212,6 +235,35 @@ def evaluate(policy: Policy, store: ResultsStore, run: RunInfo) -> list[RuleResu
         value = f"{flakes.overall:.2%} ({flakes.flaky}/{flakes.eligible} over {len(runs)} runs)"
         results.append(RuleResult("flake rate", f"<= {policy.flake_rate_max:.2%}", value, verdict))
     results += _required(policy.required_scenarios, frame)
+    if policy.rollout is not None:
+        results += _rollout_rules(policy.rollout, store.rollouts(run.run_id))
+    return results
+
+
+def _rollout_rules(rule: RolloutRule, rollouts: list[RolloutResult]) -> list[RuleResult]:
+    """Every rollout of the run against the rule; a run without one proves nothing."""
+    if not rollouts:
+        return [RuleResult("rollout", "recorded", "no rollout in this run", Verdict.FAIL)]
+    results = []
+    for rollout in rollouts:
+        name = f"rollout {rollout.name}"
+        infra = rollout.count(BoardState.INFRA)
+        if rule.min_success_rate is not None:
+            done = rollout.count(BoardState.SUCCEEDED)
+            value = f"{rollout.success_rate:.0%} ({done} of {len(rollout.boards) - infra})"
+            verdict = Verdict.PASS if rollout.success_rate >= rule.min_success_rate else Verdict.FAIL
+            limit = f">= {rule.min_success_rate:.0%}"
+            results.append(RuleResult(f"{name} success rate", limit, value, verdict))
+        results += _at_most(f"{name} bricks", rule.bricks, rollout.count(BoardState.BRICKED), Verdict.FAIL)
+        if not rule.allow_abort:
+            value = f"aborted ({rollout.abort.criterion})" if rollout.abort else "ran to its end"
+            verdict = Verdict.FAIL if rollout.abort else Verdict.PASS
+            results.append(RuleResult(f"{name} abort", "none", value, verdict))
+        if infra:  # boards the rig lost prove nothing either way
+            results.append(RuleResult(f"{name} boards lost", "none", f"{infra} INFRA", Verdict.INFRA))
+        timing = rollout.abort_timing()
+        if timing is not None:  # the rig's own bookkeeping, not the firmware
+            results.append(RuleResult(f"{name} abort timing", "as the policy says", timing, Verdict.INFRA))
     return results
 
 

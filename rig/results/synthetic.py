@@ -181,5 +181,5 @@ def make_rollout(name: str = "staged") -> RolloutResult:
         run("b7", BoardState.NEVER_REACHED, None, None, OutcomeClass.SKIP),
         run("b8", BoardState.SUCCEEDED, 3.5, 5.6, late=True),
     )
-    abort = AbortEvent(5.5, criterion.describe(), 5, 2)
+    abort = AbortEvent(5.5, criterion.describe(), 4, 2)
     return RolloutResult(name, "https", "next", 7, 6.4, boards, (criterion,), abort)

@@ -11,7 +11,7 @@ from rig.cli import main
 from rig.errors import InputError
 from rig.gate import Verdict, evaluate, load_policy
 from rig.results import OutcomeClass, ResultsStore
-from rig.results.synthetic import make_outcome
+from rig.results.synthetic import make_outcome, make_rollout
 
 from .conftest import BOARDS, run_info
 
@@ -144,3 +144,27 @@ def test_inconclusive_outcomes_block_as_inconclusive_not_as_failures(db: Path, t
     assert verdicts["inconclusive"] is Verdict.INCONCLUSIVE
     assert verdicts["scenario test_cut_during_download"] is Verdict.INCONCLUSIVE
     assert Verdict.FAIL not in verdicts.values()
+
+
+def test_the_rollout_rule_blocks_an_aborted_rollout_and_a_run_without_one(db: Path, tmp_path: Path) -> None:
+    path = tmp_path / "gate.yaml"
+    path.write_text("rollout: {min_success_rate: 0.5, bricks: 0}\n", encoding="utf-8")
+    store = ResultsStore(db)
+    with ResultsStore(db) as writer:
+        writer.record_rollout("bad", make_rollout())  # 4 of 8 updated, aborted after 4 finished
+    rules = {r.rule: (r.value, r.verdict) for r in evaluate(load_policy(path), store, store.run("bad"))}
+    assert rules["rollout staged success rate"] == ("50% (4 of 8)", Verdict.PASS)
+    assert rules["rollout staged bricks"] == ("0", Verdict.PASS)
+    assert rules["rollout staged abort"] == (f"aborted ({make_rollout().abort.criterion})", Verdict.FAIL)  # type: ignore[union-attr]
+    assert "rollout staged abort timing" not in rules  # it fired when the criteria say it should
+    path.write_text("rollout: {min_success_rate: 0.9, allow_abort: true}\n", encoding="utf-8")
+    rules = {r.rule: (r.value, r.verdict) for r in evaluate(load_policy(path), store, store.run("bad"))}
+    assert rules["rollout staged success rate"][1] is Verdict.FAIL
+    assert "rollout staged abort" not in rules
+    verdicts = {r.rule: r.verdict for r in evaluate(load_policy(path), store, store.run("good"))}
+    assert verdicts["rollout"] is Verdict.FAIL  # no rollout in that run: nothing proven
+
+
+def test_the_example_rollout_gate_is_valid() -> None:
+    policy = load_policy(Path(__file__).parents[3] / "fixtures" / "gate-rollout.yaml")
+    assert policy.rollout is not None and policy.rollout.bricks == 0 and not policy.rollout.allow_abort

@@ -111,7 +111,9 @@ def test_every_board_gets_the_policy_timeout_from_its_own_dispatch() -> None:
 
 
 def test_a_lost_board_is_infra_and_counts_towards_no_abort() -> None:
-    rules = policy("abort: [{failure_type: ALL, min_number_of_executed_things: 1, threshold_percentage: 1}]\n")
+    rules = policy(
+        "abort: [{failure_type: ALL, min_number_of_executed_things: 1, threshold_percentage: 1}]\n"
+    )
     boards = (Assignment("b1", cut=None), Assignment("b2"))
     infra_plan = RolloutPlan((boards[0], boards[1]), seed=0)
     fleet = FakeFleet()
@@ -136,9 +138,11 @@ def _infra_on(board: str, update):  # type: ignore[no-untyped-def]
     ("text", "gaps"),
     [
         ("rollout: {maximum_per_minute: 30}\n", [2.0, 2.0, 2.0, 2.0, 2.0]),
-        ("rollout: {maximum_per_minute: 200, exponential_rate: {base_rate_per_minute: 60,"
-         " increment_factor: 2, rate_increase_criteria: {number_of_notified_things: 2}}}\n",
-         [1.0, 1.0, 0.5, 0.5, 0.3]),
+        (
+            "rollout: {maximum_per_minute: 200, exponential_rate: {base_rate_per_minute: 60,"
+            " increment_factor: 2, rate_increase_criteria: {number_of_notified_things: 2}}}\n",
+            [1.0, 1.0, 0.5, 0.5, 0.3],
+        ),
         ("timeout_per_board: 1m\n", [0.0] * 5),
     ],
 )

@@ -64,7 +64,11 @@ def test_abort_timing_accepts_the_right_moment_and_names_every_wrong_one() -> No
 
 
 def test_infra_boards_are_left_out_of_the_success_rate_and_the_abort() -> None:
-    boards = [*FOUR[1:], board("b5", BoardState.INFRA, 1.0), board("b6", BoardState.NEVER_REACHED, None, None)]
+    boards = [
+        *FOUR[1:],
+        board("b5", BoardState.INFRA, 1.0),
+        board("b6", BoardState.NEVER_REACHED, None, None),
+    ]
     result = rollout(boards, None)
     assert result.success_rate == pytest.approx(3 / 4)  # b5 INFRA: no verdict either way
     assert result.abort_timing() is None

@@ -33,6 +33,11 @@ faults:
 """
 
 
+ABORT = (
+    "name: x\nabort: [{{failure_type: {}, min_number_of_executed_things: {}, threshold_percentage: {}}}]\n"
+)
+
+
 def parse(text: str) -> object:
     return parse_rollout_policy(parse_yaml(text, "policy.yaml"))
 
@@ -51,7 +56,10 @@ def test_a_full_policy_reads_like_the_aws_job_it_stands_for() -> None:
     )  # fmt: skip
     assert policy.timeout_s == 120.0
     assert (policy.late_joiners, policy.join_after, policy.fault_seed) == (2, 3, 11)
-    assert [share.label for share in policy.faults] == ["power@fraction=0.4", "firmware aws-ota-corrupt-write"]
+    assert [share.label for share in policy.faults] == [
+        "power@fraction=0.4",
+        "firmware aws-ota-corrupt-write",
+    ]
     assert policy.needs_lab
 
 
@@ -68,18 +76,33 @@ def test_the_shipped_rollout_scenarios_are_valid(path: Path) -> None:
         ("name: x\nspeed: 3\n", "policy.yaml:2: speed: unknown key"),
         ("name: x\ntransport: coap\n", "transport"),
         ("name: ../x\n", "name"),
-        ("name: x\nabort:\n  - {failure_type: FAILED, min_number_of_executed_things: 0, threshold_percentage: 5}\n",
-         "min_number_of_executed_things"),
-        ("name: x\nabort:\n  - {failure_type: FAILED, min_number_of_executed_things: 2, threshold_percentage: 101}\n",
-         "threshold_percentage"),
-        ("name: x\nabort:\n  - {failure_type: BROKEN, min_number_of_executed_things: 2, threshold_percentage: 5}\n",
-         "failure_type"),
-        ("name: x\nrollout: {exponential_rate: {base_rate_per_minute: 1, increment_factor: 9,"
-         " rate_increase_criteria: {number_of_notified_things: 1}}}\n", "increment_factor"),
-        ("name: x\nrollout: {exponential_rate: {base_rate_per_minute: 1, increment_factor: 2,"
-         " rate_increase_criteria: {}}}\n", "exactly one of number_of_notified_things"),
+        (
+            ABORT.format("FAILED", 0, 5),
+            "min_number_of_executed_things",
+        ),
+        (
+            ABORT.format("FAILED", 2, 101),
+            "threshold_percentage",
+        ),
+        (
+            ABORT.format("BROKEN", 2, 5),
+            "failure_type",
+        ),
+        (
+            "name: x\nrollout: {exponential_rate: {base_rate_per_minute: 1, increment_factor: 9,"
+            " rate_increase_criteria: {number_of_notified_things: 1}}}\n",
+            "increment_factor",
+        ),
+        (
+            "name: x\nrollout: {exponential_rate: {base_rate_per_minute: 1, increment_factor: 2,"
+            " rate_increase_criteria: {}}}\n",
+            "exactly one of number_of_notified_things",
+        ),
         ("name: x\ntimeout_per_board: soon\n", "policy.yaml:2: timeout_per_board: 'soon' is not a duration"),
-        ("name: x\nfaults: {spread: [{boards: 1, cut: 'power@nowhere'}]}\n", "faults.spread[0].cut: --cut power@nowhere"),
+        (
+            "name: x\nfaults: {spread: [{boards: 1, cut: 'power@nowhere'}]}\n",
+            "faults.spread[0].cut: --cut power@nowhere",
+        ),
         ("name: x\nfaults: {spread: [{boards: 1}]}\n", "exactly one of cut, firmware"),
         ("- a list\n", "a rollout policy must be a mapping"),
     ],
