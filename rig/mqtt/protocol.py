@@ -34,7 +34,9 @@ class ProtocolError(InputError):
 
 
 class JobStatus(enum.Enum):
-    """AWS IoT Jobs execution states the OTA library reports (ota_mqtt.c:pOtaJobStatusStrings)."""
+    """AWS IoT Jobs execution states the OTA library reports (ota_mqtt.c:pOtaJobStatusStrings),
+    plus TIMED_OUT, which only the Jobs service sets: the execution's in-progress timer
+    (a job's `timeoutConfig`) ran out before the device reported a terminal status."""
 
     QUEUED = "QUEUED"
     IN_PROGRESS = "IN_PROGRESS"
@@ -42,10 +44,11 @@ class JobStatus(enum.Enum):
     FAILED = "FAILED"
     REJECTED = "REJECTED"
     CANCELED = "CANCELED"
+    TIMED_OUT = "TIMED_OUT"
 
     @property
     def terminal(self) -> bool:
-        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.REJECTED, JobStatus.CANCELED)
+        return self is not JobStatus.QUEUED and self is not JobStatus.IN_PROGRESS
 
 
 # -- topics (ota_mqtt.c: pOta*TopicTemplate) ------------------------------------------------

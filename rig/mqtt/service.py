@@ -176,10 +176,18 @@ class JobsService:
 
     def cancel(self, job: Job) -> None:
         """CancelJob: the execution ends CANCELED and the device hears of the next one."""
+        self._end(job, p.JobStatus.CANCELED)
+
+    def time_out(self, job: Job) -> None:
+        """The execution's in-progress timer ran out: it ends TIMED_OUT (a status the device
+        can no longer change) and the device hears of the next one, as after a cancel."""
+        self._end(job, p.JobStatus.TIMED_OUT)
+
+    def _end(self, job: Job, status: p.JobStatus) -> None:
         with self._lock:
             if job.status.terminal:
                 return
-            job.status = p.JobStatus.CANCELED
+            job.status = status
             job.version += 1
             self._lock.notify_all()
         self._notify()

@@ -162,12 +162,17 @@ class MqttSession:
         expect: Final = Final.NEW,
         statuses: Sequence[frozenset[str]] | None = None,
         timeout: float = 90.0,
+        job_timeout: float | None = None,
     ) -> OtaResult:
         """One judged AWS IoT OTA of `file` (with `then` queued behind it as a second job).
 
         `expect` is the correct end firmware (NEW: the last job's file), `statuses` the
         correct final status of each job (default: SUCCEEDED when NEW, FAILED or REJECTED
-        when OLD, and CANCELED for a job a `cancel` cut cancels)."""
+        when OLD, and CANCELED for a job a `cancel` cut cancels).
+
+        `job_timeout` is the jobs' in-progress timer (AWS IoT `timeoutConfig`): a job still
+        running that long after it was queued ends TIMED_OUT, and the device, told of no job,
+        must then be back on its old firmware (the correct end whatever `expect` said)."""
         cuts: list[str | CutSpec] = []
         if isinstance(cut, str) or (cut is not None and not isinstance(cut, Sequence)):
             cuts = [cut]
@@ -175,7 +180,7 @@ class MqttSession:
             cuts = list(cut)
         specs = [parse_cut(c) if isinstance(c, str) else c for c in cuts]
         files = [file] if then is None else [file, then]
-        result = self._experiment(files, specs, expect, statuses, timeout)
+        result = self._experiment(files, specs, expect, statuses, timeout, job_timeout)
         if self._recorder is not None:
             self._recorder(result.record())
         return result
@@ -198,7 +203,7 @@ class MqttSession:
 
     def _experiment(
         self, files: list[OtaFile], specs: list[CutSpec], expect: Final,
-        statuses: Sequence[frozenset[str]] | None, timeout: float,
+        statuses: Sequence[frozenset[str]] | None, timeout: float, job_timeout: float | None,
     ) -> OtaResult:  # fmt: skip
         board, service = self.board, self.service
         started = time.monotonic()
@@ -210,6 +215,7 @@ class MqttSession:
         firings_before = len(self.engine.firings)
         fired_before = len(service.fired)
         triggers: list[Trigger] = []
+        timers: list[threading.Timer] = []
         try:
             first = service.create_job(files[0].data, [files[0].entry], block_size=self.block_size)
             self._run.jobs.append(first)
@@ -221,6 +227,11 @@ class MqttSession:
                 self._run.jobs.append(
                     service.create_job(extra.data, [extra.entry], block_size=self.block_size)
                 )
+            if job_timeout is not None:
+                timers = [threading.Timer(job_timeout, service.time_out, (job,)) for job in self._run.jobs]
+                for timer in timers:
+                    timer.daemon = True
+                    timer.start()
             for job in self._run.jobs:
                 service.wait_status(
                     job, lambda j: j.status.terminal, max(0.0, started + timeout - time.monotonic())
@@ -249,12 +260,14 @@ class MqttSession:
             stream_faults = service.fired[fired_before:]
             t_fault = min([f.t_action_start for f in firings] + [t for t, _ in stream_faults], default=None)
             events = console.events(mark)
+            timed_out = any(job.status is p.JobStatus.TIMED_OUT for job in self._run.jobs)
+            correct = Final.OLD if timed_out else expect  # a withdrawn job leaves the old firmware
             result = OtaResult(
                 board=board.name, image=new_file.name, expect="accept" if expect is Final.NEW else "reject",
                 old_version=old_version, new_version=new_file.version,
                 cut=" + ".join(s.text for s in specs) or None,
                 fault=specs[0].kind.value if specs else "none", cut_point=None, firings=list(firings),
-                phase=self._phase(t_fault, mark), acceptable=frozenset({expect}), final=None,
+                phase=self._phase(t_fault, mark), acceptable=frozenset({correct}), final=None,
                 final_ready=ready, otadata=state.otadata, timeline=fold_boots(events, final=True),
                 bytes_served=sum(j.bytes_sent for j in self._run.jobs), duration_s=time.monotonic() - started,
                 mark=mark, readback_mark=after_read, started=started, time_to_recover_s=None,
@@ -264,12 +277,15 @@ class MqttSession:
                 verdicts.judge_sources(result, last_boot, state.otadata, board.table, ready)
             verdicts.judge_job(result, [
                 (job.job_id, job.status.value if job.status.terminal else None, allowed)
-                for job, allowed in zip(self._run.jobs, self._allowed(specs, expect, statuses), strict=True)
+                for job, allowed in zip(self._run.jobs, self._allowed(specs, correct, statuses), strict=True)
+                if job.status is not p.JobStatus.TIMED_OUT
             ])  # fmt: skip
-            self._check_flash(result, state.md5, old_slot, expect)
+            self._check_flash(result, state.md5, old_slot, correct)
             self._remember(result, new_file)
             return result
         finally:
+            for timer in timers:
+                timer.cancel()
             for trigger in triggers:
                 self.engine.remove(trigger)
             service.faults.clear()

@@ -32,7 +32,7 @@ from rig.mqtt.pki import MqttPki
 from rig.outcome import OtaRecord
 from rig.resources import scenarios_dir
 from rig.results.from_pytest import git_revision, record_outcome, stamp, summary_line
-from rig.results.model import OutcomeClass, RunInfo
+from rig.results.model import OutcomeClass, RunInfo, RunStatus
 from rig.results.store import ResultsStore, utc_now
 from rig.rollout.engine import Fleet, RolloutEngine
 from rig.rollout.fleet import HttpsFleet, MqttFleet
@@ -104,6 +104,8 @@ def rollout(
     policy = load_rollout_policy(policy_path)
     if farm is None and lab_boards < 2:
         raise InputError(f"--lab-boards {lab_boards}: a rollout needs a group of at least 2 boards")
+    if farm is None and boards:
+        raise InputError("--boards picks boards of a --farm; a virtual lab's group is --lab-boards")
     run_id = f"rollout-{policy.name}-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     reports = Path(report_dir)
     out = reports / run_id
@@ -156,12 +158,11 @@ def _roll(
             command=shlex.join(["rig", *sys.argv[1:]]), finished_at=None, status="running",
         )
     )  # fmt: skip
-    status = "interrupted"
+    status: RunStatus = "interrupted"
     try:
         fleet = _fleet(
             stack, policy, plan, farm, seed, reports, run_id, _Recorder(db, run_id, policy.name, out)
         )
-        t0 = time.monotonic()
         click.echo(f"rig rollout {run_id}: provisioning {len(plan.initial)} boards", err=True)
         with ThreadPoolExecutor(PROVISION_WORKERS, thread_name_prefix="provision") as pool:
             list(pool.map(fleet.provision, plan.initial))
@@ -172,7 +173,7 @@ def _roll(
         status = "finished"
         return result
     finally:
-        store.finish_run(run_id, status)  # type: ignore[arg-type]
+        store.finish_run(run_id, status)
 
 
 def _fleet(

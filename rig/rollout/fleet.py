@@ -151,30 +151,24 @@ class MqttFleet:
 
     def update(self, assignment: Assignment, t0: float, deadline: float) -> Execution:
         session = self.sessions[assignment.board]
+        remaining = max(0.0, deadline - time.monotonic())
         try:
             result = session.run(
-                self.file,
-                assignment.cut,
-                expect=self.expect,
-                timeout=max(MIN_WAIT_S, deadline - time.monotonic()),
-            )
+                self.file, assignment.cut, expect=self.expect, job_timeout=remaining,
+                timeout=remaining + MIN_WAIT_S,
+            )  # fmt: skip
         except InfraError as error:
             return _timed_out(deadline, error)
         job = session.jobs[-1]
         version = result.final_ready.version if result.final_ready else ""
         attempt = (_attempt(result, t0),)
-        if not job.status.terminal:
-            session.service.cancel(job)  # the execution timed out: the device must let it go
-            return Execution(BoardState.TIMED_OUT, version, attempt, f"job still {job.status.value}")
         if result.outcome is OutcomeClass.BRICK or result.final_ready is None:
             return Execution(BoardState.BRICKED, version, attempt, result.summary())
         states = {
             p.JobStatus.SUCCEEDED: BoardState.SUCCEEDED,
             p.JobStatus.REJECTED: BoardState.REJECTED,
+            p.JobStatus.TIMED_OUT: BoardState.TIMED_OUT,
             p.JobStatus.FAILED: BoardState.ROLLED_BACK if _rolled_back(result) else BoardState.FAILED,
         }
-        state = states.get(job.status, BoardState.FAILED)
-        ended = max((t for t, update in job.updates if update.status.terminal), default=time.monotonic())
-        if ended > deadline:
-            state = BoardState.TIMED_OUT
-        return Execution(state, version, attempt, f"job {job.status.value}; {result.summary()}")
+        return Execution(states.get(job.status, BoardState.FAILED), version, attempt,
+                         f"job {job.status.value}; {result.summary()}")  # fmt: skip

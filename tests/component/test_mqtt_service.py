@@ -164,3 +164,21 @@ def json_execution(payload: bytes) -> dict[str, object]:
     execution = json.loads(payload)["execution"]
     assert isinstance(execution, dict)
     return execution
+
+
+def test_a_timed_out_job_is_withdrawn_and_stays_timed_out(service: JobsService, pki: MqttPki,
+                                                          broker: Mosquitto) -> None:  # fmt: skip
+    """AWS IoT `timeoutConfig`: the execution ends TIMED_OUT, the device hears of no job, and a
+    status it sends afterwards changes nothing."""
+    device = Device(pki, broker.port)
+    data = bytes(4096)
+    job = service.create_job(data, [_job_file(data)])
+    assert json_execution(device.get()[1])["jobId"] == job.job_id
+    service.time_out(job)
+    topic, payload = device.get()
+    assert topic == p.notify_next(THING) and "execution" not in payload.decode()
+    late = p.StatusUpdate(p.JobStatus.SUCCEEDED, {"reason": "accepted  v1.1.0"})
+    device.client.publish(p.job_update(THING, job.job_id), late.encode(), qos=1)
+    assert service.wait_status(job, lambda j: len(j.updates) == 1, 5.0)
+    assert job.status is p.JobStatus.TIMED_OUT and job.status.terminal
+    device.close()

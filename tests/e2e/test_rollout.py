@@ -80,3 +80,27 @@ def test_a_staged_rollout_updates_every_healthy_board_through_its_fault_and_the_
         assert all(len(b.attempts) == 2 and b.attempts[1].cut == "none" for b in cut)
     else:  # MQTT: the job survives the cut and the device resumes it by itself
         assert all(len(b.attempts) == 1 for b in cut)
+
+
+def test_a_board_on_a_stream_that_never_answers_times_out_and_the_timed_out_criterion_aborts(
+    tmp_path: Path,
+) -> None:
+    policy = tmp_path / "stalled.yaml"
+    policy.write_text(
+        "name: stalled\ntransport: mqtt\ntimeout_per_board: 3s\n"
+        "abort: [{failure_type: TIMED_OUT, min_number_of_executed_things: 2, threshold_percentage: 50}]\n"
+        "faults: {seed: 1, spread: [{boards: 1, cut: 'mqtt@block=2:stall=forever'}]}\n",
+        encoding="utf-8",
+    )
+    code = main(["rollout", "--policy", str(policy), "--lab-boards", "2", "--report-dir", str(tmp_path)])
+    store = ResultsStore(tmp_path / "results.db")
+    (rollout,) = store.rollouts(store.latest_run().run_id)
+    assert code == 1
+    stalled = next(b for b in rollout.boards if b.fault.startswith("mqtt@"))
+    other = next(b for b in rollout.boards if b is not stalled)
+    assert stalled.state is BoardState.TIMED_OUT and stalled.detail.startswith("job TIMED_OUT")
+    # The fleet withdrew the job at its timeout: the device, told of no job, keeps its old firmware.
+    assert stalled.version == "1.0.0" and stalled.verdict is OutcomeClass.PASS
+    assert other.state is BoardState.SUCCEEDED
+    assert rollout.abort is not None and rollout.abort.criterion.startswith("TIMED_OUT >= 50 %")
+    assert rollout.abort_timing() is None
