@@ -114,11 +114,11 @@ def rollout(
             parsed = load_farm(Path(farm))
             specs = parsed.select([b for b in boards.split(",") if b], [])
             names = [spec.name for spec in specs]
-            check_group(policy, len(names), virtual=parsed.virtual, where=str(policy_path))
+            check_group(policy, len(names), own_lab=False, where=str(policy_path))
             plan = draw_plan(policy, names, seed)
         else:
             names = [lab_board_name(i) for i in range(lab_boards)]
-            check_group(policy, len(names), virtual=True, where=str(policy_path))
+            check_group(policy, len(names), own_lab=True, where=str(policy_path))
             plan = draw_plan(policy, names, seed)
             parsed = load_farm(_lab(stack, out, lab_boards, _lab_config(policy, plan)))
         if policy.transport is Transport.MQTT and parsed.mqtt is None:

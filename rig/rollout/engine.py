@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from rig.errors import RigError
@@ -77,6 +77,27 @@ class Pace:
             self.per_minute = min(self.per_minute * self._exponential.factor, self._cap)
 
 
+@dataclass
+class _Course:
+    """The rollout while it runs: who waits, who updates, who joins, what finished."""
+
+    runs: dict[str, BoardRun]
+    queue: deque[Assignment]
+    joiners: deque[Assignment]
+    updating: dict[Future[Execution], Assignment] = field(default_factory=dict)
+    joining: dict[Future[None], Assignment] = field(default_factory=dict)
+    finished: list[BoardState] = field(default_factory=list)
+    dispatched: int = 0
+    abort: AbortEvent | None = None
+
+    @property
+    def going(self) -> bool:
+        return bool(self.queue or self.joiners or self.updating or self.joining)
+
+    def note(self, board: str, **changes: Any) -> None:
+        self.runs[board] = replace(self.runs[board], **changes)
+
+
 class RolloutEngine:
     def __init__(
         self, policy: RolloutPolicy, plan: RolloutPlan, fleet: Fleet, *, listener: Listener | None = None,
@@ -89,83 +110,95 @@ class RolloutEngine:
         self._clock = clock
 
     def run(self) -> RolloutResult:
-        policy, plan = self.policy, self.plan
-        pace = Pace(policy)
+        plan = self.plan
         runs = {
             a.board: BoardRun(a.board, a.fault, a.late, BoardState.NEVER_REACHED) for a in plan.assignments
         }
-        queue = deque(plan.initial)
-        joiners = deque(plan.joiners)
+        course = _Course(runs, deque(plan.initial), deque(plan.joiners))
         for a in plan.initial:
-            runs[a.board] = replace(runs[a.board], joined_s=0.0)
-        updating: dict[Future[Execution], Assignment] = {}
-        joining: dict[Future[None], Assignment] = {}
-        finished: list[BoardState] = []
-        dispatched = 0
-        abort: AbortEvent | None = None
+            course.note(a.board, joined_s=0.0)
+        pace = Pace(self.policy)
         t0 = self._clock()
         with ThreadPoolExecutor(max_workers=len(plan.assignments), thread_name_prefix="rollout") as pool:
-            while queue or joiners or updating or joining:
+            while course.going:
                 now = self._clock() - t0
-                for joined in [f for f in joining if f.done()]:
-                    a = joining.pop(joined)
-                    if self._joined(joined, a, runs, now) and abort is None:
-                        runs[a.board] = replace(runs[a.board], joined_s=now)
-                        queue.append(a)
-                for ended in [f for f in updating if f.done()]:
-                    a = updating.pop(ended)
-                    execution = _outcome(ended)
-                    runs[a.board] = replace(
-                        runs[a.board], state=execution.state, finished_s=now, version=execution.version,
-                        attempts=execution.attempts, detail=execution.detail,
-                    )  # fmt: skip
-                    self._listener(a.board, execution.state.value)
-                    finished.append(execution.state)
-                    if execution.state is BoardState.SUCCEEDED:
-                        pace.succeeded()
-                    if abort is None:
-                        abort = abort_due(policy.abort, finished, now)
-                        if abort is not None:
-                            self._listener("rollout", f"aborted: {abort.criterion}")
-                if abort is not None:
-                    queue.clear()  # NEVER_REACHED, as they already are
-                    joiners.clear()
-                if joiners and (dispatched >= policy.join_after or not queue):
-                    while joiners:
-                        a = joiners.popleft()
-                        self._listener(a.board, "joining the group (re-provisioned)")
-                        joining[pool.submit(self.fleet.provision, a)] = a
-                if queue and now >= pace.next_at:
-                    a = queue.popleft()
-                    runs[a.board] = replace(runs[a.board], dispatched_s=now)
-                    self._listener(a.board, f"update offered ({a.fault})")
-                    updating[pool.submit(self.fleet.update, a, t0, t0 + now + policy.timeout_s)] = a
-                    dispatched += 1
-                    pace.dispatched(now)
+                self._take_joined(course, now)
+                self._take_finished(course, pace, now)
+                if course.abort is not None:
+                    course.queue.clear()  # NEVER_REACHED, as they already are
+                    course.joiners.clear()
+                self._admit_joiners(course, pool)
+                if course.queue and now >= pace.next_at:
+                    self._offer(course, pool, pace, t0, now)
                     continue
-                until_next = min(POLL_S, max(0.0, pace.next_at - now)) if queue else POLL_S
-                pending: list[Future[Any]] = [*updating, *joining]
-                if pending:
-                    wait(pending, timeout=until_next, return_when=FIRST_COMPLETED)
-                else:
-                    time.sleep(until_next)
-        order = [a.board for a in plan.assignments]
+                self._wait(course, pace, now)
+        boards = tuple(course.runs[a.board] for a in plan.assignments)
         return RolloutResult(
-            name=policy.name, transport=policy.transport.value, release=policy.release, seed=plan.seed,
-            wall_s=self._clock() - t0, boards=tuple(runs[b] for b in order), criteria=policy.abort,
-            abort=abort,
+            name=self.policy.name, transport=self.policy.transport.value, release=self.policy.release,
+            seed=plan.seed, wall_s=self._clock() - t0, boards=boards, criteria=self.policy.abort,
+            abort=course.abort,
         )  # fmt: skip
 
-    def _joined(self, future: Future[None], a: Assignment, runs: dict[str, BoardRun], now: float) -> bool:
-        """A joiner whose re-provisioning failed is INFRA (the rig's or the bench's fault)."""
-        try:
-            future.result()
-        except RigError as error:
-            runs[a.board] = replace(runs[a.board], state=BoardState.INFRA, finished_s=now, detail=str(error))
-            self._listener(a.board, f"INFRA: {error}")
-            return False
-        self._listener(a.board, "joined")
-        return True
+    def _take_joined(self, course: _Course, now: float) -> None:
+        """Re-provisioned joiners enter the queue, unless the rollout aborted meanwhile; one
+        whose re-provisioning failed is INFRA (the rig's or the bench's fault)."""
+        for future in [f for f in course.joining if f.done()]:
+            a = course.joining.pop(future)
+            try:
+                future.result()
+            except RigError as error:
+                course.note(a.board, state=BoardState.INFRA, finished_s=now, detail=str(error))
+                self._listener(a.board, f"INFRA: {error}")
+                continue
+            self._listener(a.board, "joined")
+            if course.abort is None:
+                course.note(a.board, joined_s=now)
+                course.queue.append(a)
+
+    def _take_finished(self, course: _Course, pace: Pace, now: float) -> None:
+        """Record each finished execution, then judge the abort criteria on what finished."""
+        for future in [f for f in course.updating if f.done()]:
+            a = course.updating.pop(future)
+            execution = _outcome(future)
+            course.note(
+                a.board, state=execution.state, finished_s=now, version=execution.version,
+                attempts=execution.attempts, detail=execution.detail,
+            )  # fmt: skip
+            self._listener(a.board, execution.state.value)
+            course.finished.append(execution.state)
+            if execution.state is BoardState.SUCCEEDED:
+                pace.succeeded()
+            if course.abort is None:
+                course.abort = abort_due(self.policy.abort, course.finished, now)
+                if course.abort is not None:
+                    self._listener("rollout", f"aborted: {course.abort.criterion}")
+
+    def _admit_joiners(self, course: _Course, pool: ThreadPoolExecutor) -> None:
+        """After `join_after` offers (or once the queue ran dry) the late joiners are re-provisioned."""
+        if not course.joiners or (course.dispatched < self.policy.join_after and course.queue):
+            return
+        while course.joiners:
+            a = course.joiners.popleft()
+            self._listener(a.board, "joining the group (re-provisioned)")
+            course.joining[pool.submit(self.fleet.provision, a)] = a
+
+    def _offer(self, course: _Course, pool: ThreadPoolExecutor, pace: Pace, t0: float, now: float) -> None:
+        a = course.queue.popleft()
+        course.note(a.board, dispatched_s=now)
+        self._listener(a.board, f"update offered ({a.fault})")
+        course.updating[pool.submit(self.fleet.update, a, t0, t0 + now + self.policy.timeout_s)] = a
+        course.dispatched += 1
+        pace.dispatched(now)
+
+    @staticmethod
+    def _wait(course: _Course, pace: Pace, now: float) -> None:
+        """Until something finishes or the pace allows the next offer."""
+        until_next = min(POLL_S, max(0.0, pace.next_at - now)) if course.queue else POLL_S
+        pending: list[Future[Any]] = [*course.updating, *course.joining]
+        if pending:
+            wait(pending, timeout=until_next, return_when=FIRST_COMPLETED)
+        else:
+            time.sleep(until_next)
 
 
 def _outcome(future: Future[Execution]) -> Execution:

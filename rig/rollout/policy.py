@@ -19,7 +19,7 @@ farm reads like the job a fleet will get:
       seed: 7
       spread:
         - {boards: 2, cut: "power@random=0.2..0.8"}
-        - {boards: 1, firmware: corrupt-write}     # a virtual lab board built broken
+        - {boards: 1, firmware: corrupt-write}     # a twin of the rollout's own lab, built broken
 
 Every mistake is one line naming the file, line and key.
 """
@@ -82,8 +82,8 @@ class AbortCriterion:
 
 @dataclass(frozen=True)
 class FaultShare:
-    """`boards` boards of the group get this fault: a cut (any `--cut` spec) or, on a
-    virtual lab only, a firmware model their twin runs instead of the faithful one."""
+    """`boards` boards of the group get this fault: a cut (any `--cut` spec) or a firmware
+    model their twin runs instead of the faithful one (only in the lab `rig rollout` builds)."""
 
     boards: int
     cut: CutSpec | None = None
@@ -256,14 +256,16 @@ def _share(document: YamlDocument, index: int, share: _Share) -> FaultShare:
     return FaultShare(share.boards, cut=cut)
 
 
-def check_group(policy: RolloutPolicy, boards: int, *, virtual: bool, where: str) -> None:
-    """The group must hold every fault share and late joiner; firmware swaps need a lab."""
+def check_group(policy: RolloutPolicy, boards: int, *, own_lab: bool, where: str) -> None:
+    """The group must hold every fault share and late joiner; firmware swaps need the lab the
+    rollout builds itself (a running lab's or a real board's firmware is what was flashed)."""
     faulted = sum(share.boards for share in policy.faults)
     if faulted > boards:
         raise InputError(f"{where}: the faults name {faulted} boards but the group has {boards}")
     if policy.late_joiners >= boards:
         raise InputError(f"{where}: {policy.late_joiners} late joiners leave no board to start the rollout")
-    if policy.needs_lab and not virtual:
+    if policy.needs_lab and not own_lab:
         raise InputError(
-            f"{where}: a `firmware:` fault swaps a twin's firmware model; a real board runs what was flashed"
+            f"{where}: a `firmware:` fault builds twins with another firmware model, which only the lab "
+            "`rig rollout` brings up itself (without --farm) can do"
         )

@@ -104,3 +104,17 @@ def test_a_board_on_a_stream_that_never_answers_times_out_and_the_timed_out_crit
     assert other.state is BoardState.SUCCEEDED
     assert rollout.abort is not None and rollout.abort.criterion.startswith("TIMED_OUT >= 50 %")
     assert rollout.abort_timing() is None
+
+
+def test_a_rollout_on_a_farm_file_takes_the_boards_it_names(lab_farm: Path, tmp_path: Path) -> None:
+    """`--farm` (here a running lab's farm file, as a real bench's would be) with `--boards`."""
+    policy = tmp_path / "two.yaml"
+    policy.write_text("name: two\nrollout: {maximum_per_minute: 120}\n", encoding="utf-8")
+    reports = tmp_path / "reports"
+    argv = ["rollout", "--policy", str(policy), "--farm", str(lab_farm), "--boards", "b2,b1"]
+    assert main([*argv, "--report-dir", str(reports)]) == 0
+    store = ResultsStore(reports / "results.db")
+    (rollout,) = store.rollouts(store.latest_run().run_id)
+    assert [b.board for b in rollout.boards] == ["b2", "b1"]  # offered in the order named
+    assert all(b.state is BoardState.SUCCEEDED and b.verdict is OutcomeClass.PASS for b in rollout.boards)
+    assert rollout.boards[1].dispatched_s is not None and rollout.boards[1].dispatched_s >= 0.5

@@ -36,7 +36,7 @@ POLICIES = {
         ),
         (
             ["--policy", "broken.yaml", "--farm", "farm.yaml"],
-            "broken.yaml: a `firmware:` fault swaps a twin's",
+            "broken.yaml: a `firmware:` fault builds twins with another firmware model",
         ),
         (["--policy", "big.yaml", "--farm", "farm.yaml", "--boards", "b9"], "farm.yaml: no board named 'b9'"),
     ],

@@ -67,7 +67,7 @@ def test_a_full_policy_reads_like_the_aws_job_it_stands_for() -> None:
 def test_the_shipped_rollout_scenarios_are_valid(path: Path) -> None:
     policy = load_rollout_policy(path)
     assert policy.name == path.stem
-    check_group(policy, 8, virtual=True, where=str(path))
+    check_group(policy, 8, own_lab=True, where=str(path))
 
 
 @pytest.mark.parametrize(
@@ -116,8 +116,8 @@ def test_mistakes_are_one_line_errors_naming_the_key(text: str, message: str) ->
 def test_a_group_too_small_for_its_faults_or_a_firmware_swap_on_real_boards_is_refused() -> None:
     policy = parse(FULL)
     with pytest.raises(InputError, match="the faults name 3 boards but the group has 2"):
-        check_group(policy, 2, virtual=True, where="p")
-    with pytest.raises(InputError, match="a real board runs what was flashed"):
-        check_group(policy, 8, virtual=False, where="p")
+        check_group(policy, 2, own_lab=True, where="p")
+    with pytest.raises(InputError, match="only the lab `rig rollout` brings up itself"):
+        check_group(policy, 8, own_lab=False, where="p")
     with pytest.raises(InputError, match="3 late joiners leave no board"):
-        check_group(parse("name: x\nlate_joiners: {boards: 3}\n"), 3, virtual=True, where="p")
+        check_group(parse("name: x\nlate_joiners: {boards: 3}\n"), 3, own_lab=True, where="p")
