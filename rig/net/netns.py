@@ -9,20 +9,26 @@ creates, joined to the host by a veth pair, and a dead path is an nftables table
 namespace dropping the proxy port's packets in both directions.
 
 Linux only, as root, with `ip` (iproute2) and `nft` (nftables); `unavailable()` says why not.
-Addresses are link-local (169.254.0.0/16) and exist only on this pair.
+Addresses are link-local (169.254.0.0/16) and exist only on this pair. Each pair takes a /30
+no interface of this host holds yet, chosen under a host-wide file lock: any number of rig
+processes (xdist workers, a rollout's 16 boards) can hold paths at once without sharing one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import os
+import re
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from rig.errors import InfraError
 from rig.farm import NetworkSpec
@@ -31,6 +37,8 @@ from rig.net.listener import listen
 CLONE_NEWNET = 0x40000000
 NFT_TABLE = "otarig_deadpath"
 COMMAND_TIMEOUT_S = 10.0
+BLOCKS = 254 * 64  # the /30s of 169.254.1.0-169.254.254.255
+ALLOCATION_LOCK = Path(tempfile.gettempdir()) / "ota-rig-netns.lock"
 
 
 def unavailable() -> str | None:
@@ -45,7 +53,7 @@ def unavailable() -> str | None:
     return None
 
 
-def _run(*argv: str) -> None:
+def _run(*argv: str) -> str:
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False)
     except (OSError, subprocess.TimeoutExpired) as error:
@@ -53,6 +61,7 @@ def _run(*argv: str) -> None:
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["failed"])[-1]
         raise InfraError(f"{' '.join(argv)}: {last}")
+    return done.stdout
 
 
 @dataclass(frozen=True)
@@ -64,16 +73,38 @@ class _Names:
     ns_ip: str
 
 
-def _names(index: int) -> _Names:
-    """Per-process names (an interface name has at most 15 characters) and a /30 of
-    169.254.1.0-169.254.254.255 chosen by pid, so concurrent workers do not share one."""
-    tag = f"{os.getpid() % 100000}{index}"
-    block = (os.getpid() * 8 + index) % (254 * 64)
+def _names(block: int) -> _Names:
+    """The names (an interface name has at most 15 characters) and addresses of /30 `block`."""
     third, fourth = block // 64 + 1, block % 64 * 4
     return _Names(
-        f"otarig-{tag}", f"orh{tag}"[:15], f"orn{tag}"[:15],
-        f"169.254.{third}.{fourth + 1}", f"169.254.{third}.{fourth + 2}",
-    )
+        f"otarig-{block}", f"orh{block}", f"orn{block}", f"169.254.{third}.{fourth + 1}",
+        f"169.254.{third}.{fourth + 2}",
+    )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _allocation() -> Iterator[None]:
+    """Held while a path picks its /30 and claims it on the host, by every rig process."""
+    with ALLOCATION_LOCK.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _free_block() -> int:
+    """A /30 no interface or namespace of this host uses (one a killed run left behind stays
+    taken), searched from a point that depends on the pid so processes rarely compete."""
+    addresses = set(re.findall(r"inet (169\.254\.\d+\.\d+)/", _run("ip", "-o", "-4", "addr", "show")))
+    links = set(re.findall(r"^\d+: ([^:@\s]+)", _run("ip", "-o", "link", "show"), re.MULTILINE))
+    spaces = {line.split()[0] for line in _run("ip", "netns", "list").splitlines() if line.strip()}
+    start = os.getpid() * 8 % BLOCKS
+    for offset in range(BLOCKS):
+        names = _names((start + offset) % BLOCKS)
+        if names.host_ip not in addresses and names.host_if not in links and names.netns not in spaces:
+            return (start + offset) % BLOCKS
+    raise InfraError("no free 169.254.0.0/16 block left for a fault path (stale otarig-* namespaces?)")
 
 
 @dataclass(frozen=True)
@@ -88,13 +119,8 @@ class NetNamespace:
     """A namespace with one veth link to the host: services listen inside, boards reach them
     at `address` from the host side, and `kill_port`/`heal` make that path dead or alive."""
 
-    _count = 0
-    _count_lock = threading.Lock()
-
     def __init__(self) -> None:
-        with NetNamespace._count_lock:
-            NetNamespace._count += 1
-            self._names = _names(NetNamespace._count)
+        self._names = _names(0)  # until create() claims a free block
         self._created = False
 
     @property
@@ -107,15 +133,18 @@ class NetNamespace:
         return self._names.netns
 
     def create(self) -> NetNamespace:
-        n = self._names
-        with contextlib.suppress(InfraError):
-            _run("ip", "netns", "del", n.netns)  # left over by a killed run of the same pid
-        _run("ip", "netns", "add", n.netns)
-        self._created = True
+        with _allocation():
+            self._names = n = _names(_free_block())
+            _run("ip", "netns", "add", n.netns)
+            self._created = True
+            try:
+                _run("ip", "link", "add", n.host_if, "type", "veth", "peer", "name", n.ns_if)
+                _run("ip", "link", "set", n.ns_if, "netns", n.netns)
+                _run("ip", "addr", "add", f"{n.host_ip}/30", "dev", n.host_if)
+            except InfraError:
+                self.close()
+                raise
         try:
-            _run("ip", "link", "add", n.host_if, "type", "veth", "peer", "name", n.ns_if)
-            _run("ip", "link", "set", n.ns_if, "netns", n.netns)
-            _run("ip", "addr", "add", f"{n.host_ip}/30", "dev", n.host_if)
             _run("ip", "link", "set", n.host_if, "up")
             inside = ("ip", "netns", "exec", n.netns)
             _run(*inside, "ip", "addr", "add", f"{n.ns_ip}/30", "dev", n.ns_if)

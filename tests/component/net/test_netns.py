@@ -1,0 +1,48 @@
+"""Fault paths held at once by many rig processes (xdist workers, a rollout's boards) each get a
+/30 of their own: no two share an address, and every one reaches its own listener."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from rig.net.netns import NetNamespace, unavailable
+
+HOLD = """
+import sys
+from rig.net.netns import NetNamespace
+paths = [NetNamespace().create() for _ in range(12)]
+print(" ".join(p.address for p in paths), flush=True)
+sys.stdin.read()
+for p in paths:
+    p.close()
+"""
+
+
+@pytest.fixture(autouse=True)
+def _needs_namespaces() -> None:
+    reason = unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+
+
+def test_paths_of_concurrent_processes_never_share_an_address() -> None:
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
+    holders = [subprocess.Popen([sys.executable, "-c", HOLD], **pipes) for _ in range(3)]  # type: ignore[call-overload]
+    try:
+        with contextlib.ExitStack() as stack:
+            ours = [stack.enter_context(contextlib.closing(NetNamespace().create())) for _ in range(12)]
+            theirs = [h.stdout.readline().split() for h in holders if h.stdout is not None]
+            addresses = [p.address for p in ours] + [a for held in theirs for a in held]
+            assert len(addresses) == 48 and len(set(addresses)) == 48
+            for path in ours:  # each reaches a listener made inside its own namespace
+                listener = path.listener(path.address, 0, "test")
+                with listener, socket.create_connection((path.address, listener.getsockname()[1]), timeout=5):
+                    pass
+    finally:
+        for holder in holders:
+            holder.communicate("", timeout=60)
