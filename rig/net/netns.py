@@ -73,13 +73,41 @@ class _Names:
     ns_ip: str
 
 
-def _names(block: int) -> _Names:
-    """The names (an interface name has at most 15 characters) and addresses of /30 `block`."""
+def _names(block: int, pid: int) -> _Names:
+    """The names and addresses of /30 `block` for process `pid` (the namespace carries the pid
+    so a later run can tell a path a killed process left behind; an interface name has at
+    most 15 characters)."""
     third, fourth = block // 64 + 1, block % 64 * 4
     return _Names(
-        f"otarig-{block}", f"orh{block}", f"orn{block}", f"169.254.{third}.{fourth + 1}",
+        f"otarig-{block}-{pid}", f"orh{block}", f"orn{block}", f"169.254.{third}.{fourth + 1}",
         f"169.254.{third}.{fourth + 2}",
     )  # fmt: skip
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reclaim_stale() -> list[str]:
+    """Delete the paths of rig processes that are gone (killed before they could close them);
+    returns their namespace names. Called under the allocation lock."""
+    stale = []
+    for line in _run("ip", "netns", "list").splitlines():
+        match = re.fullmatch(r"otarig-(\d+)-(\d+)", line.split()[0]) if line.strip() else None
+        if match is None or _alive(int(match[2])):
+            continue
+        with contextlib.suppress(InfraError):
+            _run("ip", "netns", "del", match[0])
+        with contextlib.suppress(InfraError):
+            _run("ip", "link", "del", f"orh{match[1]}")
+        stale.append(match[0])
+    return stale
 
 
 @contextlib.contextmanager
@@ -94,15 +122,15 @@ def _allocation() -> Iterator[None]:
 
 
 def _free_block() -> int:
-    """A /30 no interface or namespace of this host uses (one a killed run left behind stays
-    taken), searched from a point that depends on the pid so processes rarely compete."""
+    """A /30 no interface of this host uses (after reclaiming what dead rig processes left),
+    searched from a point that depends on the pid so processes rarely compete."""
+    reclaim_stale()
     addresses = set(re.findall(r"inet (169\.254\.\d+\.\d+)/", _run("ip", "-o", "-4", "addr", "show")))
     links = set(re.findall(r"^\d+: ([^:@\s]+)", _run("ip", "-o", "link", "show"), re.MULTILINE))
-    spaces = {line.split()[0] for line in _run("ip", "netns", "list").splitlines() if line.strip()}
     start = os.getpid() * 8 % BLOCKS
     for offset in range(BLOCKS):
-        names = _names((start + offset) % BLOCKS)
-        if names.host_ip not in addresses and names.host_if not in links and names.netns not in spaces:
+        names = _names((start + offset) % BLOCKS, os.getpid())
+        if names.host_ip not in addresses and names.host_if not in links:
             return (start + offset) % BLOCKS
     raise InfraError("no free 169.254.0.0/16 block left for a fault path (stale otarig-* namespaces?)")
 
@@ -120,7 +148,7 @@ class NetNamespace:
     at `address` from the host side, and `kill_port`/`heal` make that path dead or alive."""
 
     def __init__(self) -> None:
-        self._names = _names(0)  # until create() claims a free block
+        self._names = _names(0, os.getpid())  # until create() claims a free block
         self._created = False
 
     @property
@@ -134,7 +162,7 @@ class NetNamespace:
 
     def create(self) -> NetNamespace:
         with _allocation():
-            self._names = n = _names(_free_block())
+            self._names = n = _names(_free_block(), os.getpid())
             _run("ip", "netns", "add", n.netns)
             self._created = True
             try:

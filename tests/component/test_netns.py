@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from rig.net.netns import NetNamespace, unavailable
+from rig.net.netns import NetNamespace, reclaim_stale, unavailable
 
 HOLD = """
 import sys
@@ -46,3 +46,24 @@ def test_paths_of_concurrent_processes_never_share_an_address() -> None:
     finally:
         for holder in holders:
             holder.communicate("", timeout=60)
+
+
+def test_paths_a_killed_run_left_behind_are_reclaimed_and_live_ones_kept() -> None:
+    killed = subprocess.Popen(
+        [sys.executable, "-c", "from rig.net.netns import NetNamespace\n"
+         "p = NetNamespace().create(); print(p.name, flush=True); input()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert killed.stdout is not None
+    left_behind = killed.stdout.readline().strip()
+    killed.kill()  # SIGKILL: no chance to close its path
+    killed.wait(timeout=10)
+    with contextlib.closing(NetNamespace().create()) as live:
+        assert left_behind not in _namespaces()  # creating a path reclaimed it
+        assert reclaim_stale() == []
+        assert live.name in _namespaces()
+
+
+def _namespaces() -> set[str]:
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    return {line.split()[0] for line in listed.splitlines() if line.strip()}
