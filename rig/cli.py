@@ -41,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "repro": "rig.run_cli:repro",
     "farm": "rig.run_cli:farm",
     "rollout": "rig.rollout.cli:rollout",
+    "sweep": "rig.sweep.cli:sweep",
 }
 
 

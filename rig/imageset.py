@@ -118,10 +118,12 @@ def prepare_image_set(
     seed: int = 0,
     extra: Mapping[str, Path] | None = None,
     private: Path | None = None,
+    lab_image_size: int = LAB_IMAGE_SIZE,
 ) -> ImageSet:
     """Derive (once per run directory) the run's image set from `base` or the lab's test app.
 
-    The lab's signing key (made when no `key` is given) goes to `private`
+    `lab_image_size` sizes the test app when there is no `base`. The lab's signing key (made
+    when no `key` is given) goes to `private`
     (`rig.keyfiles.private_folder`), not beside the images, when given."""
     directory.mkdir(parents=True, exist_ok=True)
     scheme = _scheme(signing)
@@ -137,7 +139,7 @@ def prepare_image_set(
             base_bytes = make_test_app(
                 version=LAB_BASE_VERSION,
                 secure_version=LAB_BASE_SECURE_VERSION,
-                size=LAB_IMAGE_SIZE,
+                size=lab_image_size,
                 key=signing_key,
             )
         else:

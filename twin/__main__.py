@@ -1,4 +1,5 @@
-"""`python -m twin serve --dir LABDIR [--boards N] [--config lab.yaml]`: the lab daemon.
+"""`python -m twin serve --dir LABDIR [--boards N] [--config lab.yaml]`: the lab daemon;
+`python -m twin sweep …`: a flash trace replayed at every cut point (twin/sweep/cli.py).
 
 The rig starts this as a separate process (`rig lab up`) so that `rig/` never
 imports `twin/`; run it by hand to watch a lab in the foreground.
@@ -13,6 +14,7 @@ from pathlib import Path
 from rig.errors import InputError, RigError
 from twin.lab import serve
 from twin.labconfig import DEFAULT_BOARD_COUNT, load_lab_config
+from twin.sweep import cli as sweep_cli
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,8 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--dir", type=Path, required=True, help="lab state directory (flash, eFuses, farm file)")
     run.add_argument("--boards", type=int, default=None, help=f"twin boards (default {DEFAULT_BOARD_COUNT})")
     run.add_argument("--config", type=Path, default=None, help="lab config YAML (per-board firmware traits)")
+    sweep_cli.add_parser(commands)
     args = parser.parse_args(argv)
     try:
+        if args.command == "sweep":
+            return sweep_cli.run(args)
         config = load_lab_config(args.config)
         count = args.boards if args.boards is not None else config.count or DEFAULT_BOARD_COUNT
         if count < 1:

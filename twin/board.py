@@ -8,10 +8,11 @@ and lab restarts; NVS lives in flash, in the partition table's `nvs` partition.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-from twin.bootloader import Bootloader
+from twin.bootloader import Bootloader, VerifiedApp
 from twin.chip import Esp32Chip
 from twin.config import BoardConfig
 from twin.cpu import Cpu
@@ -21,13 +22,14 @@ from twin.net import Net
 from twin.nvs import Nvs, find_nvs_partition
 from twin.ota_ops import OtaOps
 from twin.power import USB_RAIL_VOLTS, PoweredDevice
+from twin.trace import TRACE_DIR, FlashTrace
 from twin.uart import DownloadPort, Rfc2217Server
 
 
 class TwinBoard:
     """What the lab orchestrator drives: power, the serial port, the state on disk."""
 
-    def __init__(self, state_dir: Path, config: BoardConfig | None = None) -> None:
+    def __init__(self, state_dir: Path, config: BoardConfig | None = None, *, trace: bool = False) -> None:
         self.state_dir = state_dir
         self.config = config or BoardConfig()
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -39,6 +41,7 @@ class TwinBoard:
             revision=(rev // 100, rev % 100),
             log_colours=self.config.log_colors,
             restart_delay_s=self.config.restart_ms / 1000,
+            trace=FlashTrace(state_dir / TRACE_DIR) if trace else None,
         )
         self._server: Rfc2217Server | None = None
         self._download: DownloadPort | None = None
@@ -49,15 +52,7 @@ class TwinBoard:
 
     def flash_boot(self, cpu: Cpu) -> None:
         """Bootloader, then the firmware model of the loaded image (its app_main)."""
-        table, app = Bootloader(cpu, self.config).run()
-        self.chip.install_brownout_isr(cpu)
-        model = get_model(self.config.model_for(app.project_name))()
-        nvs_partition = find_nvs_partition(table)
-        if nvs_partition is None:
-            _nvs_init_abort(cpu)
-        ota = OtaOps(cpu, self.config, table, app)
-        nvs = Nvs(cpu.flash, nvs_partition)
-        model.run(AppRuntime(cpu, self.config, table, app, ota, nvs, Net(cpu, self.config.tcp_window)))
+        boot_app(cpu, self.config, lambda _app: self.chip.install_brownout_isr(cpu))
         cpu.halt()
 
     def start(
@@ -85,6 +80,25 @@ class TwinBoard:
     def stop(self) -> None:
         self.chip.supply_changed(0.0)
         self.chip.close()
+
+
+def boot_app(
+    cpu: Cpu,
+    config: BoardConfig,
+    app_started: Callable[[VerifiedApp], None],
+    nvs_type: type[Nvs] = Nvs,
+) -> None:
+    """The 2nd-stage bootloader, then app_main of the firmware model of the image it loaded;
+    `app_started` hears which image that is before app_main runs (the app's startup code)."""
+    table, app = Bootloader(cpu, config).run()
+    app_started(app)
+    model = get_model(config.model_for(app.project_name))()
+    nvs_partition = find_nvs_partition(table)
+    if nvs_partition is None:
+        _nvs_init_abort(cpu)
+    ota = OtaOps(cpu, config, table, app)
+    nvs = nvs_type(cpu.flash, nvs_partition)
+    model.run(AppRuntime(cpu, config, table, app, ota, nvs, Net(cpu, config.tcp_window)))
 
 
 def _nvs_init_abort(cpu: Cpu) -> NoReturn:

@@ -23,7 +23,9 @@ from twin.autoreset import DevKitAutoReset
 from twin.cpu import Activity, ChipReset, Cpu, ResetReason
 from twin.efuse import DEFAULT_MAC, Efuse
 from twin.flash import DEFAULT_SIZE, NorFlash, PowerLost
+from twin.flash import FlashOp
 from twin.power import BROWNOUT_VOLTS, POWER_ON_VOLTS
+from twin.trace import FlashTrace
 from twin.uart import DownloadPort, PtyEndpoint, Rfc2217Server, Uart
 
 # The ROM latches GPIO0 when EN rises. On a DevKitC EN rises through an RC, so a
@@ -71,12 +73,20 @@ class Esp32Chip:
         revision: tuple[int, int] = (3, 0),
         log_colours: bool = False,
         restart_delay_s: float = 0.0,
+        trace: FlashTrace | None = None,
     ) -> None:
         self.condition = threading.Condition()
         self.flash = NorFlash(state_dir / "flash.bin", flash_size, power_ok=self._boot_alive)
         self.flash.on_cut = self._injected_cut
         self.efuse = Efuse(state_dir / "efuse.json", mac, *revision)
         self.uart = Uart(self.condition)
+        self.trace = trace
+        self._download_boot = False
+        if trace is not None:
+            trace.restart(self.flash, self.efuse)
+            self.flash.observer = self._traced_op
+            self.efuse.on_burn = trace.efuse_burn
+            self.uart.attach(trace.console_out)
         self.lines = DevKitAutoReset(self)
         self.log_colours = log_colours
         self.restart_delay_s = restart_delay_s
@@ -198,6 +208,8 @@ class Esp32Chip:
             self.condition.notify_all()
         self._thread.join(timeout=10)
         self.flash.close()
+        if self.trace is not None:
+            self.trace.close()
 
     # -- internals -----------------------------------------------------------------
 
@@ -249,40 +261,63 @@ class Esp32Chip:
 
     def _run_boot(self, cpu: Cpu, boot: _Boot) -> None:
         cpu.check()
+        self._trace_boot(boot)
         cpu.set_activity(Activity.BOOT)
-        download = boot.download
-        rom_date = "Jul 29 2019 12:21:46" if self.efuse.revision[0] >= 3 else "Jun  8 2016 00:22:57"
-        strap = DOWNLOAD_STRAP if download else FLASH_STRAP
-        cpu.uart_write(
-            f"ets {rom_date}\r\n\r\nrst:{boot.reason.value:#x} ({boot.reason.name}),boot:{strap}\r\n".encode()
-        )
-        if download:
+        rom_banner(cpu, boot.reason, download=boot.download)
+        if boot.download:
             cpu.uart_write(b"waiting for download\r\n")
             rom_loader.run(cpu)
-        self.run_flash_boot(cpu)
+            self._download_boot = False
+            if self.trace is not None and self.trace.download_wrote:
+                self.trace.restart(self.flash, self.efuse)
+        rom_flash_boot(cpu, self._flash_boot)
 
-    def run_flash_boot(self, cpu: Cpu) -> None:
-        """The ROM's SPI boot: print its load lines for the bootloader image, then jump."""
-        header = self.flash.read(BOOTLOADER_OFFSET, 24)
-        if header[0] != 0xE9:
-            for _ in range(_INVALID_HEADER_REPEATS):
-                cpu.uart_write(f"invalid header: {struct.unpack_from('<I', header)[0]:#010x}\r\n".encode())
-                cpu.sleep(_INVALID_HEADER_PERIOD_S)
-            cpu.reset(ResetReason.RTCWDT_RTC_RESET)
-        lines = [
-            "configsip: 0, SPIWP:0xee",
-            "clk_drv:0x00,q_drv:0x00,d_drv:0x00,cs0_drv:0x00,hd_drv:0x00,wp_drv:0x00",
-            f"mode:{_SPI_MODES.get(header[2], 'DIO')}, clock div:{_CLOCK_DIVS.get(header[3] & 0xF, 2)}",
-        ]
-        offset = BOOTLOADER_OFFSET + 24
-        for _ in range(header[1]):
-            address, length = struct.unpack("<II", self.flash.read(offset, 8))
-            lines.append(f"load:{address:#010x},len:{length}")
-            offset += 8 + length
-            if offset >= self.flash.size:
-                break
-        lines.append(f"entry {struct.unpack_from('<I', header, 4)[0]:#010x}")
-        cpu.uart_write("".join(line + "\r\n" for line in lines).encode())
-        cpu.set_activity(Activity.IDLE)
-        self._flash_boot(cpu)
+    def _trace_boot(self, boot: _Boot) -> None:
+        """A boot after an esptool session that wrote flash starts a new trace (a new known state)."""
+        self._download_boot = boot.download
+        if self.trace is None:
+            return
+        if not boot.download and self.trace.download_wrote:
+            self.trace.restart(self.flash, self.efuse)
+        self.trace.boot(boot.reason.name, boot.download)
+
+    def _traced_op(self, op: FlashOp, data: bytes) -> None:
+        assert self.trace is not None
+        if self._download_boot:
+            self.trace.download_wrote = True
+        self.trace.flash_op(op, data)
+
+
+def rom_banner(cpu: Cpu, reason: ResetReason, *, download: bool) -> None:
+    """The first ROM lines of every boot: build date, reset cause and boot strap."""
+    rom_date = "Jul 29 2019 12:21:46" if cpu.efuse.revision[0] >= 3 else "Jun  8 2016 00:22:57"
+    strap = DOWNLOAD_STRAP if download else FLASH_STRAP
+    cpu.uart_write(f"ets {rom_date}\r\n\r\nrst:{reason.value:#x} ({reason.name}),boot:{strap}\r\n".encode())
+
+
+def rom_flash_boot(cpu: Cpu, flash_boot: FlashBoot) -> None:
+    """The ROM's SPI boot: print its load lines for the bootloader image, then jump."""
+    flash = cpu.flash
+    header = flash.read(BOOTLOADER_OFFSET, 24)
+    if header[0] != 0xE9:
+        for _ in range(_INVALID_HEADER_REPEATS):
+            cpu.uart_write(f"invalid header: {struct.unpack_from('<I', header)[0]:#010x}\r\n".encode())
+            cpu.sleep(_INVALID_HEADER_PERIOD_S)
+        cpu.reset(ResetReason.RTCWDT_RTC_RESET)
+    lines = [
+        "configsip: 0, SPIWP:0xee",
+        "clk_drv:0x00,q_drv:0x00,d_drv:0x00,cs0_drv:0x00,hd_drv:0x00,wp_drv:0x00",
+        f"mode:{_SPI_MODES.get(header[2], 'DIO')}, clock div:{_CLOCK_DIVS.get(header[3] & 0xF, 2)}",
+    ]
+    offset = BOOTLOADER_OFFSET + 24
+    for _ in range(header[1]):
+        address, length = struct.unpack("<II", flash.read(offset, 8))
+        lines.append(f"load:{address:#010x},len:{length}")
+        offset += 8 + length
+        if offset >= flash.size:
+            break
+    lines.append(f"entry {struct.unpack_from('<I', header, 4)[0]:#010x}")
+    cpu.uart_write("".join(line + "\r\n" for line in lines).encode())
+    cpu.set_activity(Activity.IDLE)
+    flash_boot(cpu)
 

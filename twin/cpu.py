@@ -97,6 +97,7 @@ class Cpu:
         self.reset_reason = reset_reason
         self.flash: NorFlash = chip.flash
         self.efuse: Efuse = chip.efuse
+        self.log_colours = chip.log_colours
 
     # -- liveness ----------------------------------------------------------------
 
@@ -135,12 +136,14 @@ class Cpu:
         """The next received line without its `\\n` (and a `\\r` before it); None on timeout."""
         line = self._chip.uart.readline(timeout, lambda: not self.alive())
         self.check()
+        if line is not None and self._chip.trace is not None:
+            self._chip.trace.console_in(line)
         return line
 
     def log(self, level: LogLevel, tag: str, message: str) -> None:
         """Print one ESP-IDF log line: `I (123) tag: message` (+ colours if enabled)."""
         line = f"{level.value} ({self.millis()}) {tag}: {message}"
-        colour = _COLOURS.get(level) if self._chip.log_colours else None
+        colour = _COLOURS.get(level) if self.log_colours else None
         if colour is not None:
             line = f"{colour}{line}{_COLOUR_RESET}"
         self.uart_write(line.encode() + b"\r\n")

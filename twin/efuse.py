@@ -8,6 +8,7 @@ esptool reads them as BLK0 words at 0x3FF5A000 + 4n (esptool/targets/esp32.py EF
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -40,6 +41,8 @@ class Efuse:
         if len(mac) != 6:
             raise ValueError("a MAC address has 6 bytes")
         self.path = path
+        # Told the new bits after every burn (a `twin.trace.FlashTrace` records it).
+        self.on_burn: Callable[[int], None] | None = None
         if path.exists():
             self._state = _EfuseState(**json.loads(path.read_text()))
         else:
@@ -86,6 +89,8 @@ class Efuse:
         if bits != self._state.secure_version_bits:
             self._state.secure_version_bits = bits
             self._save()
+            if self.on_burn is not None:
+                self.on_burn(bits)
 
     def word(self, n: int) -> int:
         """BLK0 read word n as esptool decodes it."""

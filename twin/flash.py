@@ -8,12 +8,11 @@ a half-programmed entry) instead of all-or-nothing.
 
 from __future__ import annotations
 
-import json
 import mmap
 import random
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
@@ -48,12 +47,6 @@ class FlashOp:
     length: int
     outcome: OpOutcome
 
-    def to_json(self) -> str:
-        record = asdict(self)
-        record["kind"] = self.kind.value
-        record["outcome"] = self.outcome.value
-        return json.dumps(record)
-
 
 @dataclass
 class FlashStats:
@@ -65,7 +58,7 @@ class FlashStats:
 @dataclass(frozen=True)
 class _Cut:
     op_index: int
-    fraction: float
+    fraction: float | None  # None: before the operation starts
 
 
 class NorFlash:
@@ -81,7 +74,6 @@ class NorFlash:
         path: Path,
         size: int = DEFAULT_SIZE,
         power_ok: Callable[[], bool] = lambda: True,
-        op_log_path: Path | None = None,
         op_log_limit: int = 100_000,
     ) -> None:
         if size <= 0 or size % SECTOR_SIZE:
@@ -89,7 +81,8 @@ class NorFlash:
         self.size = size
         self.path = path
         self.power_ok = power_ok
-        self.op_log_path = op_log_path
+        # Sees every operation with the bytes it programmed (a `twin.trace.FlashTrace`).
+        self.observer: Callable[[FlashOp, bytes], None] | None = None
         self.stats = FlashStats()
         self.on_cut: Callable[[], None] = lambda: None
         self._ops: deque[FlashOp] = deque(maxlen=op_log_limit)
@@ -119,8 +112,17 @@ class NorFlash:
             raise ValueError("fraction must lie in [0, 1]")
         self._cut = _Cut(op_index, fraction)
 
+    def cut_before(self, op_index: int) -> None:
+        """Arm a power cut just before operation `op_index` starts (nothing of it happens)."""
+        self._cut = _Cut(op_index, None)
+
     def disarm(self) -> None:
         self._cut = None
+
+    def load(self, address: int, data: bytes) -> None:
+        """Set raw contents, as restoring a snapshot does: not a flash operation, not counted."""
+        self._check_range(address, len(data))
+        self._map[address : address + len(data)] = data
 
     @property
     def op_count(self) -> int:
@@ -153,15 +155,15 @@ class NorFlash:
             end = min(offset + CHUNK_SIZE, len(data))
             if cut_bytes is not None and cut_bytes < end:
                 self._and(address + offset, data[offset:cut_bytes])
-                self._torn(index, OpKind.PROGRAM, address, len(data), cut_bytes)
+                self._torn(index, OpKind.PROGRAM, address, data, cut_bytes)
             if offset and not self.power_ok():
                 # The page in flight gets its first half: bytes land in order.
                 half = offset + (end - offset) // 2
                 self._and(address + offset, data[offset:half])
-                self._torn(index, OpKind.PROGRAM, address, len(data), half, injected=False)
+                self._torn(index, OpKind.PROGRAM, address, data, half, injected=False)
             self._and(address + offset, data[offset:end])
         self.stats.bytes_programmed += len(data)
-        self._finish(FlashOp(index, OpKind.PROGRAM, address, len(data), OpOutcome.COMPLETE))
+        self._finish(FlashOp(index, OpKind.PROGRAM, address, len(data), OpOutcome.COMPLETE), data)
 
     # -- internals -------------------------------------------------------------
 
@@ -184,6 +186,10 @@ class NorFlash:
         if not self.power_ok():
             raise PowerLost("flash operation refused: no power")
         index = self.stats.ops
+        if self._cut is not None and self._cut.op_index == index and self._cut.fraction is None:
+            self._cut = None
+            self.on_cut()
+            raise PowerLost(f"power lost before flash operation #{index}")
         self.stats.ops += 1
         return index
 
@@ -191,6 +197,8 @@ class NorFlash:
         if self._cut is None or self._cut.op_index != index:
             return None
         fraction = self._cut.fraction
+        if fraction is None:
+            return None
         self._cut = None
         return min(length, int(length * fraction))
 
@@ -214,22 +222,24 @@ class NorFlash:
         self._map[address : address + len(data)] = new.to_bytes(len(data), "little")
 
     def _torn(
-        self, index: int, kind: OpKind, address: int, length: int, done: int, injected: bool = True
+        self, index: int, kind: OpKind, address: int, what: int | bytes, done: int, injected: bool = True
     ) -> None:
+        """End operation `index` after `done` bytes; `what` is an erase's length or a program's data."""
+        data = what if isinstance(what, bytes) else b""
+        length = len(data) if isinstance(what, bytes) else what
         if kind is OpKind.ERASE:
             self.stats.bytes_erased += done
         else:
             self.stats.bytes_programmed += done
-        self._finish(FlashOp(index, kind, address, length, OpOutcome.TORN))
+        self._finish(FlashOp(index, kind, address, length, OpOutcome.TORN), data)
         if injected:
             self.on_cut()
         raise PowerLost(f"power lost during {kind.value} #{index} at {address:#x}")
 
-    def _finish(self, op: FlashOp) -> None:
+    def _finish(self, op: FlashOp, data: bytes = b"") -> None:
         self._ops.append(op)
-        if self.op_log_path is not None:
-            with self.op_log_path.open("a") as log:
-                log.write(op.to_json() + "\n")
+        if self.observer is not None:
+            self.observer(op, data)
 
     def _check_range(self, address: int, length: int) -> None:
         if address < 0 or length < 0 or address + length > self.size:
@@ -244,19 +254,3 @@ class NorFlash:
             self._map.close()
             self._file.close()
 
-
-def read_op_log(path: Path) -> list[FlashOp]:
-    """Load an op log written through `op_log_path`, for a sweep to replay."""
-    ops = []
-    for line in path.read_text().splitlines():
-        record = json.loads(line)
-        ops.append(
-            FlashOp(
-                index=record["index"],
-                kind=OpKind(record["kind"]),
-                address=record["address"],
-                length=record["length"],
-                outcome=OpOutcome(record["outcome"]),
-            )
-        )
-    return ops

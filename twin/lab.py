@@ -256,7 +256,7 @@ class Lab:
             state_dir = self.directory / BOARDS_DIR / name
             if factory_fresh(state_dir, config, index):
                 log.info("%s: factory-fresh flash (bootloader only) in %s", name, state_dir)
-            twin = TwinBoard(state_dir, config)
+            twin = TwinBoard(state_dir, config, trace=self.config.trace_flash)
             self.boards.append(LabBoard(name, twin, wire))
             port, download = old_ports.get(name), old_download.get(name)
             try:

@@ -57,6 +57,8 @@ class LabConfig:
     count: int | None = None
     # A lab discarded after one run may have its eFuses burnt for good (anti-rollback).
     throwaway: bool = False
+    # Every board records its flash operations for `rig sweep` (twin/trace.py).
+    trace_flash: bool = False
     defaults: Mapping[str, Any] = field(default_factory=dict)
     boards: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
@@ -96,6 +98,7 @@ class _LabFile(BaseModel):
 
     count: Annotated[int, Field(ge=1)] | None = None
     throwaway: bool = False
+    trace_flash: bool = False
     defaults: dict[str, Any] | None = None
     boards: dict[str, dict[str, Any] | None] | None = None
 
@@ -116,7 +119,7 @@ def _lab_config(document: YamlDocument) -> LabConfig:
     if document.data is None:
         return LabConfig()
     if not isinstance(document.data, dict):
-        raise document.error((), "expected a mapping of count, throwaway, defaults and boards")
+        raise document.error((), "expected a mapping of count, throwaway, trace_flash, defaults and boards")
     parsed = validate(_LabFile, document)
     sections: dict[tuple[str, ...], Mapping[str, Any]] = {("defaults",): parsed.defaults or {}}
     sections |= {("boards", name): section or {} for name, section in (parsed.boards or {}).items()}
@@ -124,6 +127,7 @@ def _lab_config(document: YamlDocument) -> LabConfig:
     config = LabConfig(
         count=parsed.count,
         throwaway=parsed.throwaway,
+        trace_flash=parsed.trace_flash,
         defaults=translated[("defaults",)],
         boards={where[-1]: values for where, values in translated.items() if where[0] == "boards"},
     )

@@ -10,6 +10,7 @@ from rig.report import analysis
 from rig.results.model import Outcome, RunInfo
 from rig.results.store import ResultsStore
 from rig.rollout.model import RolloutResult
+from rig.sweep.model import SweepResult
 
 DEFAULT_WINDOW = 30
 
@@ -25,6 +26,7 @@ class ReportData:
     trend: pd.DataFrame
     flakes: analysis.FlakeRates
     rollouts: list[RolloutResult]
+    sweeps: list[SweepResult]
 
 
 def window_before(store: ResultsStore, run: RunInfo, window: int) -> list[RunInfo]:
@@ -49,4 +51,5 @@ def collect(store: ResultsStore, run_id: str, window: int = DEFAULT_WINDOW) -> R
         trend=analysis.trend(history_frame, window_runs),
         flakes=analysis.flake_rates(history_frame),
         rollouts=store.rollouts(run_id),
+        sweeps=store.sweeps(run_id),
     )

@@ -131,6 +131,36 @@ def _rollouts(data: ReportData) -> str:
     return "".join(parts)
 
 
+def _sweeps(data: ReportData) -> str:
+    """Each sweep: its headline, the outcome strip, its unsafe windows with their repro lines,
+    and the serial log of the first unsafe point's boot."""
+    parts = []
+    for sweep in data.sweeps:
+        rows = [
+            (w.band.value, w.count, w.first.judged.label, w.last.judged.label,
+             "; ".join(detail for _, detail in w.first.judged.problems), w.first.twin_repro,
+             w.first.board_repro or "-")
+            for w in sweep.windows()
+        ]  # fmt: skip
+        headers = ("band", "points", "first", "last", "problem", "replay on a twin", "closest on a board")
+        parts += [
+            f"<h2>Sweep {escape(sweep.name)} ({escape(sweep.firmware)}, {escape(sweep.update)},"
+            f" {sweep.mode.value})</h2>",
+            f"<p>{escape(sweep.headline())}</p>",
+            _img(plots.sweep_strip(sweep), f"sweep {sweep.name} outcome strip"),
+        ]
+        if sweep.calibration:
+            parts.append(f"<p>Calibrated timeline: {escape(sweep.calibration)}</p>")
+        if rows:
+            parts.append(_table(headers, rows, "sweep"))
+        if sweep.first_unsafe_log:
+            parts.append(
+                "<details open><summary>Serial log of the first unsafe point's boot</summary>"
+                f"<pre>{escape(sweep.first_unsafe_log)}</pre></details>"
+            )
+    return "".join(parts)
+
+
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} s"
 
@@ -227,7 +257,7 @@ def render_html(data: ReportData) -> str:
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
         f"<style>{CSS}</style></head><body><h1>{escape(title)}</h1>"
         f"{_run_info(data)}{_headline(data)}<h2>Matrix (worst outcome per scenario and board)</h2>"
-        f"{_matrix(data)}{_rollouts(data)}{_plots(data)}<h2>Flakes</h2>{_flakes(data)}"
+        f"{_matrix(data)}{_rollouts(data)}{_sweeps(data)}{_plots(data)}<h2>Flakes</h2>{_flakes(data)}"
         f"<h2>Outcomes ({len(data.outcomes)})</h2>{details}</body></html>"
     )
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import ParamSpec
 
 import matplotlib
+import matplotlib.colors
 import matplotlib.patches
 import pandas as pd
 from matplotlib.figure import Figure
@@ -19,6 +20,9 @@ from matplotlib.ticker import MaxNLocator
 
 from rig.report.analysis import CLASS_ORDER
 from rig.rollout.model import BoardState, RolloutResult
+from rig.sweep.judge import Band
+from rig.sweep.model import PointVerdict, SweepMode, SweepResult
+from rig.sweep.records import Image
 
 P = ParamSpec("P")
 
@@ -191,4 +195,51 @@ def rollout_timeline(rollout: RolloutResult) -> bytes:
     axes.set_xlabel("seconds since the rollout began")
     axes.set_title(f"Rollout {rollout.name}: {rollout.count(BoardState.SUCCEEDED)} of {len(boards)} updated")
     axes.grid(axis="x", alpha=0.3)
+    return _png(figure)
+
+
+SWEEP_COLOURS = {"old": "#9ecae1", "new": "#2ca02c", "unsafe": "#d62728", "infra": "#ff9f1c"}
+BAND_COLOURS = {
+    Band.PREPARE: "#f0f0f0", Band.ERASE: "#fde0c5", Band.DOWNLOAD: "#deebf7", Band.OTADATA: "#e5d8f0",
+    Band.FIRST_BOOT: "#fff2b2", Band.CONFIRM: "#d9f0d3", Band.END: "#f0f0f0",
+}  # fmt: skip
+
+
+@_plain_text
+def sweep_strip(sweep: SweepResult) -> bytes:
+    """Outcome along the operation index: one row per cut kind (before the operation, torn at
+    each fraction), a cell per cut point coloured by what the board settled on (red where
+    unsafe), under a strip of the update's bands (download, erase, otadata, first boot, confirm)."""
+    kinds = sorted({p.judged.torn for p in sweep.points}, key=lambda t: -1.0 if t is None else t)
+    last = max((p.judged.op for p in sweep.points), default=0)
+    order = ["old", "new", "unsafe", "infra"]
+    grid = [[float("nan")] * (last + 1) for _ in kinds]
+    spans: dict[Band, tuple[int, int]] = {}
+    for point in sweep.points:
+        judged = point.judged
+        key = point.verdict.value
+        if point.verdict is PointVerdict.SAFE:
+            key = "new" if judged.settled is Image.NEW else "old"
+        grid[kinds.index(judged.torn)][judged.op] = order.index(key)
+        low, high = spans.get(judged.band, (judged.op, judged.op))
+        spans[judged.band] = (min(low, judged.op), max(high, judged.op))
+    figure = Figure(figsize=(11, 2.0 + 0.35 * len(kinds)), layout="constrained")
+    strip, axes = figure.subplots(2, 1, sharex=True, height_ratios=[1, 2 * len(kinds)])
+    for band, (low, high) in spans.items():
+        strip.axvspan(low - 0.5, high + 0.5, color=BAND_COLOURS[band])
+        if high - low >= 0.08 * (last + 1):
+            strip.annotate(band.value, ((low + high) / 2, 0.5), ha="center", va="center", fontsize=8)
+    strip.set_yticks([])
+    cmap = matplotlib.colors.ListedColormap([SWEEP_COLOURS[k] for k in order])
+    axes.imshow(grid, aspect="auto", interpolation="nearest", cmap=cmap, vmin=-0.5, vmax=len(order) - 0.5,
+                extent=(-0.5, last + 0.5, len(kinds) - 0.5, -0.5))  # fmt: skip
+    labels = ["before op" if t is None else f"torn {t:g}" for t in kinds]
+    axes.set_yticks(range(len(kinds)), labels, fontsize=8)
+    axes.set_xlabel("flash operation index" if sweep.mode is SweepMode.REPLAY else "timed cut")
+    counts = {k: sum(1 for row in grid for cell in row if cell == order.index(k)) for k in order}
+    patch = matplotlib.patches.Patch
+    handles = [patch(color=SWEEP_COLOURS[k], label=f"{k} ({n})") for k, n in counts.items() if n]
+    handles += [patch(color=BAND_COLOURS[b], label=b.value) for b in Band if b in spans]
+    figure.legend(handles=handles, loc="outside right upper", fontsize=8)
+    strip.set_title(f"Sweep {sweep.name}: {len(sweep.unsafe)} unsafe of {len(sweep.points)} cut points")
     return _png(figure)

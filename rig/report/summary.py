@@ -28,6 +28,8 @@ def render_summary(data: ReportData) -> str:
     ]
     for rollout in data.rollouts:
         lines += ["", f"**{_cell(rollout.headline())}**"]
+    for sweep in data.sweeps:
+        lines += ["", f"**{_cell(sweep.headline())}**"]
     bad = sorted(
         (o for o in data.outcomes if o.outcome not in (OutcomeClass.PASS, OutcomeClass.SKIP)),
         key=lambda o: -o.outcome.severity,

@@ -9,6 +9,7 @@ testable on their own.
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -135,6 +136,24 @@ def record_outcome(run_id: str, facts: Mapping[str, str], row: OtaRecord, times:
         started_at=times[0],
         finished_at=times[1],
     )
+
+
+class OutcomeRecorder:
+    """Hands every judged OTA of a command (`rig rollout`, `rig sweep`) to the store the moment
+    it is judged; board threads share one lock and open their own short connection (sqlite
+    connections stay in their thread)."""
+
+    def __init__(self, db: Path, run_id: str, scenario: str, group: str, out: Path) -> None:
+        self.db, self.run_id, self.scenario, self.group, self.out = db, run_id, scenario, group, out
+        self._lock = threading.Lock()
+
+    def __call__(self, board: str, record: OtaRecord) -> None:
+        artifacts = str(self.out / board)
+        facts = {"scenario": self.scenario, "group": self.group, "board": board, "artifacts": artifacts}
+        now = time.time()
+        outcome = record_outcome(self.run_id, facts, record, (stamp(now - record.duration_s), stamp(now)))
+        with self._lock, ResultsStore(self.db) as store:
+            store.record(outcome)
 
 
 def summary_line(store: ResultsStore, run_id: str, index_html: Path) -> str:

@@ -33,9 +33,12 @@ from rig.results.model import (
 )
 from rig.rollout.model import AbortEvent, Attempt, BoardRun, BoardState, RolloutResult
 from rig.rollout.policy import AbortCriterion, FailureType
+from rig.sweep.judge import Band, Judged, Problem
+from rig.sweep.model import PointVerdict, SweepMode, SweepResult, SweptPoint
+from rig.sweep.records import Image
 
 DEFAULT_DB = Path("reports") / "results.db"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _ROLLOUT_SCHEMA = (
     """CREATE TABLE IF NOT EXISTS rollouts (
     run_id TEXT NOT NULL REFERENCES runs (run_id), name TEXT NOT NULL, transport TEXT NOT NULL,
@@ -50,12 +53,30 @@ _ROLLOUT_SCHEMA = (
     FOREIGN KEY (run_id, rollout) REFERENCES rollouts (run_id, name)
 )""",
 )
+_SWEEP_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS sweeps (
+    run_id TEXT NOT NULL REFERENCES runs (run_id), name TEXT NOT NULL, mode TEXT NOT NULL,
+    board TEXT NOT NULL, firmware TEXT NOT NULL, image TEXT NOT NULL, accepted INTEGER NOT NULL,
+    seconds REAL NOT NULL, runs INTEGER NOT NULL, folder TEXT NOT NULL, first_unsafe_log TEXT NOT NULL,
+    calibration TEXT NOT NULL,
+    PRIMARY KEY (run_id, name)
+)""",
+    """CREATE TABLE IF NOT EXISTS sweep_points (
+    run_id TEXT NOT NULL, sweep TEXT NOT NULL, seq INTEGER NOT NULL, op INTEGER NOT NULL, torn REAL,
+    run INTEGER NOT NULL, band TEXT NOT NULL, verdict TEXT NOT NULL, expected TEXT NOT NULL, settled TEXT,
+    final TEXT, problems TEXT NOT NULL, infra TEXT NOT NULL, twin_repro TEXT NOT NULL,
+    board_repro TEXT NOT NULL,
+    FOREIGN KEY (run_id, sweep) REFERENCES sweeps (run_id, name)
+)""",
+)
 # How a database of an older schema becomes the current one, step by step.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # v2: the body bytes the server served are `bytes_served` (not the device's, not the wire's).
     1: ("ALTER TABLE outcomes RENAME COLUMN bytes_sent TO bytes_served",),
     # v3: fleet rollouts (`rig rollout`).
     2: _ROLLOUT_SCHEMA,
+    # v4: power-cut sweeps (`rig sweep`).
+    3: _SWEEP_SCHEMA,
 }
 LOCK_TIMEOUT_S = 60.0
 _T = TypeVar("_T")
@@ -204,6 +225,37 @@ class ResultsStore:
 
         self._transaction(insert)
 
+    def record_sweep(self, run_id: str, sweep: SweepResult) -> None:
+        """Commit one sweep and every judged cut point of it, in one transaction."""
+
+        def insert(db: sqlite3.Connection) -> None:
+            if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
+                raise InputError(f"cannot record a sweep of run '{run_id}': run not started")
+            db.execute(
+                "INSERT INTO sweeps VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (run_id, sweep.name, sweep.mode.value, sweep.board, sweep.firmware, sweep.update,
+                 int(sweep.accepted), sweep.seconds, sweep.runs, sweep.folder, sweep.first_unsafe_log,
+                 sweep.calibration),
+            )  # fmt: skip
+            db.executemany(
+                "INSERT INTO sweep_points VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [_sweep_point_row(run_id, sweep.name, seq, p) for seq, p in enumerate(sweep.points)],
+            )
+
+        self._transaction(insert)
+
+    def sweeps(self, run_id: str) -> list[SweepResult]:
+        """A run's sweeps in the order they were recorded."""
+        self.run(run_id)
+        with self._reader() as db:
+            heads = db.execute("SELECT * FROM sweeps WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall()
+            rows = db.execute(
+                "SELECT * FROM sweep_points WHERE run_id = ? ORDER BY sweep, seq", (run_id,)
+            ).fetchall()
+        return [
+            self._decoded(functools.partial(_sweep, head, rows), f"sweep {head['name']}") for head in heads
+        ]
+
     def finish_run(self, run_id: str, status: RunStatus = "finished") -> None:
         """Close a run as finished or interrupted (stamps finished_at)."""
         _check_status(status)
@@ -341,7 +393,7 @@ class ResultsStore:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             self._check_version(version, db)
             if version == 0:
-                for statement in (*_SCHEMA.split(";"), *_ROLLOUT_SCHEMA):
+                for statement in (*_SCHEMA.split(";"), *_ROLLOUT_SCHEMA, *_SWEEP_SCHEMA):
                     if statement.strip():
                         db.execute(statement)
             else:
@@ -482,6 +534,41 @@ def _rollout(head: sqlite3.Row, rows: list[sqlite3.Row]) -> RolloutResult:
     return RolloutResult(
         name=head["name"], transport=head["transport"], release=head["release"], seed=head["seed"],
         wall_s=head["wall_s"], boards=boards, criteria=criteria, abort=abort,
+    )  # fmt: skip
+
+
+def _sweep_point_row(run_id: str, sweep: str, seq: int, point: SweptPoint) -> tuple[Any, ...]:
+    judged = point.judged
+    return (
+        run_id, sweep, seq, judged.op, judged.torn, judged.run, judged.band.value, point.verdict.value,
+        json.dumps(sorted(i.value for i in judged.expected)),
+        judged.settled.value if judged.settled else None, judged.final.value if judged.final else None,
+        json.dumps([[problem.value, detail] for problem, detail in judged.problems]), point.infra,
+        point.twin_repro, point.board_repro,
+    )  # fmt: skip
+
+
+def _sweep(head: sqlite3.Row, rows: list[sqlite3.Row]) -> SweepResult:
+    points = tuple(
+        SweptPoint(
+            judged=Judged(
+                op=row["op"], torn=row["torn"], run=row["run"], band=Band(row["band"]),
+                expected=frozenset(Image(i) for i in json.loads(row["expected"])),
+                settled=Image(row["settled"]) if row["settled"] else None,
+                final=Image(row["final"]) if row["final"] else None,
+                problems=tuple((Problem(p), str(d)) for p, d in json.loads(row["problems"])),
+            ),
+            verdict=PointVerdict(row["verdict"]), infra=row["infra"], twin_repro=row["twin_repro"],
+            board_repro=row["board_repro"],
+        )
+        for row in rows
+        if row["sweep"] == head["name"]
+    )  # fmt: skip
+    return SweepResult(
+        name=head["name"], mode=SweepMode(head["mode"]), board=head["board"], firmware=head["firmware"],
+        update=head["image"], accepted=bool(head["accepted"]), seconds=head["seconds"], runs=head["runs"],
+        folder=head["folder"], points=points, first_unsafe_log=head["first_unsafe_log"],
+        calibration=head["calibration"],
     )  # fmt: skip
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shlex
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -29,9 +28,8 @@ from rig.keyfiles import private_folder
 from rig.labstate import lab_board_name
 from rig.mqtt.images import LAB_PROJECT, AwsImages
 from rig.mqtt.pki import MqttPki
-from rig.outcome import OtaRecord
 from rig.resources import scenarios_dir
-from rig.results.from_pytest import git_revision, record_outcome, stamp, summary_line
+from rig.results.from_pytest import OutcomeRecorder, git_revision, summary_line
 from rig.results.model import OutcomeClass, RunInfo, RunStatus
 from rig.results.store import ResultsStore, utc_now
 from rig.rollout.engine import Fleet, RolloutEngine
@@ -54,27 +52,6 @@ def _lab_config(policy: RolloutPolicy, plan: RolloutPlan) -> str:
         else:
             boards[board] = {"firmware": model}
     return yaml.safe_dump({"throwaway": True, "boards": boards} if boards else {"throwaway": True})
-
-
-class _Recorder:
-    """Every judged OTA of the rollout goes to the store the moment it is judged (board threads
-    share one lock and open their own short connection: sqlite connections stay in their thread)."""
-
-    def __init__(self, db: Path, run_id: str, policy: str, out: Path) -> None:
-        self.db, self.run_id, self.scenario, self.out = db, run_id, f"rollout[{policy}]", out
-        self._lock = threading.Lock()
-
-    def __call__(self, board: str, record: OtaRecord) -> None:
-        facts = {
-            "scenario": self.scenario,
-            "group": GROUP,
-            "board": board,
-            "artifacts": str(self.out / board),
-        }
-        now = time.time()
-        outcome = record_outcome(self.run_id, facts, record, (stamp(now - record.duration_s), stamp(now)))
-        with self._lock, ResultsStore(self.db) as store:
-            store.record(outcome)
 
 
 def _echo(board: str, what: str, t0: float) -> None:
@@ -160,9 +137,8 @@ def _roll(
     )  # fmt: skip
     status: RunStatus = "interrupted"
     try:
-        fleet = _fleet(
-            stack, policy, plan, farm, seed, reports, run_id, _Recorder(db, run_id, policy.name, out)
-        )
+        recorder = OutcomeRecorder(db, run_id, f"rollout[{policy.name}]", GROUP, out)
+        fleet = _fleet(stack, policy, plan, farm, seed, reports, run_id, recorder)
         click.echo(f"rig rollout {run_id}: provisioning {len(plan.initial)} boards", err=True)
         with ThreadPoolExecutor(PROVISION_WORKERS, thread_name_prefix="provision") as pool:
             list(pool.map(fleet.provision, plan.initial))
@@ -178,7 +154,7 @@ def _roll(
 
 def _fleet(
     stack: ExitStack, policy: RolloutPolicy, plan: RolloutPlan, farm: Farm, seed: int, reports: Path,
-    run_id: str, recorder: _Recorder,
+    run_id: str, recorder: OutcomeRecorder,
 ) -> Fleet:  # fmt: skip
     out = reports / run_id
     private = private_folder(reports, run_id)

@@ -258,8 +258,12 @@ class ReferenceFirmware(FirmwareModel):
 
     def _resume_from(self, agent: Agent, url: str) -> int:
         """The byte count saved in NVS for this URL, when resumption is on (PROTOCOL §3)."""
+        if agent.setting("resume") != "on":
+            # Settings first: with resumption off the saved progress is never looked at, so a
+            # sweep's replay knows this run does not depend on it (twin/sweep/device.py).
+            return 0
         saved = agent.rt.nvs.get("ota_progress")
-        if agent.setting("resume") == "on" and isinstance(saved, dict) and saved.get("url") == url:
+        if isinstance(saved, dict) and saved.get("url") == url:
             return int(str(saved.get("bytes", 0)))
         return 0
 

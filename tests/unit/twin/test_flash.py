@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from twin.flash import SECTOR_SIZE, NorFlash, OpKind, OpOutcome, PowerLost, read_op_log
+from twin.flash import SECTOR_SIZE, FlashOp, NorFlash, OpKind, OpOutcome, PowerLost
 
 SIZE = 64 * 1024
 
@@ -49,9 +49,10 @@ def test_contents_survive_reopen(tmp_path: Path) -> None:
     assert second.read(0x2000, 7) == b"persist"
 
 
-def test_ops_are_counted_and_logged(tmp_path: Path) -> None:
-    log = tmp_path / "ops.jsonl"
-    flash = NorFlash(tmp_path / "f.bin", SIZE, op_log_path=log)
+def test_ops_are_counted_and_observed(tmp_path: Path) -> None:
+    seen: list[tuple[FlashOp, bytes]] = []
+    flash = NorFlash(tmp_path / "f.bin", SIZE)
+    flash.observer = lambda op, data: seen.append((op, data))
     flash.erase(0, 2 * SECTOR_SIZE)
     flash.program(0x10, b"abc")
     assert flash.op_count == 3
@@ -59,7 +60,8 @@ def test_ops_are_counted_and_logged(tmp_path: Path) -> None:
     assert flash.stats.bytes_programmed == 3
     kinds = [(op.index, op.kind, op.address) for op in flash.ops()]
     assert kinds == [(0, OpKind.ERASE, 0), (1, OpKind.ERASE, SECTOR_SIZE), (2, OpKind.PROGRAM, 0x10)]
-    assert read_op_log(log) == flash.ops()
+    assert [op for op, _ in seen] == flash.ops()
+    assert [data for _, data in seen] == [b"", b"", b"abc"]
 
 
 def test_cut_inside_erase_leaves_a_torn_sector(flash: NorFlash) -> None:

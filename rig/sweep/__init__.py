@@ -1,0 +1,1 @@
+"""`rig sweep`: every power-cut point of one update, replayed and judged."""

@@ -1,0 +1,133 @@
+"""The exhaustive sweep on the virtual lab: record one update, then replay every cut point.
+
+A throwaway one-board lab comes up with flash tracing on (`trace_flash`) and the firmware
+model asked for. The rig provisions it and runs the update once, judged like any OTA and
+stored as the run's outcome; the board's trace then goes to the twin's replay with the
+update's images, while the rig's HTTPS server stays up for retried updates.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+
+import yaml
+
+from rig.board import Board
+from rig.builder import Services
+from rig.errors import InputError
+from rig.farm import load_farm
+from rig.images.mutants import Expect
+from rig.imageset import prepare_image_set
+from rig.keyfiles import private_folder
+from rig.outcome import OtaResult
+from rig.results.from_pytest import OutcomeRecorder
+from rig.sweep.judge import Judge, infra_reason
+from rig.sweep.model import (
+    PointVerdict,
+    SweepMode,
+    SweepResult,
+    SweptPoint,
+    board_repro,
+    first_unsafe_log,
+    twin_repro,
+)
+from rig.sweep.replay_client import Replayed, replay
+from rig.sweep.spec import SweepSpec
+
+SWEEP_DIR = "sweep"
+OLD_IMAGE = "old.bin"
+NEW_IMAGE = "new.bin"
+LAB_CONFIG = "lab.yaml"
+# Sweeps cover the rig agent's HTTPS updates; the AWS OTA models take their update over MQTT.
+HTTPS_ONLY = ("aws-ota",)
+
+
+def lab_config(spec: SweepSpec, firmware: str) -> str:
+    """One board, traced, built as the scenario says, running `firmware`."""
+    if firmware.startswith(HTTPS_ONLY):
+        raise InputError(f"--firmware {firmware}: a sweep replays the rig agent's HTTPS update, not AWS jobs")
+    defaults = {**spec.board, "firmware": firmware}
+    return yaml.safe_dump({"count": 1, "throwaway": True, "trace_flash": True, "defaults": defaults})
+
+
+def sweep_on_lab(
+    spec: SweepSpec, firmware: str, out: Path, reports: Path, run_id: str, recorder: OutcomeRecorder,
+    progress: Callable[[int, int], None], status: Callable[[str], None],
+) -> tuple[SweepResult, OtaResult]:  # fmt: skip
+    """Record the update on a fresh twin, replay every cut point, judge each one."""
+    from rig.lab_cli import running_lab
+
+    folder = out / SWEEP_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / LAB_CONFIG).write_text(lab_config(spec, firmware), encoding="utf-8")
+    with ExitStack() as stack:
+        status("bringing up a traced one-board lab")
+        farm = load_farm(stack.enter_context(running_lab(out / "lab", 1, folder / LAB_CONFIG)))
+        board_spec = farm.boards[0]
+        private = private_folder(reports, run_id)
+        images = prepare_image_set(
+            out / "images", base=None, key=None, signing={board_spec.firmware.signing}, private=private,
+            lab_image_size=spec.image_size,
+        )  # fmt: skip
+        accepted = images.entry(spec.update).expect == Expect.ACCEPT.value
+        (folder / OLD_IMAGE).write_bytes(images.data("base"))
+        (folder / NEW_IMAGE).write_bytes(images.data(spec.update))
+        services = stack.enter_context(
+            Services.open(farm, private, images, seed=0, server_log=out / board_spec.name / "server.log")
+        )
+        proxy = stack.enter_context(services.proxy())
+        board = stack.enter_context(Board(farm, board_spec, out / board_spec.name))
+        session = stack.enter_context(
+            services.session(board, proxy, recorder=functools.partial(recorder, board_spec.name))
+        )
+        status(f"{board_spec.name}: flashing base, then recording the update to {spec.update}")
+        session.prepare("base", **spec.agent)
+        recording = session.run(spec.update)
+        status("replaying every cut point")
+        started = time.monotonic()
+        replayed = replay(
+            [
+                "--lab", str(out / "lab"), "--board", board_spec.name, "--save-trace", str(folder / "trace"),
+                "--config", str(folder / LAB_CONFIG), "--old-image", str(folder / OLD_IMAGE),
+                "--new-image", str(folder / NEW_IMAGE),
+                "--fractions", ",".join(f"{f:g}" for f in spec.fractions),
+                *(["--retry"] if spec.retry and accepted else []),
+            ],
+            progress,
+        )  # fmt: skip
+        seconds = time.monotonic() - started
+    result = judge_replay(spec, firmware, board_spec.name, accepted, replayed, seconds, str(folder))
+    return result, recording
+
+
+def judge_replay(
+    spec: SweepSpec, firmware: str, board: str, accepted: bool, replayed: Replayed, seconds: float,
+    folder: str,
+) -> SweepResult:  # fmt: skip
+    facts = replayed.facts
+    assert facts is not None, "replay() returns only complete replays"
+    judge = Judge(facts, accepted=accepted, retry=spec.retry)
+    points = []
+    for facts_point in replayed.points:
+        run = replayed.runs[facts_point.run]
+        judged = judge.judge(facts_point, run)
+        infra = infra_reason(run)
+        verdict = PointVerdict.INFRA if infra else PointVerdict.SAFE if judged.safe else PointVerdict.UNSAFE
+        repro = verdict is PointVerdict.UNSAFE
+        points.append(
+            SweptPoint(
+                judged, verdict, infra,
+                twin_repro(folder, judged) if repro else "",
+                board_repro(facts, spec.update, judged) if repro else "",
+            )
+        )  # fmt: skip
+    swept = tuple(points)
+    return SweepResult(
+        name=spec.name, mode=SweepMode.REPLAY, board=board, firmware=firmware, update=spec.update,
+        accepted=accepted, seconds=seconds, runs=len(replayed.runs), folder=folder, points=swept,
+        first_unsafe_log=first_unsafe_log(swept, replayed.runs),
+    )  # fmt: skip
