@@ -195,6 +195,10 @@ def _echo_summary(reports: Path, run_id: str) -> None:
     show_default=True,
     help="https: the rig agent's `ota <url>`; mqtt: an AWS IoT OTA job the device takes itself",
 )
+@click.option("--sweep", "sweep_folder", default=None, help="a `rig sweep` folder: re-run one cut point")
+@click.option("--op", type=click.IntRange(min=0), default=None, help="with --sweep: cut before this op")
+@click.option("--torn", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="with --sweep: cut this far into the operation instead")  # fmt: skip
 def repro(
     farm: str | None,
     board_name: str | None,
@@ -205,6 +209,9 @@ def repro(
     seed: int,
     report_dir: str,
     transport: str,
+    sweep_folder: str | None,
+    op: int | None,
+    torn: float | None,
 ) -> None:
     """Reproduce one field failure: one OTA with one fault, judged against ESP-IDF's rules.
 
@@ -215,7 +222,18 @@ def repro(
 
     Exits 0 when the device did the ESP-IDF-correct thing, 1 when it did not, 4 when the
     fault never fired (not reproduced: the verdict would say nothing about the fault).
+
+    With --sweep FOLDER --op N [--torn F] it re-runs one cut point of a `rig sweep` on a twin,
+    power cut by flash operation index, and prints that boot's serial log and verdict.
     """
+    if sweep_folder is not None or op is not None or torn is not None:
+        from rig.sweep.repro import repro_point
+
+        if sweep_folder is None or op is None:
+            raise click.UsageError("--sweep FOLDER and --op N go together (--torn F optional)")
+        if cut_text or farm:
+            raise click.UsageError("--sweep re-runs a recorded cut on a twin; it takes no --cut or --farm")
+        sys.exit(repro_point(Path(sweep_folder), op, torn))
     from rig.board import Board
     from rig.builder import Services
     from rig.cutspec import parse_cut

@@ -22,8 +22,7 @@ from twin import rom_loader
 from twin.autoreset import DevKitAutoReset
 from twin.cpu import Activity, ChipReset, Cpu, ResetReason
 from twin.efuse import DEFAULT_MAC, Efuse
-from twin.flash import DEFAULT_SIZE, NorFlash, PowerLost
-from twin.flash import FlashOp
+from twin.flash import DEFAULT_SIZE, FlashOp, NorFlash, PowerLost
 from twin.power import BROWNOUT_VOLTS, POWER_ON_VOLTS
 from twin.trace import FlashTrace
 from twin.uart import DownloadPort, PtyEndpoint, Rfc2217Server, Uart

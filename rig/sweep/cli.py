@@ -125,17 +125,21 @@ def _print(result: SweepResult, recording: OtaResult, summary: str) -> None:
     windows = result.windows()
     if windows:
         table = Table(title=f"unsafe windows of sweep {result.name}")
-        for column in ("band", "points", "from", "to", "problem", "replay on a twin", "closest on a board"):
+        for column in ("#", "band", "points", "from", "to", "problem"):
             table.add_column(column)
-        for window in windows[:MAX_WINDOWS_SHOWN]:
-            first = window.first
+        for number, window in enumerate(windows[:MAX_WINDOWS_SHOWN], 1):
+            first = window.first.judged
             table.add_row(
-                window.band.value, str(window.count), first.judged.label, window.last.judged.label,
-                first.judged.problems[0][1], first.twin_repro, first.board_repro or "-",
+                str(number), window.band.value, str(window.count), first.label, window.last.judged.label,
+                first.problems[0][1],
             )  # fmt: skip
         console.print(table)
         if len(windows) > MAX_WINDOWS_SHOWN:
             console.print(f"… and {len(windows) - MAX_WINDOWS_SHOWN} more windows in the report")
+        for number, window in enumerate(windows[:MAX_WINDOWS_SHOWN], 1):
+            console.print(f"#{number} on a twin: {window.first.twin_repro}", soft_wrap=True)
+            if window.first.board_repro:
+                console.print(f"#{number} on a board: {window.first.board_repro}", soft_wrap=True)
     console.print(result.headline())
     console.print(summary)
 

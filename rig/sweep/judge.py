@@ -89,15 +89,15 @@ def bands(facts: TraceFacts) -> list[Band]:
     """The band of every operation, plus one for the point after the last (END)."""
     writes = (o for o in facts.ops if o.stage is Stage.UPDATE and o.kind == "program")
     target = next((o.region for o in writes if o.region not in NOT_SLOTS), None)
-    written = False
-    confirmed = False
+    written = switching = confirmed = False
     result = []
     for op in facts.ops:
         if op.stage is Stage.PREPARE:
             result.append(Band.PREPARE)
             continue
         if op.stage is Stage.UPDATE:
-            if op.region in (OTADATA, "efuse"):
+            switching = switching or op.region == OTADATA
+            if switching or op.region == "efuse":
                 result.append(Band.OTADATA)
             elif op.region == target and op.kind == "erase" and not written:
                 result.append(Band.ERASE)

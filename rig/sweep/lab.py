@@ -36,12 +36,10 @@ from rig.sweep.model import (
     twin_repro,
 )
 from rig.sweep.replay_client import Replayed, replay
+from rig.sweep.repro import LAB_CONFIG, NEW_IMAGE, OLD_IMAGE, TRACE, SweepMeta, replay_args
 from rig.sweep.spec import SweepSpec
 
 SWEEP_DIR = "sweep"
-OLD_IMAGE = "old.bin"
-NEW_IMAGE = "new.bin"
-LAB_CONFIG = "lab.yaml"
 # Sweeps cover the rig agent's HTTPS updates; the AWS OTA models take their update over MQTT.
 HTTPS_ONLY = ("aws-ota",)
 
@@ -74,6 +72,8 @@ def sweep_on_lab(
             lab_image_size=spec.image_size,
         )  # fmt: skip
         accepted = images.entry(spec.update).expect == Expect.ACCEPT.value
+        meta = SweepMeta(spec.update, accepted, spec.retry)
+        meta.write(folder)
         (folder / OLD_IMAGE).write_bytes(images.data("base"))
         (folder / NEW_IMAGE).write_bytes(images.data(spec.update))
         services = stack.enter_context(
@@ -91,11 +91,8 @@ def sweep_on_lab(
         started = time.monotonic()
         replayed = replay(
             [
-                "--lab", str(out / "lab"), "--board", board_spec.name, "--save-trace", str(folder / "trace"),
-                "--config", str(folder / LAB_CONFIG), "--old-image", str(folder / OLD_IMAGE),
-                "--new-image", str(folder / NEW_IMAGE),
-                "--fractions", ",".join(f"{f:g}" for f in spec.fractions),
-                *(["--retry"] if spec.retry and accepted else []),
+                "--lab", str(out / "lab"), "--board", board_spec.name, "--save-trace", str(folder / TRACE),
+                *replay_args(folder, meta), "--fractions", ",".join(f"{f:g}" for f in spec.fractions),
             ],
             progress,
         )  # fmt: skip

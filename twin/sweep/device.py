@@ -35,6 +35,8 @@ from twin.nvs import Nvs
 
 # More boots than any healthy sequence needs (cut boot, rollback, retry, new image's first boot).
 MAX_BOOTS = 12
+# A re-run's script: console lines, and the resets the rig itself caused between them.
+Script = list[bytes | ResetReason]
 
 
 class SteadyState(Exception):
@@ -165,8 +167,8 @@ class ReplayDevice:
     images: ImageIds
     otadata: Partition | None
     slot_count: int
-    # Console lines typed at the first idle prompts (a re-run of the recorded update).
-    script: list[bytes] = field(default_factory=list)
+    # Console lines typed at the first idle prompts and the rig's resets (a re-run of the update).
+    script: Script = field(default_factory=list)
     # Typed once if the app idles on the old image (the scenario's retried update).
     retry: Sequence[bytes] = ()
     nvs_type: type[Nvs] = Nvs
@@ -216,7 +218,10 @@ class ReplayDevice:
     def idle(self) -> bytes:
         """The app waits for a console line: the next scripted one, the retry, or the end."""
         if self.script:
-            return self.script.pop(0)
+            item = self.script.pop(0)
+            if isinstance(item, ResetReason):
+                raise ChipReset(item)
+            return item
         running = self._running
         if self.retry and not self.retried and running is not None and self.images.of(running) is Image.OLD:
             self.retried = True

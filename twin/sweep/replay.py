@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rig.errors import FormatError, InputError
+from rig.errors import FormatError, InfraError, InputError
 from rig.esp.image import parse
 from rig.esp.otadata import SECTOR_SIZE as OTADATA_SECTOR
 from rig.esp.otadata import OtaData
@@ -42,6 +42,7 @@ from rig.sweep.records import (
 )
 from twin.bootloader import TABLE_SIZE
 from twin.config import BoardConfig
+from twin.cpu import ResetReason
 from twin.efuse import Efuse
 from twin.flash import SECTOR_SIZE, PowerLost
 from twin.nvs import Nvs, find_nvs_partition
@@ -49,6 +50,7 @@ from twin.sweep.device import (
     ImageIds,
     ReplayDevice,
     RunResult,
+    Script,
     TrackingFlash,
     TrackingNvs,
     otadata_health,
@@ -57,6 +59,8 @@ from twin.sweep.device import (
 from twin.trace import Trace, TraceEvent, read_trace
 
 OPS = ("erase", "program", "efuse")
+# Boots the rig causes (power, the EN pin); every other reset cause is the firmware's own.
+EXTERNAL_RESETS = (ResetReason.POWERON_RESET, ResetReason.EXT_CPU_RESET, ResetReason.RTCWDT_BROWN_OUT_RESET)
 MAX_MEMOS = 16
 PROGRESS_EVERY_S = 0.1
 # Lines the rig types that only ask, never change anything: not part of a retry.
@@ -95,7 +99,7 @@ class _Plan:
     ops: tuple[TraceEvent, ...]
     table: PartitionTable
     facts: TraceFacts
-    script: tuple[bytes, ...]  # every console line of the recording
+    script: tuple[bytes | ResetReason, ...]  # the recording's console lines and the rig's resets
     retry: tuple[bytes, ...]  # what the rig typed for the update, once more
 
 
@@ -259,7 +263,7 @@ class Sweep:
             return EntryHealth.ERASED, EntryHealth.ERASED
         return otadata_health(self.work, self.otadata)
 
-    def _device(self, efuse: Efuse, script: list[bytes]) -> ReplayDevice:
+    def _device(self, efuse: Efuse, script: Script) -> ReplayDevice:
         return ReplayDevice(
             self.work, efuse, self.inputs.config, self.ids, self.otadata, self.slot_count,
             script=script, retry=self.plan.retry if self.inputs.retry else (), nvs_type=TrackingNvs,
@@ -293,11 +297,35 @@ class Sweep:
         efuse = self._efuse(int(json.loads(self.plan.trace.base_efuse)["secure_version_bits"]))
         device = self._device(efuse, script=list(self.plan.script))
         device.nvs_type = Nvs
-        result = device.power_on()
-        self.work.disarm()
+        seen: list[tuple[str, int, int]] = []
+        self.work.observer = lambda op, _data: seen.append((op.kind.value, op.address, op.length))
+        try:
+            result = device.power_on()
+        finally:
+            self.work.observer = None
+            self.work.disarm()
+        self._check_reproduced(k, seen, fired=bool(at_cut))
         run = self._report_run(result, efuse)
         self.points += 1
         self.emit(PointFacts(k, fraction, run.run, at_cut[0] if at_cut else self._otadata_now()))
+
+
+    def _check_reproduced(self, k: int, seen: list[tuple[str, int, int]], *, fired: bool) -> None:
+        """A re-run proves something only if it did what the recording did up to the cut."""
+        wanted = [(op.kind, op.address, op.length) for op in self.plan.ops[:k] if op.kind != "efuse"]
+        for index, (want, got) in enumerate(zip(wanted, seen, strict=False)):
+            # Kind and place, not length: an NVS record holding the URL grows with a new server's.
+            if want[:2] != got[:2]:
+                raise InfraError(
+                    f"the re-run of op {k} left the recording at flash operation {index}: "
+                    f"{want[0]} {want[1]:#x}+{want[2]:#x} recorded, {got[0]} {got[1]:#x}+{got[2]:#x} now "
+                    "(is the update's server up?)"
+                )
+        if k < len(self.plan.ops) and not fired:
+            raise InfraError(
+                f"the re-run of op {k} never reached it ({len(seen)} flash operations of {len(wanted)}; "
+                "is the update's server up?)"
+            )
 
 
 # -- reading the trace -------------------------------------------------------------------------
@@ -325,7 +353,7 @@ def _understand(inputs: SweepInputs) -> _Plan:
     command_at, command = commands[-1]
     url_line = _with_url(command.line, inputs.url)
     boot_of = _boot_numbers(trace.events)
-    script = tuple(_with_url(e.line, inputs.url).encode() for _, e in console)
+    script = _script(trace.events, inputs.url)
     retry = tuple(
         _with_url(e.line, inputs.url).encode()
         for i, e in console
@@ -333,6 +361,22 @@ def _understand(inputs: SweepInputs) -> _Plan:
     )
     facts = _facts(inputs, trace, table, ops, command_at, boot_of, url_line)
     return _Plan(trace, ops, table, facts, script, retry)
+
+
+def _script(events: tuple[TraceEvent, ...], url: str | None) -> tuple[bytes | ResetReason, ...]:
+    """What the rig did in the recording, in order: its console lines, and a reset wherever
+    a flash boot started that the firmware did not cause (the rig's power cycle or EN reset)."""
+    script: list[bytes | ResetReason] = []
+    first = True
+    for event in events:
+        if event.kind == "console":
+            script.append(_with_url(event.line, url).encode())
+        elif event.kind == "boot" and not event.download:
+            reason = ResetReason[event.reason]
+            if not first and reason in EXTERNAL_RESETS:
+                script.append(reason)
+            first = False
+    return tuple(script)
 
 
 def _with_url(line: str, url: str | None) -> str:
