@@ -37,7 +37,13 @@ class NvsFull(Exception):
 class _Record:
     slot: int
     seq: int
-    values: dict[str, object]
+    payload: bytes  # the values as JSON: every read hands out fresh objects
+
+    @property
+    def values(self) -> dict[str, object]:
+        values = json.loads(self.payload)
+        assert isinstance(values, dict), "checked when the record was read"
+        return values
 
 
 def find_nvs_partition(table: PartitionTable) -> Partition | None:
@@ -59,6 +65,10 @@ class Nvs:
             raise ValueError(f"nvs partition of {partition.size:#x} bytes holds no sector")
         self._slot_size = max(1, sectors // 2) * SECTOR_SIZE
         self._slots = 2 if sectors >= 2 else 1
+        # nvs_flash_init() reads the partition once; afterwards this handle is its only writer
+        # for as long as the app runs (a reset or power cut ends both), so it keeps what it read.
+        self._known: _Record | None = None
+        self._loaded = False
 
     # -- the API firmware models use -----------------------------------------------------
 
@@ -79,9 +89,15 @@ class Nvs:
 
     def _values(self) -> dict[str, object]:
         newest = self._newest()
-        return dict(newest.values) if newest is not None else {}
+        return newest.values if newest is not None else {}
 
     def _newest(self) -> _Record | None:
+        if not self._loaded:
+            self._known = self._scan()
+            self._loaded = True
+        return self._known
+
+    def _scan(self) -> _Record | None:
         records = [r for r in (self._read(slot) for slot in range(self._slots)) if r is not None]
         if not records:
             return None
@@ -103,7 +119,7 @@ class Nvs:
             values = json.loads(payload)
         except ValueError:
             return None
-        return _Record(slot, seq, values) if isinstance(values, dict) else None
+        return _Record(slot, seq, payload) if isinstance(values, dict) else None
 
     def _store(self, values: dict[str, object]) -> None:
         payload = json.dumps(values, sort_keys=True, separators=(",", ":")).encode()
@@ -116,5 +132,7 @@ class Nvs:
         record = _HEADER.pack(MAGIC, seq, len(payload), crc) + payload
         base = self.partition.offset + slot * self._slot_size
         used = -(-len(record) // SECTOR_SIZE) * SECTOR_SIZE
+        self._loaded = False  # a write cut short leaves what the next scan finds
         self.flash.erase(base, used)
         self.flash.program(base, record)
+        self._known, self._loaded = _Record(slot, seq, payload), True

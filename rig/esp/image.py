@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum, IntEnum
 from functools import reduce
 from operator import xor
 
+import numpy as np
 from esptool.bin_image import ELFSection, ESP32FirmwareImage
 
 from rig.errors import FormatError, InputError
@@ -215,13 +215,14 @@ def _segments(data: bytes, header: ImageHeader) -> tuple[Segment, ...]:
 
 
 def _xor_fold(chunks: Sequence[bytes]) -> int:
-    """ESP-IDF's checksum: 0xEF XOR every segment data byte (word-wise for speed)."""
+    """ESP-IDF's checksum: 0xEF XOR every segment data byte (64-bit words in numpy for speed:
+    a sweep verifies a 1 MiB image hundreds of times)."""
     words = 0
     tail = 0
     for chunk in chunks:
         cut = len(chunk) - len(chunk) % 8
         if cut:
-            words ^= reduce(xor, array("Q", chunk[:cut]), 0)
+            words ^= int(np.bitwise_xor.reduce(np.frombuffer(chunk, dtype="<u8", count=cut // 8)))
         tail ^= reduce(xor, chunk[cut:], 0)
     folded = reduce(xor, words.to_bytes(8, "little"), 0)
     return CHECKSUM_SEED ^ folded ^ tail

@@ -135,7 +135,8 @@ class ImageIds:
 
     def of(self, app: VerifiedApp) -> Image:
         body = app.data[: app.image.image_length]
-        key = hashlib.sha256(body).digest()
+        # The bootloader checked the image against its appended SHA-256: that names it.
+        key = app.image.hash_stored or hashlib.sha256(body).digest()
         known = self._cache.get(key)
         if known is None:
             known = Image.OTHER
