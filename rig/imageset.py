@@ -34,6 +34,9 @@ ROLLS_BACK = (Behaviour.CRASH_ON_BOOT, Behaviour.SELFTEST_FAIL, Behaviour.HANG, 
 _PLACEHOLDER = re.compile(r"%[-0-9.]*[sdux]")
 
 
+CONFIRMED = "app confirmed valid"
+
+
 @dataclass(frozen=True)
 class ImageEntry:
     """One servable image and the behaviour it must provoke."""
@@ -45,10 +48,18 @@ class ImageEntry:
     behaviour: str | None
     proof_lines: tuple[str, ...]
 
-    def proof_patterns(self) -> list[re.Pattern[str]]:
-        """The manifest's "L tag: message" lines as regexes over real log lines."""
+    def proof_patterns(self, *, rollback: bool = True) -> list[re.Pattern[str]]:
+        """The manifest's "L tag: message" lines as regexes over real log lines.
+
+        The manifest speaks for a build with rollback. Without it a new image is never
+        PENDING_VERIFY, so no self-test confirms it (PROTOCOL.md §4) and otadata keeps the
+        state esp_ota_set_boot_partition() wrote: ESP_OTA_IMG_UNDEFINED."""
         patterns = []
         for line in self.proof_lines:
+            if not rollback:
+                if line.endswith(CONFIRMED):
+                    continue
+                line = line.replace("state=VALID", "state=UNDEFINED")
             level, _, rest = line.partition(" ")
             pieces = [re.escape(p) for p in _PLACEHOLDER.split(rest)]
             patterns.append(re.compile(rf"{re.escape(level)} \([\d:.]+\) " + r"\S+".join(pieces)))

@@ -396,9 +396,8 @@ class OtaSession:
                 last_boot = fold_boots(console.events(after_read), final=True)
                 verdicts.judge_sources(result, last_boot, state.otadata, self.board.table, final_ready)
             if phase is Phase.NO_FAULT and expect is None:
-                verdicts.judge_proof(
-                    result, [line.text for line in console.lines(mark)], entry.proof_patterns()
-                )
+                proof = entry.proof_patterns(rollback=rollback)
+                verdicts.judge_proof(result, [line.text for line in console.lines(mark)], proof)
             device_events = before_supply_loss(events, t_fault) if supply and t_fault is not None else events
             gets = [r for r in served if r.method == "GET"]
             ranged = gets and all(r.status == 206 for r in gets)

@@ -14,6 +14,9 @@ from datetime import UTC, datetime, timedelta
 from rig.results.model import BootRow, FaultRow, Outcome, OutcomeClass, RunInfo
 from rig.rollout.model import AbortEvent, Attempt, BoardRun, BoardState, RolloutResult
 from rig.rollout.policy import AbortCriterion, FailureType
+from rig.sweep.judge import Band, Judged, Problem
+from rig.sweep.model import PointVerdict, SweepMode, SweepResult, SweptPoint
+from rig.sweep.records import Image
 
 SCENARIOS: tuple[tuple[str, str], ...] = (
     ("test_happy_path", "happy_path"),
@@ -183,3 +186,26 @@ def make_rollout(name: str = "staged") -> RolloutResult:
     )
     abort = AbortEvent(5.5, criterion.describe(), 4, 2)
     return RolloutResult(name, "https", "next", 7, 6.4, boards, (criterion,), abort)
+
+
+def make_sweep(name: str = "https") -> SweepResult:
+    """A replayed sweep of 40 operations with one unsafe window of three points in the otadata switch."""
+    bands = [Band.PREPARE] * 2 + [Band.DOWNLOAD] * 30 + [Band.OTADATA] * 4
+    bands += [Band.FIRST_BOOT] * 2 + [Band.CONFIRM] * 2
+    unsafe = {(33, None), (33, 0.5), (34, None)}
+    problem = ((Problem.WRONG_IMAGE, "runs the new image; otadata at the cut selects the old one"),)
+    points = []
+    for op, band in enumerate([*bands, Band.END]):
+        for torn in (None, 0.5) if band is not Band.END else (None,):
+            bad = (op, torn) in unsafe
+            settled = Image.NEW if op >= 34 else Image.OLD
+            expected = frozenset({Image.OLD})
+            judged = Judged(op, torn, op, band, expected, settled, Image.NEW, problem if bad else ())
+            repro = f"rig repro --sweep reports/run-1/sweep --op {op}" if bad else ""
+            verdict = PointVerdict.UNSAFE if bad else PointVerdict.SAFE
+            points.append(SweptPoint(judged, verdict, twin_repro=repro))
+    return SweepResult(
+        name=name, mode=SweepMode.REPLAY, board="b1", firmware="switch-before-verify", update="next",
+        accepted=True, seconds=0.25, runs=6, folder="reports/run-1/sweep", points=tuple(points),
+        first_unsafe_log="I (56) rig_agent: ready version=1.0.1 running=ota_1 state=PENDING_VERIFY\n",
+    )  # fmt: skip

@@ -154,10 +154,9 @@ def decode(line: str) -> Record:
     """The record of one JSON line (`ValueError` on anything else)."""
     try:
         data = json.loads(line)
-        cls = _KINDS[data.pop("type")]
-    except (ValueError, KeyError, AttributeError) as error:
+        built: Record = _build(_KINDS[data.pop("type")], data)
+    except (ValueError, KeyError, AttributeError, TypeError) as error:
         raise ValueError(f"not a sweep record: {line[:80]!r}") from error
-    built: Record = _build(cls, data)
     return built
 
 

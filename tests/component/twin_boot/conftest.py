@@ -164,13 +164,15 @@ def served(tmp_path: Path) -> Iterator[Served]:
 def make_lab(tmp_path: Path) -> Iterator[object]:
     boards: list[TwinBoard] = []
 
-    def make(app: bytes | None = None, config: BoardConfig | None = None) -> Lab:
+    def make(app: bytes | None = None, config: BoardConfig | None = None, *, trace: bool = False) -> Lab:
         table = PartitionTable.from_csv(TWO_OTA_LARGE)
-        board = TwinBoard(tmp_path / f"board{len(boards)}", config or lab_config())
+        board = TwinBoard(tmp_path / f"board{len(boards)}", config or lab_config(), trace=trace)
         boards.append(board)
         image = app if app is not None else make_test_app(version="1.0.0")
         for offset, data in flash_regions(table, app=image):
             board.chip.flash.program(offset, data)
+        if board.chip.trace is not None:  # flashed as esptool would: the trace starts after it
+            board.chip.trace.restart(board.chip.flash, board.chip.efuse)
         console = Console(board)
         board.start(rfc2217_port=None)
         return Lab(board, console, table)

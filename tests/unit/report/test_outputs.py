@@ -14,7 +14,7 @@ from rig.report.junit import render_junit
 from rig.report.summary import render_summary
 from rig.results import OutcomeClass, ResultsStore
 from rig.results.from_pytest import ending_of
-from rig.results.synthetic import make_outcome
+from rig.results.synthetic import make_outcome, make_sweep
 
 from .conftest import run_info
 
@@ -126,3 +126,17 @@ def test_a_dollar_in_a_scenario_name_does_not_break_the_plots() -> None:
     with pytest.raises(ValueError):  # what matplotlib does with it when left to parse math
         cut_point_plot.__wrapped__(cuts)  # type: ignore[attr-defined]
     assert cut_point_plot(cuts).startswith(b"\x89PNG")
+
+
+def test_a_sweep_gets_its_strip_its_windows_with_repro_lines_and_the_first_unsafe_boot_log(
+    db: Path, tmp_path: Path
+) -> None:
+    with ResultsStore(db) as store:
+        store.record_sweep("bad", make_sweep())
+    files = write_report(ResultsStore(db), "bad", tmp_path / "out")
+    page = files.html.read_text(encoding="utf-8")
+    assert "<h2>Sweep https (switch-before-verify, next, replay)</h2>" in page
+    assert 'alt="sweep https outcome strip"' in page
+    assert "rig repro --sweep reports/run-1/sweep --op 33" in page
+    assert "ready version=1.0.1 running=ota_1 state=PENDING_VERIFY" in page
+    assert make_sweep().headline() in files.summary.read_text(encoding="utf-8")

@@ -10,7 +10,7 @@ import pytest
 
 from rig.errors import InfraError, InputError
 from rig.results import BootRow, FaultRow, OutcomeClass, ResultsStore, RunInfo
-from rig.results.synthetic import make_outcome, make_rollout
+from rig.results.synthetic import make_outcome, make_rollout, make_sweep
 
 
 def run_info(run_id: str = "run-1", started_at: str = "2024-05-01T02:00:00+00:00") -> RunInfo:
@@ -199,3 +199,28 @@ def test_a_version_2_database_gains_the_rollout_tables_and_keeps_its_outcomes(tm
     with ResultsStore(path) as store:
         store.record_rollout("run-1", make_rollout())
     assert reader.rollouts("run-1") == [make_rollout()]
+
+
+def test_a_sweep_round_trips_with_every_point(tmp_path: Path) -> None:
+    with ResultsStore(tmp_path / "results.db") as store:
+        store.start_run(run_info())
+        store.record_sweep("run-1", make_sweep())
+        store.record_sweep("run-1", make_sweep("second"))
+    assert ResultsStore(tmp_path / "results.db").sweeps("run-1") == [make_sweep(), make_sweep("second")]
+
+
+def test_a_version_3_database_gains_the_sweep_tables_and_keeps_its_rollouts(tmp_path: Path) -> None:
+    path = tmp_path / "results.db"
+    with ResultsStore(path) as store:
+        store.start_run(run_info())
+        store.record_rollout("run-1", make_rollout())
+    with sqlite3.connect(path) as db:  # as ota-rig before sweeps left it
+        db.execute("DROP TABLE sweep_points")
+        db.execute("DROP TABLE sweeps")
+        db.execute("PRAGMA user_version = 3")
+    reader = ResultsStore(path)
+    assert reader.sweeps("run-1") == []
+    assert reader.rollouts("run-1") == [make_rollout()]
+    with ResultsStore(path) as store:
+        store.record_sweep("run-1", make_sweep())
+    assert reader.sweeps("run-1") == [make_sweep()]
