@@ -30,6 +30,7 @@ from rig.report.data import window_before
 from rig.results.model import RunInfo
 from rig.results.store import DEFAULT_DB, ResultsStore
 from rig.rollout.model import BoardState, RolloutResult
+from rig.sweep.model import SweepResult
 from rig.yamlfile import YamlDocument, load_yaml, validate
 
 ALL_PASS = "all_pass"
@@ -59,6 +60,14 @@ class RolloutRule:
 
 
 @dataclass(frozen=True)
+class SweepRule:
+    """What every power-cut sweep of the run must show: at most `max_unsafe` unsafe cut points
+    (points the rig could not judge are INFRA, never a pass)."""
+
+    max_unsafe: int = 0
+
+
+@dataclass(frozen=True)
 class Policy:
     """A release policy; every rule left out of the file is not checked."""
 
@@ -73,6 +82,7 @@ class Policy:
     required_scenarios: tuple[str, ...] = ()
     require_finished: bool = True
     rollout: RolloutRule | None = None
+    sweep: SweepRule | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +116,12 @@ class _RolloutRule(BaseModel):
     allow_abort: bool = False
 
 
+class _SweepRule(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    max_unsafe: Count = 0
+
+
 class _PolicyFile(BaseModel):
     """The policy file as written; every key optional, none coerced, none unknown."""
 
@@ -122,6 +138,7 @@ class _PolicyFile(BaseModel):
     required_scenarios: list[str] = Field(default_factory=list)
     require_finished: bool = True
     rollout: _RolloutRule | None = None
+    sweep: _SweepRule | None = None
 
 
 def load_policy(path: Path, catalog: Catalog | None = None) -> Policy:
@@ -134,8 +151,10 @@ def load_policy(path: Path, catalog: Catalog | None = None) -> Policy:
         raise document.error((), "a policy must be a mapping of rule: limit")
     parsed = validate(_PolicyFile, document)
     rollout = RolloutRule(**parsed.rollout.model_dump()) if parsed.rollout is not None else None
+    sweep = SweepRule(**parsed.sweep.model_dump()) if parsed.sweep is not None else None
     required = tuple(parsed.required_scenarios)
-    policy = Policy(**{**parsed.model_dump(), "required_scenarios": required, "rollout": rollout})
+    values = {**parsed.model_dump(), "required_scenarios": required, "rollout": rollout, "sweep": sweep}
+    policy = Policy(**values)
     _known_names(policy, catalog or load_catalog(), document)
     return policy
 
@@ -237,6 +256,26 @@ def evaluate(policy: Policy, store: ResultsStore, run: RunInfo) -> list[RuleResu
     results += _required(policy.required_scenarios, frame)
     if policy.rollout is not None:
         results += _rollout_rules(policy.rollout, store.rollouts(run.run_id))
+    if policy.sweep is not None:
+        results += _sweep_rules(policy.sweep, store.sweeps(run.run_id))
+    return results
+
+
+def _sweep_rules(rule: SweepRule, sweeps: list[SweepResult]) -> list[RuleResult]:
+    """Every sweep of the run against the rule; a run without one proves nothing."""
+    if not sweeps:
+        return [RuleResult("sweep", "recorded", "no sweep in this run", Verdict.FAIL)]
+    results = []
+    for sweep in sweeps:
+        name = f"sweep {sweep.name}"
+        unsafe = sweep.unsafe
+        first = f", first {unsafe[0].judged.label}" if unsafe else ""
+        value = f"{len(unsafe)} of {len(sweep.points)}{first}"
+        verdict = Verdict.PASS if len(unsafe) <= rule.max_unsafe else Verdict.FAIL
+        results.append(RuleResult(f"{name} unsafe cut points", f"<= {rule.max_unsafe}", value, verdict))
+        if sweep.infra:
+            lost = f"{len(sweep.infra)} INFRA"
+            results.append(RuleResult(f"{name} not judged", "none", lost, Verdict.INFRA))
     return results
 
 

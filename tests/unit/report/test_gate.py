@@ -11,7 +11,7 @@ from rig.cli import main
 from rig.errors import InputError
 from rig.gate import Verdict, evaluate, load_policy
 from rig.results import OutcomeClass, ResultsStore
-from rig.results.synthetic import make_outcome, make_rollout
+from rig.results.synthetic import make_outcome, make_rollout, make_sweep
 
 from .conftest import BOARDS, run_info
 
@@ -168,3 +168,23 @@ def test_the_rollout_rule_blocks_an_aborted_rollout_and_a_run_without_one(db: Pa
 def test_the_example_rollout_gate_is_valid() -> None:
     policy = load_policy(Path(__file__).parents[3] / "fixtures" / "gate-rollout.yaml")
     assert policy.rollout is not None and policy.rollout.bricks == 0 and not policy.rollout.allow_abort
+
+
+def test_the_sweep_rule_blocks_unsafe_cut_points_and_a_run_without_a_sweep(db: Path, tmp_path: Path) -> None:
+    path = tmp_path / "gate.yaml"
+    path.write_text("sweep: {max_unsafe: 0}\n", encoding="utf-8")
+    store = ResultsStore(db)
+    with ResultsStore(db) as writer:
+        writer.record_sweep("bad", make_sweep())  # 3 unsafe points in the otadata switch
+    rules = {r.rule: (r.value, r.verdict) for r in evaluate(load_policy(path), store, store.run("bad"))}
+    assert rules["sweep https unsafe cut points"] == ("3 of 81, first op 33", Verdict.FAIL)
+    path.write_text("sweep: {max_unsafe: 3}\n", encoding="utf-8")
+    rules = {r.rule: (r.value, r.verdict) for r in evaluate(load_policy(path), store, store.run("bad"))}
+    assert rules["sweep https unsafe cut points"][1] is Verdict.PASS
+    verdicts = {r.rule: r.verdict for r in evaluate(load_policy(path), store, store.run("good"))}
+    assert verdicts["sweep"] is Verdict.FAIL  # no sweep in that run: nothing proven
+
+
+def test_the_example_sweep_gate_is_valid() -> None:
+    policy = load_policy(Path(__file__).parents[3] / "fixtures" / "gate-sweep.yaml")
+    assert policy.sweep is not None and policy.sweep.max_unsafe == 0
