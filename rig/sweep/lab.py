@@ -20,7 +20,6 @@ from rig.board import Board
 from rig.builder import Services
 from rig.errors import InputError
 from rig.farm import load_farm
-from rig.images.mutants import Expect
 from rig.imageset import prepare_image_set
 from rig.keyfiles import private_folder
 from rig.outcome import OtaResult
@@ -37,7 +36,7 @@ from rig.sweep.model import (
 )
 from rig.sweep.replay_client import Replayed, replay
 from rig.sweep.repro import LAB_CONFIG, NEW_IMAGE, OLD_IMAGE, TRACE, SweepMeta, replay_args
-from rig.sweep.spec import SweepSpec
+from rig.sweep.spec import SweepSpec, must_land
 
 SWEEP_DIR = "sweep"
 # Sweeps cover the rig agent's HTTPS updates; the AWS OTA models take their update over MQTT.
@@ -71,7 +70,7 @@ def sweep_on_lab(
             out / "images", base=None, key=None, signing={board_spec.firmware.signing}, private=private,
             lab_image_size=spec.image_size,
         )  # fmt: skip
-        accepted = images.entry(spec.update).expect == Expect.ACCEPT.value
+        accepted = must_land(images.entry(spec.update).expect, spec.update)
         meta = SweepMeta(spec.update, accepted, spec.retry)
         meta.write(folder)
         (folder / OLD_IMAGE).write_bytes(images.data("base"))

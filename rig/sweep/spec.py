@@ -21,6 +21,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from rig.errors import InputError
+from rig.images.mutants import Expect
 from rig.resources import scenarios_dir
 from rig.units import parse_size
 from rig.yamlfile import YamlDocument, load_yaml, validate
@@ -63,6 +64,17 @@ class _SpecFile(BaseModel):
     image_size: str | int = "128KiB"
     fractions: list[float] = Field(default_factory=lambda: [0.5])
     time_sweep: _TimeSweep = Field(default_factory=_TimeSweep)
+
+
+def must_land(expect: str, update: str) -> bool:
+    """Whether the image set says `update` must land (True) or be refused (False). An image
+    that must boot once and roll back is judged by the rollback scenarios, not by a sweep."""
+    if expect == Expect.ROLL_BACK.value:
+        raise InputError(
+            f"update {update!r} must boot once and roll back; a sweep judges updates that must land "
+            "or be refused (the rollback scenarios of `rig run` judge this one)"
+        )
+    return expect == Expect.ACCEPT.value
 
 
 def find_sweep(name_or_path: str | None) -> Path:

@@ -26,7 +26,6 @@ from rig.builder import Services
 from rig.console import ConsoleLine
 from rig.errors import InfraError
 from rig.farm import load_farm
-from rig.images.mutants import Expect
 from rig.imageset import prepare_image_set
 from rig.keyfiles import private_folder
 from rig.outcome import OtaResult
@@ -37,7 +36,7 @@ from rig.session import OtaSession
 from rig.sweep.judge import Band, Judged, Problem
 from rig.sweep.model import PointVerdict, SweepMode, SweepResult, SweptPoint
 from rig.sweep.records import Image
-from rig.sweep.spec import SweepSpec
+from rig.sweep.spec import SweepSpec, must_land
 
 _PREFIX = re.compile(r"^[EWIDV] \(\d+\) ")
 # Where each window after the download starts and ends, as the rig agent logs it (PROTOCOL.md).
@@ -127,7 +126,7 @@ def sweep_on_farm(
             seed=seed, lab_image_size=spec.image_size,
         )  # fmt: skip
         entry = images.entry(spec.update)
-        accepted = entry.expect == Expect.ACCEPT.value
+        accepted = must_land(entry.expect, spec.update)
         services = stack.enter_context(
             Services.open(farm, private, images, seed=seed, server_log=out / board_spec.name / "server.log")
         )

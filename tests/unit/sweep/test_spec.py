@@ -8,7 +8,7 @@ import pytest
 
 from rig.errors import InputError
 from rig.resources import scenarios_dir
-from rig.sweep.spec import find_sweep, load_sweep_spec
+from rig.sweep.spec import find_sweep, load_sweep_spec, must_land
 
 SHIPPED = sorted(p.stem for p in (scenarios_dir() / "sweeps").glob("*.yaml"))
 
@@ -49,3 +49,10 @@ def test_mistakes_are_one_line(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(InputError, match=message) as caught:
         load_sweep_spec(path)
     assert "\n" not in str(caught.value)
+
+
+def test_an_update_must_land_or_be_refused_not_roll_back() -> None:
+    assert must_land("accept", "next") is True
+    assert must_land("reject_at_verify", "unsigned") is False
+    with pytest.raises(InputError, match="must boot once and roll back"):
+        must_land("roll_back", "crasher")
