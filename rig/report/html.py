@@ -16,9 +16,11 @@ import pandas as pd
 from rig.report import analysis, plots
 from rig.report.data import ReportData
 from rig.results.model import Outcome
+from rig.sweep.model import SweepResult
 
 ARTIFACT_FILES = ("serial.log", "server.log", "otadata.bin")
 FLAKE_ROWS = 20
+MAX_POINTS_LISTED = 500
 HEADLINE = (("BRICK", "bricks"), ("PASS", "passes"), ("FAIL", "fails"), ("INFRA", "infra"),
             ("INCONCLUSIVE", "inconclusive"), ("SKIP", "skips"))
 
@@ -153,12 +155,28 @@ def _sweeps(data: ReportData) -> str:
             parts.append(f"<p>Calibrated timeline: {escape(sweep.calibration)}</p>")
         if rows:
             parts.append(_table(headers, rows, "sweep"))
+            parts.append(_unsafe_points(sweep))
         if sweep.first_unsafe_log:
             parts.append(
                 "<details open><summary>Serial log of the first unsafe point's boot</summary>"
                 f"<pre>{escape(sweep.first_unsafe_log)}</pre></details>"
             )
     return "".join(parts)
+
+
+def _unsafe_points(sweep: SweepResult) -> str:
+    """Every unsafe point with its own repro lines (folded away: there may be hundreds)."""
+    unsafe = sweep.unsafe
+    rows = [
+        (p.judged.label, p.judged.band.value, "; ".join(d for _, d in p.judged.problems), p.twin_repro,
+         p.board_repro or "-")
+        for p in unsafe[:MAX_POINTS_LISTED]
+    ]  # fmt: skip
+    more = len(unsafe) - len(rows)
+    tail = f"<p>… and {more} more in the results store.</p>" if more > 0 else ""
+    headers = ("point", "band", "problem", "replay on a twin", "closest on a board")
+    table = _table(headers, rows, "sweep-points")
+    return f"<details><summary>All {len(unsafe)} unsafe cut points</summary>{table}{tail}</details>"
 
 
 def _seconds(value: float | None) -> str:

@@ -138,5 +138,6 @@ def test_a_sweep_gets_its_strip_its_windows_with_repro_lines_and_the_first_unsaf
     assert "<h2>Sweep https (switch-before-verify, next, replay)</h2>" in page
     assert 'alt="sweep https outcome strip"' in page
     assert "rig repro --sweep reports/run-1/sweep --op 33" in page
+    assert "<summary>All 3 unsafe cut points</summary>" in page and "op 33 torn 0.5" in page
     assert "ready version=1.0.1 running=ota_1 state=PENDING_VERIFY" in page
     assert make_sweep().headline() in files.summary.read_text(encoding="utf-8")
