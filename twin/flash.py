@@ -231,9 +231,13 @@ class NorFlash:
     def _and(self, address: int, data: bytes) -> None:
         if not data:
             return
-        old = int.from_bytes(self._map[address : address + len(data)], "little")
-        new = old & int.from_bytes(data, "little")
-        self._map[address : address + len(data)] = new.to_bytes(len(data), "little")
+        end = address + len(data)
+        current = self._map[address:end]
+        if current.count(ERASED) == len(data):  # the usual case: programming erased flash
+            self._map[address:end] = data
+            return
+        new = int.from_bytes(current, "little") & int.from_bytes(data, "little")
+        self._map[address:end] = new.to_bytes(len(data), "little")
 
     def _torn(
         self, index: int, kind: OpKind, address: int, what: int | bytes, done: int, injected: bool = True
