@@ -8,7 +8,6 @@ update's images, while the rig's HTTPS server stays up for retried updates.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -16,12 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from rig.board import Board
-from rig.builder import Services
 from rig.errors import InputError
 from rig.farm import load_farm
-from rig.imageset import prepare_image_set
-from rig.keyfiles import private_folder
 from rig.outcome import OtaResult
 from rig.results.from_pytest import OutcomeRecorder
 from rig.sweep.judge import Judge, infra_reason
@@ -34,9 +29,10 @@ from rig.sweep.model import (
     first_unsafe_log,
     twin_repro,
 )
+from rig.sweep.recording import record_update
 from rig.sweep.replay_client import Replayed, replay
 from rig.sweep.repro import LAB_CONFIG, NEW_IMAGE, OLD_IMAGE, TRACE, SweepMeta, replay_args
-from rig.sweep.spec import SweepSpec, must_land
+from rig.sweep.spec import SweepSpec
 
 SWEEP_DIR = "sweep"
 # Sweeps cover the rig agent's HTTPS updates; the AWS OTA models take their update over MQTT.
@@ -65,27 +61,12 @@ def sweep_on_lab(
         status("bringing up a traced one-board lab")
         farm = load_farm(stack.enter_context(running_lab(out / "lab", 1, folder / LAB_CONFIG)))
         board_spec = farm.boards[0]
-        private = private_folder(reports, run_id)
-        images = prepare_image_set(
-            out / "images", base=None, key=None, signing={board_spec.firmware.signing}, private=private,
-            lab_image_size=spec.image_size,
-        )  # fmt: skip
-        accepted = must_land(images.entry(spec.update).expect, spec.update)
+        recorded = record_update(stack, farm, board_spec, spec, out, reports, run_id, recorder, 0, status)
+        accepted = recorded.accepted
         meta = SweepMeta(spec.update, accepted, spec.retry)
         meta.write(folder)
-        (folder / OLD_IMAGE).write_bytes(images.data("base"))
-        (folder / NEW_IMAGE).write_bytes(images.data(spec.update))
-        services = stack.enter_context(
-            Services.open(farm, private, images, seed=0, server_log=out / board_spec.name / "server.log")
-        )
-        proxy = stack.enter_context(services.proxy())
-        board = stack.enter_context(Board(farm, board_spec, out / board_spec.name))
-        session = stack.enter_context(
-            services.session(board, proxy, recorder=functools.partial(recorder, board_spec.name))
-        )
-        status(f"{board_spec.name}: flashing base, then recording the update to {spec.update}")
-        session.prepare("base", **spec.agent)
-        recording = session.run(spec.update)
+        (folder / OLD_IMAGE).write_bytes(recorded.images.data("base"))
+        (folder / NEW_IMAGE).write_bytes(recorded.images.data(spec.update))
         status("replaying every cut point")
         started = time.monotonic()
         replayed = replay(
@@ -97,7 +78,7 @@ def sweep_on_lab(
         )  # fmt: skip
         seconds = time.monotonic() - started
     result = judge_replay(spec, firmware, board_spec.name, accepted, replayed, seconds, str(folder))
-    return result, recording
+    return result, recorded.recording
 
 
 def judge_replay(

@@ -11,7 +11,6 @@ sent the update again, which must then land.
 
 from __future__ import annotations
 
-import functools
 import random
 import re
 import shlex
@@ -21,13 +20,9 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from rig.board import Board
-from rig.builder import Services
 from rig.console import ConsoleLine
 from rig.errors import InfraError
 from rig.farm import load_farm
-from rig.imageset import prepare_image_set
-from rig.keyfiles import private_folder
 from rig.outcome import OtaResult
 from rig.phase import Final, Phase
 from rig.results.from_pytest import OutcomeRecorder
@@ -35,8 +30,9 @@ from rig.results.model import OutcomeClass
 from rig.session import OtaSession
 from rig.sweep.judge import Band, Judged, Problem
 from rig.sweep.model import PointVerdict, SweepMode, SweepResult, SweptPoint
+from rig.sweep.recording import record_update
 from rig.sweep.records import Image
-from rig.sweep.spec import SweepSpec, must_land
+from rig.sweep.spec import SweepSpec
 
 _PREFIX = re.compile(r"^[EWIDV] \(\d+\) ")
 # Where each window after the download starts and ends, as the rig agent logs it (PROTOCOL.md).
@@ -120,25 +116,11 @@ def sweep_on_farm(
     farm = load_farm(farm_path)
     board_spec = farm.board(board_name) if board_name else farm.boards[0]
     with ExitStack() as stack:
-        private = private_folder(reports, run_id)
-        images = prepare_image_set(
-            out / "images", base=None, key=None, signing={board_spec.firmware.signing}, private=private,
-            seed=seed, lab_image_size=spec.image_size,
-        )  # fmt: skip
-        entry = images.entry(spec.update)
-        accepted = must_land(entry.expect, spec.update)
-        services = stack.enter_context(
-            Services.open(farm, private, images, seed=seed, server_log=out / board_spec.name / "server.log")
-        )
-        proxy = stack.enter_context(services.proxy())
-        board = stack.enter_context(Board(farm, board_spec, out / board_spec.name))
-        session = stack.enter_context(
-            services.session(board, proxy, recorder=functools.partial(recorder, board_spec.name))
-        )
-        status(f"{board_spec.name}: calibrating on one uncut update to {spec.update}")
-        session.prepare("base", **spec.agent)
-        recording = session.run(spec.update)
-        calibration = calibrate(board.console.lines(recording.mark), entry.path.stat().st_size)
+        recorded = record_update(stack, farm, board_spec, spec, out, reports, run_id, recorder, seed, status)
+        board, session, recording = recorded.board, recorded.session, recorded.recording
+        accepted = recorded.accepted
+        size = recorded.images.entry(spec.update).path.stat().st_size
+        calibration = calibrate(board.console.lines(recording.mark), size)
         cuts = plan_cuts(calibration, per_window, seed)
         points: list[SweptPoint] = []
         first_log = ""
