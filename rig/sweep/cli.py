@@ -31,6 +31,7 @@ from rig.results.from_pytest import OutcomeRecorder, git_revision, summary_line
 from rig.results.model import RunInfo, RunStatus
 from rig.results.store import ResultsStore, utc_now
 from rig.sweep.model import SweepResult
+from rig.sweep.recording import Build, SweepRun
 from rig.sweep.spec import find_sweep, load_sweep_spec
 
 GROUP = "sweep"
@@ -46,16 +47,18 @@ MAX_WINDOWS_SHOWN = 12
 @click.option("--board", "board_name", help="the farm's board (default: its first)")
 @click.option("--points", type=click.IntRange(1, 100), help="cuts per window of a time sweep")
 @click.option("--seed", type=int, default=0, show_default=True, help="places a time sweep's cuts")
+@click.option("--base-image", default=None, help="with --farm: the farm's ESP-IDF app build (images from it)")
+@click.option("--signing-key", default=None, help="the PEM key that signed --base-image")
 @click.option("--report-dir", default="reports", show_default=True)
 def sweep(
     scenario: str | None, firmware: str, farm: str | None, board_name: str | None, points: int | None,
-    seed: int, report_dir: str,
+    seed: int, base_image: str | None, signing_key: str | None, report_dir: str,
 ) -> None:  # fmt: skip
     """Cut power at every point of one update (scenarios/sweeps/SCENARIO.yaml, default https)
     and judge each: an app always boots, the right one, otadata stays sane, a retry lands."""
     spec = load_sweep_spec(find_sweep(scenario))
-    if farm is None and (board_name or points):
-        raise click.UsageError("--board and --points belong to a time sweep on a --farm")
+    if farm is None and (board_name or points or base_image or signing_key):
+        raise click.UsageError("--board, --points, --base-image and --signing-key need a --farm")
     if farm is not None and firmware != "reference":
         raise click.UsageError("--firmware builds the lab's twin; a farm's boards run what was flashed")
     reports = Path(report_dir)
@@ -83,18 +86,17 @@ def sweep(
             progress.update(task, description=text)
 
         try:
+            run = SweepRun(out, reports, run_id, recorder, advance, say)
             if farm is None:
                 from rig.sweep.lab import sweep_on_lab
 
-                result, recording = sweep_on_lab(spec, firmware, out, reports, run_id, recorder, advance, say)
+                result, recording = sweep_on_lab(spec, firmware, run)
             else:
                 from rig.sweep.timed import sweep_on_farm
 
+                build = Build(*(Path(p) if p else None for p in (base_image, signing_key)))
                 per_window = points or spec.points_per_window
-                result, recording = sweep_on_farm(
-                    spec, Path(farm), board_name, per_window, seed,
-                    out, reports, run_id, recorder, advance, say,
-                )  # fmt: skip
+                result, recording = sweep_on_farm(spec, Path(farm), board_name, build, per_window, seed, run)
             store.record_sweep(run_id, result)
             status = "finished"
         finally:

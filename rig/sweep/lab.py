@@ -9,16 +9,13 @@ update's images, while the rig's HTTPS server stays up for retried updates.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from contextlib import ExitStack
-from pathlib import Path
 
 import yaml
 
 from rig.errors import InputError
 from rig.farm import load_farm
 from rig.outcome import OtaResult
-from rig.results.from_pytest import OutcomeRecorder
 from rig.sweep.judge import Judge, infra_reason
 from rig.sweep.model import (
     PointVerdict,
@@ -29,7 +26,7 @@ from rig.sweep.model import (
     first_unsafe_log,
     twin_repro,
 )
-from rig.sweep.recording import record_update
+from rig.sweep.recording import Build, SweepRun, record_update
 from rig.sweep.replay_client import Replayed, replay
 from rig.sweep.repro import LAB_CONFIG, NEW_IMAGE, OLD_IMAGE, TRACE, SweepMeta, replay_args
 from rig.sweep.spec import SweepSpec
@@ -47,34 +44,32 @@ def lab_config(spec: SweepSpec, firmware: str) -> str:
     return yaml.safe_dump({"count": 1, "throwaway": True, "trace_flash": True, "defaults": defaults})
 
 
-def sweep_on_lab(
-    spec: SweepSpec, firmware: str, out: Path, reports: Path, run_id: str, recorder: OutcomeRecorder,
-    progress: Callable[[int, int], None], status: Callable[[str], None],
-) -> tuple[SweepResult, OtaResult]:  # fmt: skip
+def sweep_on_lab(spec: SweepSpec, firmware: str, run: SweepRun) -> tuple[SweepResult, OtaResult]:
     """Record the update on a fresh twin, replay every cut point, judge each one."""
     from rig.lab_cli import running_lab
 
-    folder = out / SWEEP_DIR
+    folder = run.out / SWEEP_DIR
     folder.mkdir(parents=True, exist_ok=True)
     (folder / LAB_CONFIG).write_text(lab_config(spec, firmware), encoding="utf-8")
     with ExitStack() as stack:
-        status("bringing up a traced one-board lab")
-        farm = load_farm(stack.enter_context(running_lab(out / "lab", 1, folder / LAB_CONFIG)))
+        run.status("bringing up a traced one-board lab")
+        farm = load_farm(stack.enter_context(running_lab(run.out / "lab", 1, folder / LAB_CONFIG)))
         board_spec = farm.boards[0]
-        recorded = record_update(stack, farm, board_spec, spec, out, reports, run_id, recorder, 0, status)
+        recorded = record_update(stack, farm, board_spec, spec, Build(), 0, run)
         accepted = recorded.accepted
         meta = SweepMeta(spec.update, accepted, spec.retry)
         meta.write(folder)
         (folder / OLD_IMAGE).write_bytes(recorded.images.data("base"))
         (folder / NEW_IMAGE).write_bytes(recorded.images.data(spec.update))
-        status("replaying every cut point")
+        run.status("replaying every cut point")
         started = time.monotonic()
         replayed = replay(
             [
-                "--lab", str(out / "lab"), "--board", board_spec.name, "--save-trace", str(folder / TRACE),
-                *replay_args(folder, meta), "--fractions", ",".join(f"{f:g}" for f in spec.fractions),
+                "--lab", str(run.out / "lab"), "--board", board_spec.name,
+                "--save-trace", str(folder / TRACE), *replay_args(folder, meta),
+                "--fractions", ",".join(f"{f:g}" for f in spec.fractions),
             ],
-            progress,
+            run.progress,
         )  # fmt: skip
         seconds = time.monotonic() - started
     result = judge_replay(spec, firmware, board_spec.name, accepted, replayed, seconds, str(folder))

@@ -30,26 +30,46 @@ class Recorded:
     recording: OtaResult
 
 
+@dataclass(frozen=True)
+class SweepRun:
+    """Where one `rig sweep` writes, records and reports."""
+
+    out: Path  # the run's folder
+    reports: Path
+    run_id: str
+    recorder: OutcomeRecorder
+    progress: Callable[[int, int], None]
+    status: Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Build:
+    """A farm's own ESP-IDF build and its signing key (None: the lab's test app)."""
+
+    base_image: Path | None = None
+    signing_key: Path | None = None
+
+
 def record_update(
-    stack: ExitStack, farm: Farm, board_spec: BoardSpec, spec: SweepSpec, out: Path, reports: Path,
-    run_id: str, recorder: OutcomeRecorder, seed: int, status: Callable[[str], None],
+    stack: ExitStack, farm: Farm, board_spec: BoardSpec, spec: SweepSpec, build: Build, seed: int,
+    run: SweepRun,
 ) -> Recorded:  # fmt: skip
     """Open the board's session on `stack`, flash the known state, run the update once."""
-    private = private_folder(reports, run_id)
+    private = private_folder(run.reports, run.run_id)
     images = prepare_image_set(
-        out / "images", base=None, key=None, signing={board_spec.firmware.signing}, private=private,
-        seed=seed, lab_image_size=spec.image_size,
+        run.out / "images", base=build.base_image, key=build.signing_key,
+        signing={board_spec.firmware.signing}, private=private, seed=seed, lab_image_size=spec.image_size,
     )  # fmt: skip
     accepted = must_land(images.entry(spec.update).expect, spec.update)
-    artifacts = out / board_spec.name
+    artifacts = run.out / board_spec.name
     services = stack.enter_context(
         Services.open(farm, private, images, seed=seed, server_log=artifacts / "server.log")
     )
     proxy = stack.enter_context(services.proxy())
     board = stack.enter_context(Board(farm, board_spec, artifacts))
     session = stack.enter_context(
-        services.session(board, proxy, recorder=functools.partial(recorder, board_spec.name))
+        services.session(board, proxy, recorder=functools.partial(run.recorder, board_spec.name))
     )
-    status(f"{board_spec.name}: flashing the base image, then the update to {spec.update} once, uncut")
+    run.status(f"{board_spec.name}: flashing the base image, then the update to {spec.update} once, uncut")
     session.prepare("base", **spec.agent)
     return Recorded(board, session, images, accepted, session.run(spec.update))

@@ -15,7 +15,6 @@ import random
 import re
 import shlex
 import time
-from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +24,11 @@ from rig.errors import InfraError
 from rig.farm import load_farm
 from rig.outcome import OtaResult
 from rig.phase import Final, Phase
-from rig.results.from_pytest import OutcomeRecorder
 from rig.results.model import OutcomeClass
 from rig.session import OtaSession
 from rig.sweep.judge import Band, Judged, Problem
 from rig.sweep.model import PointVerdict, SweepMode, SweepResult, SweptPoint
-from rig.sweep.recording import record_update
+from rig.sweep.recording import Build, SweepRun, record_update
 from rig.sweep.records import Image
 from rig.sweep.spec import SweepSpec
 
@@ -108,15 +106,14 @@ def plan_cuts(calibration: Calibration, per_window: int, seed: int) -> list[Time
 
 
 def sweep_on_farm(
-    spec: SweepSpec, farm_path: Path, board_name: str | None, per_window: int, seed: int, out: Path,
-    reports: Path, run_id: str, recorder: OutcomeRecorder, progress: Callable[[int, int], None],
-    status: Callable[[str], None],
+    spec: SweepSpec, farm_path: Path, board_name: str | None, build: Build, per_window: int, seed: int,
+    run: SweepRun,
 ) -> tuple[SweepResult, OtaResult]:  # fmt: skip
     """Calibrate on one uncut update, then cut K times per window; each cut judged as an OTA."""
     farm = load_farm(farm_path)
     board_spec = farm.board(board_name) if board_name else farm.boards[0]
     with ExitStack() as stack:
-        recorded = record_update(stack, farm, board_spec, spec, out, reports, run_id, recorder, seed, status)
+        recorded = record_update(stack, farm, board_spec, spec, build, seed, run)
         board, session, recording = recorded.board, recorded.session, recorded.recording
         accepted = recorded.accepted
         size = recorded.images.entry(spec.update).path.stat().st_size
@@ -126,18 +123,18 @@ def sweep_on_farm(
         first_log = ""
         started = time.monotonic()
         for index, timed in enumerate(cuts):
-            status(f"{board_spec.name}: {timed.band.value} cut {timed.cut}")
-            progress(index, len(cuts))
+            run.status(f"{board_spec.name}: {timed.band.value} cut {timed.cut}")
+            run.progress(index, len(cuts))
             mark = board.console.mark()
             point = _cut_once(session, spec, accepted, index, timed)
             if point.verdict is PointVerdict.UNSAFE and not first_log:
                 first_log = board.console.text(mark)
             points.append(point)
-        progress(len(cuts), len(cuts))
+        run.progress(len(cuts), len(cuts))
         seconds = time.monotonic() - started
     result = SweepResult(
         name=spec.name, mode=SweepMode.TIMED, board=board_spec.name, firmware="as flashed",
-        update=spec.update, accepted=accepted, seconds=seconds, runs=len(points), folder=str(out),
+        update=spec.update, accepted=accepted, seconds=seconds, runs=len(points), folder=str(run.out),
         points=tuple(points), first_unsafe_log=first_log, calibration=calibration.describe(),
     )  # fmt: skip
     return result, recording

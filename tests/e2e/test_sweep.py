@@ -97,7 +97,7 @@ def test_a_farm_gets_a_calibrated_time_sweep(tmp_path: Path) -> None:
     [
         (["nope"], "no sweep scenario 'nope'"),
         (["https", "--firmware", "aws-ota"], "not AWS jobs"),
-        (["https", "--points", "3"], "belong to a time sweep on a --farm"),
+        (["https", "--points", "3"], "need a --farm"),
         (["https", "--firmware", "no-such-model"], "unknown firmware model"),
     ],
 )
