@@ -48,7 +48,6 @@ class FlashTrace:
         self._uart: Any = None
         self._data_size = 0
         self._uart_size = 0
-        self._boots = 0
         self.download_wrote = False
 
     def restart(self, flash: NorFlash, efuse: Efuse) -> None:
@@ -62,7 +61,7 @@ class FlashTrace:
             self._events = (self.directory / EVENTS).open("w", encoding="utf-8")
             self._data = (self.directory / DATA).open("wb")
             self._uart = (self.directory / UART_LOG).open("wb")
-            self._data_size = self._uart_size = self._boots = 0
+            self._data_size = self._uart_size = 0
             self.download_wrote = False
 
     def close(self) -> None:
@@ -102,7 +101,6 @@ class FlashTrace:
 
     def boot(self, reason: str, download: bool) -> None:
         with self._lock:
-            self._boots += 1
             self._event({"e": "boot", "reason": reason, "download": download})
 
     def console_in(self, line: bytes) -> None:

@@ -130,7 +130,7 @@ class ImageIds:
     """Tells the old image from the new one by their bytes."""
 
     def __init__(self, old: bytes, new: bytes) -> None:
-        self._digests = {Image.OLD: old, Image.NEW: new}
+        self._images = {Image.OLD: old, Image.NEW: new}
         self._cache: dict[bytes, Image] = {}
 
     def of(self, app: VerifiedApp) -> Image:
@@ -140,7 +140,7 @@ class ImageIds:
         known = self._cache.get(key)
         if known is None:
             known = Image.OTHER
-            for image, data in self._digests.items():
+            for image, data in self._images.items():
                 if data[: len(body)] == body:
                     known = image
                     break

@@ -122,7 +122,8 @@ class Sweep:
         self.work.load(0, self.plan.trace.base_flash)
         self.shadow = bytearray(self.plan.trace.base_flash)
         self.efuse_json = json.loads(self.plan.trace.base_efuse)
-        self.efuse_bits = int(self.efuse_json["secure_version_bits"])
+        self.base_efuse_bits = int(self.efuse_json["secure_version_bits"])
+        self.efuse_bits = self.base_efuse_bits
         self.memos: list[_Memo] = []
         self.runs = 0
         self.points = 0
@@ -137,8 +138,10 @@ class Sweep:
             if op.kind != "efuse":
                 points.extend((k, f) for f in self.inputs.fractions)
         points.append((len(self.plan.ops), None))
-        wanted = self.inputs.only
-        return points if wanted is None else [p for p in points if p in set(wanted)]
+        if self.inputs.only is None:
+            return points
+        wanted = set(self.inputs.only)
+        return [p for p in points if p in wanted]
 
     def run(self) -> Done:
         started = time.monotonic()
@@ -231,7 +234,7 @@ class Sweep:
         if memo is None:
             efuse = self._efuse(self.efuse_bits)
             self.work.start_run()
-            result = self._device(efuse, script=[]).power_on()
+            result = self._device(efuse, [], TrackingNvs).power_on()
             run = self._report_run(result, efuse)
             memo = _Memo(run.run, set(self.work.depends), dict(self.work.nvs_read), self.efuse_bits)
             self._restore(self.work.written)
@@ -263,10 +266,10 @@ class Sweep:
             return EntryHealth.ERASED, EntryHealth.ERASED
         return otadata_health(self.work, self.otadata)
 
-    def _device(self, efuse: Efuse, script: Script) -> ReplayDevice:
+    def _device(self, efuse: Efuse, script: Script, nvs_type: type[Nvs]) -> ReplayDevice:
         return ReplayDevice(
             self.work, efuse, self.inputs.config, self.ids, self.otadata, self.slot_count,
-            script=script, retry=self.plan.retry if self.inputs.retry else (), nvs_type=TrackingNvs,
+            script=script, retry=self.plan.retry if self.inputs.retry else (), nvs_type=nvs_type,
         )  # fmt: skip
 
     def _report_run(self, result: RunResult, efuse: Efuse) -> RunFacts:
@@ -294,9 +297,8 @@ class Sweep:
                 self.work.cut_before(flash_index)
             else:
                 self.work.cut_at(flash_index, fraction)
-        efuse = self._efuse(int(json.loads(self.plan.trace.base_efuse)["secure_version_bits"]))
-        device = self._device(efuse, script=list(self.plan.script))
-        device.nvs_type = Nvs
+        efuse = self._efuse(self.base_efuse_bits)
+        device = self._device(efuse, list(self.plan.script), Nvs)
         seen: list[tuple[str, int, int]] = []
         self.work.observer = lambda op, _data: seen.append((op.kind.value, op.address, op.length))
         try:
@@ -308,7 +310,6 @@ class Sweep:
         run = self._report_run(result, efuse)
         self.points += 1
         self.emit(PointFacts(k, fraction, run.run, at_cut[0] if at_cut else self._otadata_now()))
-
 
     def _check_reproduced(self, k: int, seen: list[tuple[str, int, int]], *, fired: bool) -> None:
         """A re-run proves something only if it did what the recording did up to the cut."""
