@@ -10,7 +10,10 @@ What the device must run after a cut follows from what otadata selected when pow
 - the new slot in PENDING_VERIFY: it had its one boot, so the bootloader marks it ABORTED
   and the old image runs (rollback).
 
-A cut inside an otadata write may leave either side of it. An update whose image must be
+Every otadata write erases the entry's sector, then programs it (`esp_ota_ops.c:rewrite_ota_seq()`,
+the bootloader's `write_otadata()`): between the two only the other entry is valid, so a cut
+there, even in the confirm, boots what that entry selects. A cut inside an otadata write may
+leave either side of it. An update whose image must be
 refused (the image set's expectation) may never run the new image at all. On top of the
 image: an app always boots, otadata holds only erased or CRC-valid entries between
 operations, the unconfirmed new image boots at most once, the eFuse secure version never
