@@ -84,6 +84,32 @@ class BoardSpec:
         return str(driver) if driver is not None else None
 
 
+@dataclass(frozen=True)
+class PlaceSpec:
+    """Labgrid places the farm uses: one by name, or every place whose tags match (at most
+    `limit`). `board` holds the farm-file settings each such board gets (a board section
+    without name and serial, which come from the acquired place)."""
+
+    place: str | None
+    match: Mapping[str, str]
+    limit: int | None
+    board: Mapping[str, Any]
+
+    def describe(self) -> str:
+        if self.place is not None:
+            return f"place {self.place}"
+        return "places tagged " + ", ".join(f"{k}={v}" for k, v in sorted(self.match.items()))
+
+
+@dataclass(frozen=True)
+class LabgridSpec:
+    """A labgrid coordinator and the places to reserve on it (rig/labgrid)."""
+
+    coordinator: str
+    places: tuple[PlaceSpec, ...]
+    acquire_timeout_s: float = 60.0
+
+
 FAULT_PATHS = ("none", "namespace")
 
 
@@ -110,6 +136,7 @@ class Farm:
     network: NetworkSpec
     virtual: bool = False
     mqtt: MqttSpec | None = None
+    labgrid: LabgridSpec | None = None
 
     def board(self, name: str) -> BoardSpec:
         for spec in self.boards:
@@ -175,10 +202,10 @@ class _BoardMqttSection(_Section):
     port: Annotated[int, Field(ge=1, le=65535)] | None = None
 
 
-class _Board(_Section):
-    name: Text
+class _BoardSettings(_Section):
+    """What a board section says besides its name and port (a labgrid place gets these too)."""
+
     chip: Literal["esp32"] = "esp32"
-    serial: Text
     baud: Baud = 115200
     flash_baud: Baud = 460800
     reset: Literal["default-reset", "no-reset", "usb-reset"] = "default-reset"
@@ -188,6 +215,20 @@ class _Board(_Section):
     network: _BoardNetwork = _BoardNetwork()
     firmware: _Firmware = _Firmware()
     tags: list[Text] = Field(default_factory=list)
+
+    @field_validator("flash_size")
+    @classmethod
+    def _an_esp32_flash_size(cls, value: str | int) -> str | int:
+        size = parse_size(value)
+        if size not in FLASH_SIZES:
+            sizes = ", ".join(f"{s >> 20}MB" for s in FLASH_SIZES)
+            raise ValueError(f"{value!r} is not an ESP32 flash size ({sizes})")
+        return value
+
+
+class _Board(_BoardSettings):
+    name: Text
+    serial: Text
     mqtt: _BoardMqttSection | None = None
 
     @field_validator("serial")
@@ -199,13 +240,34 @@ class _Board(_Section):
             )
         return value
 
-    @field_validator("flash_size")
+
+TagValue = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+class _Place(_BoardSettings):
+    place: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]+$")] | None = None
+    match: dict[TagValue, TagValue] | None = None
+    limit: Annotated[int, Field(ge=1)] | None = None
+
+    @model_validator(mode="after")
+    def _one_way_to_choose(self) -> _Place:
+        if (self.place is None) == (self.match is None):
+            raise ValueError("give either 'place' (a place name) or 'match' (tags a place must have)")
+        if self.place is not None and self.limit is not None:
+            raise ValueError("'limit' goes with 'match', not with one named place")
+        return self
+
+
+class _Labgrid(_Section):
+    coordinator: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9.\[\]:_-]+:\d{1,5}$")]
+    acquire_timeout: Annotated[float | int, Field(gt=0, le=24 * 3600)] = 60.0
+    places: list[_Place]
+
+    @field_validator("places")
     @classmethod
-    def _an_esp32_flash_size(cls, value: str | int) -> str | int:
-        size = parse_size(value)
-        if size not in FLASH_SIZES:
-            sizes = ", ".join(f"{s >> 20}MB" for s in FLASH_SIZES)
-            raise ValueError(f"{value!r} is not an ESP32 flash size ({sizes})")
+    def _some_places(cls, value: list[_Place]) -> list[_Place]:
+        if not value:
+            raise ValueError("the labgrid section names no places")
         return value
 
 
@@ -250,15 +312,15 @@ class _FarmFile(_Section):
     virtual: bool = False
     network: _Network = _Network()
     instruments: dict[Text, dict[str, Any]] = Field(default_factory=dict)
-    boards: list[_Board]
+    boards: list[_Board] = Field(default_factory=list)
     mqtt: _Mqtt | None = None
+    labgrid: _Labgrid | None = None
 
-    @field_validator("boards")
-    @classmethod
-    def _some_boards(cls, value: list[_Board]) -> list[_Board]:
-        if not value:
-            raise ValueError("the farm has no boards")
-        return value
+    @model_validator(mode="after")
+    def _some_boards(self) -> _FarmFile:
+        if not self.boards and self.labgrid is None:
+            raise ValueError("the farm has no boards (and no labgrid places)")
+        return self
 
 
 def parse_farm(data: object, path: Path | None = None) -> Farm:
@@ -277,7 +339,10 @@ def _farm(document: YamlDocument, path: Path | None) -> Farm:
         raise document.error((), "expected a mapping of name, network, instruments and boards")
     parsed = validate(_FarmFile, document)
     instruments = {name: _instrument(document, name, spec) for name, spec in parsed.instruments.items()}
-    boards = tuple(_board(document, index, board, instruments) for index, board in enumerate(parsed.boards))
+    boards = tuple(
+        _board(document, ("boards", index), board, instruments) for index, board in enumerate(parsed.boards)
+    )
+    labgrid = _labgrid(document, parsed.labgrid, instruments) if parsed.labgrid is not None else None
     for field_name in ("name", "serial"):
         seen: dict[str, str] = {}
         for index, board in enumerate(boards):
@@ -303,7 +368,20 @@ def _farm(document: YamlDocument, path: Path | None) -> Farm:
         ),
         virtual=parsed.virtual,
         mqtt=mqtt,
+        labgrid=labgrid,
     )
+
+
+def _labgrid(document: YamlDocument, section: _Labgrid, instruments: Mapping[str, Any]) -> LabgridSpec:
+    """Each place's board settings are checked now (power parameters too), before any place
+    is acquired; names and ports come from the coordinator later."""
+    places = []
+    for index, place in enumerate(section.places):
+        where = ("labgrid", "places", index)
+        settings = place.model_dump(exclude={"place", "match", "limit"}, exclude_unset=True)
+        _board(document, where, _Board(name="place", serial="rfc2217://place:1", **settings), instruments)
+        places.append(PlaceSpec(place.place, dict(place.match or {}), place.limit, settings))
+    return LabgridSpec(section.coordinator, tuple(places), float(section.acquire_timeout))
 
 
 def _mqtt(
@@ -366,8 +444,10 @@ def _instrument(document: YamlDocument, name: str, spec: Mapping[str, Any]) -> M
     return dict(spec)
 
 
-def _board(document: YamlDocument, index: int, board: _Board, instruments: Mapping[str, Any]) -> BoardSpec:
-    where = ("boards", index, "power")
+def _board(
+    document: YamlDocument, section: tuple[str | int, ...], board: _Board, instruments: Mapping[str, Any]
+) -> BoardSpec:
+    where = (*section, "power")
     power = dict(board.power)
     if power:
         instrument = power.get("instrument")

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from contextlib import ExitStack
@@ -28,6 +29,7 @@ from rig.cutspec import AtBytes, Brownout, CutSpec
 from rig.errors import InfraError, InputError, NotReproduced, RigError
 from rig.farm import BoardSpec, Farm, load_farm
 from rig.inputs import read_input
+from rig.labgrid.acquire import farm_in_hand
 from rig.phase import Phase
 from rig.power.scpi_psu import DEFAULT_SUPPLY_VOLTS
 from rig.resources import scenarios_dir
@@ -40,11 +42,11 @@ LAB_DIR = Path(".lab")
 
 
 def _farm_or_lab(stack: ExitStack, farm: str | None, boards: int) -> Path:
-    """The farm file to use: the user's, or a virtual lab brought up for this command."""
+    """The farm file to use: the user's (its labgrid places acquired until the stack closes),
+    or a virtual lab brought up for this command."""
     if farm is not None:
-        path = Path(farm)
-        load_farm(path)  # fail early, with the file's own error line
-        return path
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rig-farm-")))
+        return stack.enter_context(farm_in_hand(Path(farm), workdir))
     from rig.lab_cli import running_lab
 
     return stack.enter_context(running_lab(LAB_DIR, boards))
@@ -95,15 +97,18 @@ def run(
     Exits 0 only when every scenario passed (or a resumed run had nothing left to run).
     """
     run_id = check_run_id(resume) if resume else time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    if resume:  # an unknown run is bad input, said before any board or place is touched
+        from rig.results.store import ResultsStore
+
+        ResultsStore(Path(report_dir) / "results.db").run(resume)
     with ExitStack() as stack:
+        run_folder = Path(report_dir) / run_id
         farm_path = (
-            Path(farm) if farm is not None else _throwaway_lab(stack, Path(report_dir) / run_id, lab_boards)
+            stack.enter_context(farm_in_hand(Path(farm), run_folder))
+            if farm is not None
+            else _throwaway_lab(stack, run_folder, lab_boards)
         )
         parsed = load_farm(farm_path)
-        if resume:  # an unknown run is bad input, said before any board is touched
-            from rig.results.store import ResultsStore
-
-            ResultsStore(Path(report_dir) / "results.db").run(resume)
         workers = len(
             parsed.select([b for b in boards.split(",") if b], [t for t in board_tags.split(",") if t])
         )

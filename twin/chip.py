@@ -193,8 +193,9 @@ class Esp32Chip:
         self._servers.append(server)
         return server
 
-    def serve_pty(self) -> PtyEndpoint:
-        endpoint = PtyEndpoint(self.uart)
+    def serve_pty(self, modem_dir: Path | None = None) -> PtyEndpoint:
+        """The UART as a device node; with `modem_dir`, DTR/RTS arrive there (twin/usb_uart)."""
+        endpoint = PtyEndpoint(self.uart, self.lines, modem_dir)
         self._servers.append(endpoint)
         return endpoint
 

@@ -2,7 +2,8 @@
 
 The rig must not know it talks to twins, so the lab's only outputs are what a real
 bench has: serial ports (RFC2217), a SCPI instrument on TCP, a relay on a pty, and a
-farm file describing them. Everything the boards remember (flash, eFuses, NVS)
+farm file describing them. A lab can also play a labgrid exporter host
+(twin/labgrid_host.py). Everything the boards remember (flash, eFuses, NVS)
 lives in the lab directory so a restarted lab is the same bench, on the same ports
 when they are still free.
 """
@@ -16,6 +17,7 @@ import signal
 import socket
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -36,9 +38,10 @@ from twin.chip import BOOTLOADER_OFFSET
 from twin.config import BoardConfig, MqttEndpoint
 from twin.efuse import DEFAULT_MAC, Efuse
 from twin.flash import NorFlash
-from twin.instruments import VirtualPsu, VirtualRelay
+from twin.instruments import VirtualPdu, VirtualPsu, VirtualRelay
 from twin.instruments.relay import FRAME_START, frame_checksum
 from twin.labconfig import LabConfig
+from twin.labgrid_host import ExportedBoard, ExporterHost
 
 FARM_FILE = "farm.yaml"
 MQTT_DIR = "mqtt"
@@ -65,6 +68,8 @@ class InstrumentKind(Enum):
 
     PSU = "scpi-psu"
     RELAY = "lcus-relay"
+    # A labgrid host's network PDU, switched through the rig's `labgrid-power` driver.
+    PDU = "labgrid-pdu"
 
 
 @dataclass(frozen=True)
@@ -76,14 +81,20 @@ class Wire:
 
     @property
     def kind(self) -> InstrumentKind:
-        return InstrumentKind.RELAY if self.instrument.startswith("relay") else InstrumentKind.PSU
+        for kind, prefix in ((InstrumentKind.RELAY, "relay"), (InstrumentKind.PDU, "pdu")):
+            if self.instrument.startswith(prefix):
+                return kind
+        return InstrumentKind.PSU
 
 
-def plan_wiring(count: int) -> list[Wire]:
+def plan_wiring(count: int, *, pdu: bool = False) -> list[Wire]:
     """Odd boards on PSU channels, even boards on relay contacts; overflow fills the other,
-    and only when both are full (more than 7 boards) does another PSU join the bench."""
+    and only when both are full (more than 7 boards) does another PSU join the bench.
+    A labgrid host's boards all sit on its network PDU's outlets 0..n-1."""
     if count < 1:
         raise InputError(f"a lab needs at least one board, not {count}")
+    if pdu:
+        return [Wire("pdu1", index) for index in range(count)]
     wires: list[Wire] = []
     psu_used = relay_used = 0
     for index in range(count):
@@ -159,6 +170,7 @@ class LabBoard:
     name: str
     twin: TwinBoard
     wire: Wire
+    pty: str | None = None
 
     @property
     def port(self) -> int:
@@ -183,10 +195,15 @@ class Lab:
         self.directory = directory
         self.count = count
         self.config = config or LabConfig()
-        self.wires = plan_wiring(count)
+        self.wires = plan_wiring(count, pdu=self.config.labgrid is not None)
         self.boards: list[LabBoard] = []
         self.psus: dict[str, VirtualPsu] = {}
         self.relay: VirtualRelay | None = None
+        self.pdu: VirtualPdu | None = None
+        self.exporter = ExporterHost(directory, self.config.labgrid) if self.config.labgrid else None
+        # Boards on different labgrid hosts get different MACs, as real boards have.
+        host = self.config.labgrid.exporter if self.config.labgrid else ""
+        self._mac_base = (zlib.crc32(host.encode()) & 0xFFF) << 4 if host else 0
         self.started_at = ""
 
     @property
@@ -207,6 +224,10 @@ class Lab:
             self._start_instruments(previous)
             self._start_boards(previous)
             self._power_up()
+            if self.exporter is not None:
+                assert self.pdu is not None
+                exported = [ExportedBoard(b.name, str(b.pty), b.wire.channel) for b in self.boards]
+                self.exporter.start(exported, self.pdu.url_template)
         except BaseException:
             self.stop()
             raise
@@ -215,17 +236,22 @@ class Lab:
         self._write_state(LabRunState.RUNNING)
 
     def stop(self) -> None:
-        """Boards off (flash flushed), instruments closed, farm file withdrawn, pid cleared."""
+        """Exporter down, boards off (flash flushed), instruments closed, farm file withdrawn,
+        pid cleared."""
+        if self.exporter is not None:
+            self.exporter.stop()
         for board in self.boards:
             board.twin.stop()
         for psu in self.psus.values():
             psu.close()
         if self.relay is not None:
             self.relay.close()
+        if self.pdu is not None:
+            self.pdu.close()
         self.farm_path.unlink(missing_ok=True)
         if self.started_at:
             self._write_state(LabRunState.STOPPED)
-        self.boards, self.psus, self.relay = [], {}, None
+        self.boards, self.psus, self.relay, self.pdu = [], {}, None, None
 
     # -- bring-up -------------------------------------------------------------------------
 
@@ -242,6 +268,8 @@ class Lab:
             self.psus[name] = psu
         if any(w.kind is InstrumentKind.RELAY for w in self.wires):
             self.relay = VirtualRelay(channels=RELAY_CHANNELS, status_query=True)
+        if any(w.kind is InstrumentKind.PDU for w in self.wires):
+            self.pdu = VirtualPdu(outlets=len(self.wires))
 
     def _start_boards(self, previous: LabStateFile | None) -> None:
         old_ports = {b.name: b.port for b in previous.boards} if previous is not None else {}
@@ -254,16 +282,19 @@ class Lab:
             endpoint = MqttEndpoint("127.0.0.1", _free_port(old_mqtt.get(name)), name, str(self.mqtt_pki))
             config = replace(self.config.board_config(name), mqtt=endpoint)
             state_dir = self.directory / BOARDS_DIR / name
-            if factory_fresh(state_dir, config, index):
+            if factory_fresh(state_dir, config, self._mac_base + index):
                 log.info("%s: factory-fresh flash (bootloader only) in %s", name, state_dir)
             twin = TwinBoard(state_dir, config, trace=self.config.trace_flash)
-            self.boards.append(LabBoard(name, twin, wire))
+            board = LabBoard(name, twin, wire)
+            self.boards.append(board)
             port, download = old_ports.get(name), old_download.get(name)
             try:
                 twin.start(rfc2217_port=port or 0, download_port=download or 0, powered=False)
             except OSError:
                 log.info("%s: port %s or %s is taken, using new ones", name, port, download)
                 twin.start(rfc2217_port=0, download_port=0, powered=False)
+            if self.exporter is not None:
+                board.pty = twin.chip.serve_pty(self.exporter.modem_dir).path
 
     def _power_up(self) -> None:
         """Every output on, as a bench left powered: boards answer esptool at once."""
@@ -275,6 +306,10 @@ class Lab:
                 psu.attach(wire.channel, board.twin.power)
                 psu.execute(f":APPL CH{wire.channel},{PSU_VOLTS},{PSU_CURRENT_LIMIT}")
                 psu.execute(f":OUTP CH{wire.channel},ON")
+            elif wire.kind is InstrumentKind.PDU:
+                assert self.pdu is not None
+                self.pdu.attach(wire.channel, board.twin.power)
+                self.pdu.switch(wire.channel, on=True)
             else:
                 assert self.relay is not None
                 self.relay.attach(wire.channel, board.twin.power)
@@ -326,11 +361,7 @@ class Lab:
                     "chip": "esp32",
                     "serial": board.serial,
                     "flash_size": size_text(config.flash_size),
-                    "power": {
-                        "instrument": board.wire.instrument,
-                        "channel": board.wire.channel,
-                        "off_seconds": OFF_SECONDS,
-                    },
+                    "power": self._power_section(board.wire),
                     "firmware": {
                         "rollback": config.rollback,
                         "anti_rollback": config.anti_rollback,
@@ -339,7 +370,7 @@ class Lab:
                     "mqtt": {"thing": board.name, "port": _mqtt_port(board)},
                     "tags": [
                         "virtual",
-                        "relay" if board.wire.kind is InstrumentKind.RELAY else "psu",
+                        board.wire.kind.name.lower(),
                         *(["efuse-burnable"] if self.config.throwaway else []),
                     ],
                 }
@@ -353,6 +384,18 @@ class Lab:
             "mqtt": {"broker": "embedded", "host": "127.0.0.1", "pki": str(self.mqtt_pki)},
         }
 
+    def _power_section(self, wire: Wire) -> dict[str, Any]:
+        if wire.kind is InstrumentKind.PDU:
+            assert self.pdu is not None
+            return {
+                "driver": "labgrid-power",
+                "model": "simplerest",
+                "host": self.pdu.url_template,
+                "index": wire.channel,
+                "off_seconds": OFF_SECONDS,
+            }
+        return {"instrument": wire.instrument, "channel": wire.channel, "off_seconds": OFF_SECONDS}
+
     def _write_state(self, state: LabRunState) -> None:
         running = state is LabRunState.RUNNING
         instruments = {
@@ -361,6 +404,10 @@ class Lab:
         }
         if self.relay is not None:
             instruments["relay1"] = InstrumentEntry(InstrumentKind.RELAY.value, path=self.relay.port)
+        if self.pdu is not None:
+            instruments["pdu1"] = InstrumentEntry(
+                InstrumentKind.PDU.value, host="127.0.0.1", port=self.pdu.port
+            )
         LabStateFile(
             pid=os.getpid() if running else None,
             state=state,
@@ -369,8 +416,15 @@ class Lab:
             farm=FARM_FILE,
             instruments=instruments,
             boards=tuple(
-                BoardEntry(b.name, b.port, b.serial, b.wire.instrument, b.wire.channel, b.twin.download_port,
-                           _mqtt_port(b))
+                BoardEntry(
+                    b.name,
+                    b.port,
+                    b.serial,
+                    b.wire.instrument,
+                    b.wire.channel,
+                    b.twin.download_port,
+                    _mqtt_port(b),
+                )
                 for b in self.boards
             ),
         ).write(self.directory)

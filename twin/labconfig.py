@@ -5,6 +5,7 @@ ECDSA), so the file has lab-wide `defaults` and per-board overrides under `board
 
     count: 3
     throwaway: true          # boards get the `efuse-burnable` tag
+    labgrid: {coordinator: 127.0.0.1:20408, exporter: host-a}   # a labgrid exporter host
     defaults: {signing: rsa3072, http_timeout_ms: 1500}
     boards:
       b2: {anti_rollback: false, firmware: acme}
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from rig.errors import InputError
 from rig.units import parse_size
@@ -39,8 +40,12 @@ LAB_DEFAULTS: Mapping[str, Any] = {
     "keepalive": {"idle_s": 1.0, "interval_s": 1.0, "count": 2},
     # AWS OTA agent: a lost block is asked again after 0.25 s, not 10 s; a self-test that
     # never gets its job ends in 2.5 s (16 s); the bootloader's RTC watchdog resets in 3 s (9 s).
-    "aws_ota": {"request_wait_ms": 250, "self_test_wait_ms": 2500, "rtc_wdt_ms": 3000,
-                "reconnect_backoff_ms": 200},
+    "aws_ota": {
+        "request_wait_ms": 250,
+        "self_test_wait_ms": 2500,
+        "rtc_wdt_ms": 3000,
+        "reconnect_backoff_ms": 200,
+    },
     "firmware_overrides": {
         "ota-rig-aws": "aws-ota",
         "ota-rig-aws-min-block": "aws-ota-min-block",
@@ -48,6 +53,15 @@ LAB_DEFAULTS: Mapping[str, Any] = {
     },
 }
 DEFAULT_BOARD_COUNT = 2
+
+
+@dataclass(frozen=True)
+class LabgridHost:
+    """The lab plays one labgrid exporter host: its boards on ptys behind the exporter's
+    ser2net, their power on a network PDU, one place per board on the coordinator."""
+
+    coordinator: str
+    exporter: str
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,7 @@ class LabConfig:
     trace_flash: bool = False
     defaults: Mapping[str, Any] = field(default_factory=dict)
     boards: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    labgrid: LabgridHost | None = None
 
     def board_config(self, name: str) -> BoardConfig:
         """Lab defaults, then the file's defaults, then this board's overrides."""
@@ -91,6 +106,13 @@ def _translate(document: YamlDocument, where: tuple[str, ...], section: Mapping[
     return values
 
 
+class _LabgridSection(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    coordinator: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9.:\[\]_-]+:\d{1,5}$")]
+    exporter: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,40}$")]
+
+
 class _LabFile(BaseModel):
     """The file's own keys; the board sections are BoardConfig's to check."""
 
@@ -101,6 +123,7 @@ class _LabFile(BaseModel):
     trace_flash: bool = False
     defaults: dict[str, Any] | None = None
     boards: dict[str, dict[str, Any] | None] | None = None
+    labgrid: _LabgridSection | None = None
 
 
 def parse_lab_config(data: object, where: str = "<lab config>") -> LabConfig:
@@ -119,7 +142,9 @@ def _lab_config(document: YamlDocument) -> LabConfig:
     if document.data is None:
         return LabConfig()
     if not isinstance(document.data, dict):
-        raise document.error((), "expected a mapping of count, throwaway, trace_flash, defaults and boards")
+        raise document.error(
+            (), "expected a mapping of count, throwaway, trace_flash, defaults, boards and labgrid"
+        )
     parsed = validate(_LabFile, document)
     sections: dict[tuple[str, ...], Mapping[str, Any]] = {("defaults",): parsed.defaults or {}}
     sections |= {("boards", name): section or {} for name, section in (parsed.boards or {}).items()}
@@ -130,6 +155,7 @@ def _lab_config(document: YamlDocument) -> LabConfig:
         trace_flash=parsed.trace_flash,
         defaults=translated[("defaults",)],
         boards={where[-1]: values for where, values in translated.items() if where[0] == "boards"},
+        labgrid=LabgridHost(parsed.labgrid.coordinator, parsed.labgrid.exporter) if parsed.labgrid else None,
     )
     for name in config.boards:
         _check(document, ("boards", name), config, name)

@@ -19,10 +19,12 @@ import threading
 import time
 import tty
 from collections.abc import Callable
+from pathlib import Path
 
 from serial import rfc2217
 
 from twin.autoreset import DevKitAutoReset
+from twin.usb_uart.bridge import ModemLineSocket
 
 # Bytes the chip has not read yet beyond this are lost, like a FIFO overrun.
 RX_LIMIT = 1 << 20
@@ -317,15 +319,27 @@ def _recv(conn: socket.socket) -> bytes:
 
 
 class PtyEndpoint:
-    """The UART as a pty (no DTR/RTS: esptool needs `--before no-reset`)."""
+    """The UART as a pty, like a USB-UART bridge's /dev/ttyUSB0.
 
-    def __init__(self, uart: Uart) -> None:
+    A pty has no DTR/RTS, so esptool on it alone needs `--before no-reset`. With
+    `modem_dir`, a program holding the slave with twin/usb_uart's shim preloaded (ser2net
+    under labgrid's exporter) drives the auto-reset circuit as it would a real bridge's.
+    """
+
+    def __init__(
+        self, uart: Uart, lines: DevKitAutoReset | None = None, modem_dir: Path | None = None
+    ) -> None:
         self._uart = uart
         self._master, self._slave = pty.openpty()
         # The slave stays open so the master never sees EOF between host sessions.
         tty.setraw(self._slave)
         os.set_blocking(self._master, False)
         self.path = os.ttyname(self._slave)
+        self._modem = (
+            ModemLineSocket(modem_dir, self.path, lines)
+            if modem_dir is not None and lines is not None
+            else None
+        )
         self._wake_r, self._wake_w = os.pipe()
         self._thread = threading.Thread(target=self._run, name="twin-pty", daemon=True)
         uart.attach(self._send)
@@ -351,6 +365,8 @@ class PtyEndpoint:
 
     def close(self) -> None:
         self._uart.detach(self._send)
+        if self._modem is not None:
+            self._modem.close()
         os.write(self._wake_w, b"x")
         self._thread.join(timeout=5)
         for fd in (self._master, self._slave, self._wake_r, self._wake_w):

@@ -136,4 +136,4 @@ __all__ = [
 ]
 
 # Each import registers one driver (kept last: the modules need `register` above).
-from rig.power import command, dtr_rts, lcus_relay, numato_relay, scpi_psu  # noqa: E402, F401
+from rig.power import command, dtr_rts, labgrid_power, lcus_relay, numato_relay, scpi_psu  # noqa: E402, F401

@@ -23,6 +23,7 @@ from rig import __version__
 from rig.board import Board
 from rig.errors import InfraError, InputError
 from rig.farm import Farm, load_farm
+from rig.labgrid.acquire import farm_in_hand
 from rig.imageset import prepare_image_set
 from rig.keyfiles import private_folder
 from rig.labstate import lab_board_name
@@ -88,7 +89,7 @@ def rollout(
     out = reports / run_id
     with ExitStack() as stack:
         if farm is not None:
-            parsed = load_farm(Path(farm))
+            parsed = load_farm(stack.enter_context(farm_in_hand(Path(farm), out)))
             specs = parsed.select([b for b in boards.split(",") if b], [])
             names = [spec.name for spec in specs]
             check_group(policy, len(names), own_lab=False, where=str(policy_path))

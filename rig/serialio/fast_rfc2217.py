@@ -40,8 +40,13 @@ class _AckedSubnegotiation(rfc2217.TelnetSubnegotiation):  # type: ignore[misc]
         self.answered = threading.Event()
 
     def set(self, value: bytes) -> None:
+        """Always send, and expect the answer: pyserial-labgrid's `set` (the `serial` package
+        labgrid installs) skips a value equal to the last one, which would leave `wait`
+        waiting for an answer to a request never sent."""
         self.answered.clear()
-        super().set(value)
+        self.value = value
+        self.state = rfc2217.REQUESTED
+        self.connection.rfc2217_send_subnegotiation(self.option, self.value)
 
     def check_answer(self, suboption: bytes) -> None:
         super().check_answer(suboption)

@@ -96,7 +96,10 @@ def sweep(
 
                 build = Build(*(Path(p) if p else None for p in (base_image, signing_key)))
                 per_window = points or spec.points_per_window
-                result, recording = sweep_on_farm(spec, Path(farm), board_name, build, per_window, seed, run)
+                from rig.labgrid.acquire import farm_in_hand
+
+                with farm_in_hand(Path(farm), out) as farm_path:
+                    result, recording = sweep_on_farm(spec, farm_path, board_name, build, per_window, seed, run)
             store.record_sweep(run_id, result)
             status = "finished"
         finally:

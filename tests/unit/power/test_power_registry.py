@@ -10,7 +10,7 @@ from rig.power.command import CommandPowerDriver
 
 
 def test_every_driver_is_registered() -> None:
-    assert driver_names() == ["command", "dtr-rts", "lcus-relay", "numato-relay", "scpi-psu"]
+    assert driver_names() == ["command", "dtr-rts", "labgrid-power", "lcus-relay", "numato-relay", "scpi-psu"]
 
 
 def test_builds_the_named_driver_with_its_parameters() -> None:
