@@ -129,6 +129,8 @@ def run(
             "loadgroup",
             "-p",
             "no:cacheprovider",
+            "-p",
+            "no:labgrid",
             "-o",
             "addopts=",
             "-q",

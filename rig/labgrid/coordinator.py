@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -18,6 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from rig.errors import InfraError, InputError
+
+# gRPC's fork handlers only warn when the rig later forks pytest or esptool; labgrid's own
+# tests run with them off too. Read when grpc is first imported, which happens below.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
 
 CONNECT_TIMEOUT_S = 10.0
 CALL_TIMEOUT_S = 30.0
