@@ -110,6 +110,15 @@ class LabgridSpec:
     acquire_timeout_s: float = 60.0
 
 
+@dataclass(frozen=True)
+class HealthSpec:
+    """Board health checks (rig/health): before a run's first scenario on each board, and
+    quarantine after this many failed checks in a row."""
+
+    before_run: bool = True
+    quarantine_after: int = 3
+
+
 FAULT_PATHS = ("none", "namespace")
 
 
@@ -137,6 +146,7 @@ class Farm:
     virtual: bool = False
     mqtt: MqttSpec | None = None
     labgrid: LabgridSpec | None = None
+    health: HealthSpec = HealthSpec()
 
     def board(self, name: str) -> BoardSpec:
         for spec in self.boards:
@@ -307,6 +317,11 @@ class _Mqtt(_Section):
     pki: Text
 
 
+class _Health(_Section):
+    before_run: bool = True
+    quarantine_after: Annotated[int, Field(ge=1, le=100)] = 3
+
+
 class _FarmFile(_Section):
     name: Text | None = None
     virtual: bool = False
@@ -315,6 +330,7 @@ class _FarmFile(_Section):
     boards: list[_Board] = Field(default_factory=list)
     mqtt: _Mqtt | None = None
     labgrid: _Labgrid | None = None
+    health: _Health = _Health()
 
     @model_validator(mode="after")
     def _some_boards(self) -> _FarmFile:
@@ -369,6 +385,7 @@ def _farm(document: YamlDocument, path: Path | None) -> Farm:
         virtual=parsed.virtual,
         mqtt=mqtt,
         labgrid=labgrid,
+        health=HealthSpec(parsed.health.before_run, parsed.health.quarantine_after),
     )
 
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,9 +109,10 @@ def run(
             else _throwaway_lab(stack, run_folder, lab_boards)
         )
         parsed = load_farm(farm_path)
-        workers = len(
-            parsed.select([b for b in boards.split(",") if b], [t for t in board_tags.split(",") if t])
-        )
+        chosen = parsed.select([b for b in boards.split(",") if b], [t for t in board_tags.split(",") if t])
+        out_of_service = _quarantined(Path(report_dir), chosen)
+        # Quarantined boards' scenarios are skipped at collection: they need no worker.
+        workers = max(1, len(chosen) - len(out_of_service))
         args = [
             sys.executable,
             "-m",
@@ -158,6 +159,18 @@ def run(
             raise InputError("the scenario run refused its options (pytest exit 4); see the output above")
         raise InfraError(f"the scenario run did not complete (pytest exit {code}); see the output above")
     sys.exit(code)
+
+
+def _quarantined(reports: Path, chosen: Sequence[BoardSpec]) -> list[str]:
+    """Boards of this run that are out of service, each said on one line."""
+    from rig.results.store import ResultsStore
+
+    entries = ResultsStore(reports / "results.db").quarantined()
+    names = [spec.name for spec in chosen if spec.name in entries]
+    for name in names:
+        entry = entries[name]
+        click.echo(f"rig run: skipping {name}: quarantined since {entry.since} ({entry.reason})", err=True)
+    return names
 
 
 def _echo_summary(reports: Path, run_id: str) -> None:

@@ -9,12 +9,14 @@ artifact folder per test holding its serial log, server log and otadata dumps.
 - `hooks.py`: options, collection (one item per board), reports tagged INFRA/INCONCLUSIVE;
 - `recorder.py`: the controller's single writer of the results store and the report;
 - `fixtures.py`: the fixtures, all built through `rig.builder`.
+- `health.py`: board health checks inside a run (before a board's first scenario, after INFRA).
 """
 
 from rig.plugin.fixtures import (
     artifacts,
     aws_images,
     board,
+    board_health,
     certs,
     farm,
     images,
@@ -40,6 +42,7 @@ __all__ = [
     "artifacts",
     "aws_images",
     "board",
+    "board_health",
     "certs",
     "farm",
     "images",

@@ -16,6 +16,7 @@ from rig.board import Board
 from rig.builder import Services, mqtt_session
 from rig.errors import InfraError
 from rig.farm import BoardSpec, Farm
+from rig.health.records import Trigger
 from rig.imageset import ImageSet, prepare_image_set
 from rig.keyfiles import private_folder
 from rig.mqtt.images import LAB_PROJECT, AwsImages
@@ -23,9 +24,11 @@ from rig.mqtt.pki import MqttPki
 from rig.mqtt.session import MqttSession
 from rig.net.certs import CertBundle, ensure_wrong_bundle
 from rig.outcome import OtaRecord
+from rig.plugin.health import INFRA_SEEN, HealthKeeper
 from rig.plugin.recorder import artifact_folder
-from rig.plugin.run import FARM_KEY, RUN_KEY, report_dir
+from rig.plugin.run import FARM_KEY, RUN_KEY, is_rig_run, report_dir, results_db
 from rig.results.from_pytest import ROW_KEY
+from rig.results.store import ResultsStore
 from rig.session import OtaSession
 
 BOARD_LOCK_WAIT_S = 3600.0
@@ -98,8 +101,22 @@ def services(farm: Farm, images: ImageSet, run_dir: Path, private_dir: Path, see
         yield shared
 
 
+@pytest.fixture(scope="session")
+def board_health(pytestconfig: pytest.Config, farm: Farm, images: ImageSet, run_dir: Path) -> HealthKeeper:
+    """This worker's board health checks; results go to the run's store (rig runs only)."""
+    store = ResultsStore(results_db(pytestconfig)) if is_rig_run(pytestconfig) else None
+    settings = pytestconfig.stash[RUN_KEY]
+    return HealthKeeper(farm, images.data("base"), run_dir / "health", settings.run_id, store)
+
+
 @pytest.fixture
-def board(farm: Farm, board_spec: BoardSpec, artifacts: Path) -> Iterator[Board]:
+def board(
+    farm: Farm,
+    board_spec: BoardSpec,
+    artifacts: Path,
+    board_health: HealthKeeper,
+    request: pytest.FixtureRequest,
+) -> Iterator[Board]:
     lock_dir = Path(tempfile.gettempdir()) / "ota-rig-locks"
     lock_dir.mkdir(exist_ok=True)
     # Keyed by the serial port, the board's physical identity: two farm files (or two labs
@@ -111,8 +128,11 @@ def board(farm: Farm, board_spec: BoardSpec, artifacts: Path) -> Iterator[Board]
         waited = f"{BOARD_LOCK_WAIT_S:.0f} s"
         raise InfraError(f"board {board_spec.name} stayed locked by another run for {waited}") from None
     try:
+        board_health.admit(board_spec)
         with Board(farm, board_spec, artifacts) as opened:
             yield opened
+        if request.node.stash.get(INFRA_SEEN, False):
+            board_health.check(board_spec, Trigger.AFTER_INFRA)
     finally:
         lock.release()
 

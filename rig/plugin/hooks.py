@@ -13,6 +13,7 @@ import pytest
 from rig.catalog import MARKERS
 from rig.errors import InfraError, RigError, WindowMissed
 from rig.farm import load_farm
+from rig.plugin.health import INFRA_SEEN
 from rig.plugin.items import board_of, board_spec_of, scenario_of
 from rig.plugin.recorder import Recorder, test_facts
 from rig.plugin.run import (
@@ -84,12 +85,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     done = config.stash[RUN_KEY].done
+    quarantined = config.stash[RUN_KEY].quarantined
     kept: list[pytest.Item] = []
     deselected: list[pytest.Item] = []
     for item in items:
         spec = board_spec_of(item)
         if spec is not None:
             item.add_marker(pytest.mark.xdist_group(name=spec.name))
+            if spec.name in quarantined:
+                item.add_marker(pytest.mark.skip(reason=quarantined[spec.name]))
         (deselected if (scenario_of(item), board_of(item)) in done else kept).append(item)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
@@ -125,6 +129,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         )
     elif call.excinfo is not None and isinstance(call.excinfo.value, InfraError):
         report.user_properties.append(INFRA_TAG)
+        item.stash[INFRA_SEEN] = True
         report.longrepr = f"{INFRA_PREFIX}{call.excinfo.value}"
     elif call.excinfo is not None and isinstance(call.excinfo.value, RigError):
         report.longrepr = f"{type(call.excinfo.value).__name__}: {call.excinfo.value}"

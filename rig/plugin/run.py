@@ -7,7 +7,7 @@ import os
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +30,22 @@ class RunSettings:
     run_id: str
     seed: int
     done: frozenset[tuple[str, str]]  # (scenario, board) keys a resume must not run again
+    quarantined: Mapping[str, str] = field(default_factory=dict)  # board → why it is skipped
 
     def to_wire(self) -> dict[str, Any]:
         """Plain values for xdist's `workerinput` (execnet only carries builtins)."""
-        return {"run_id": self.run_id, "seed": self.seed, "done": [list(key) for key in sorted(self.done)]}
+        return {
+            "run_id": self.run_id,
+            "seed": self.seed,
+            "done": [list(key) for key in sorted(self.done)],
+            "quarantined": dict(self.quarantined),
+        }
 
     @classmethod
     def from_wire(cls, wire: Mapping[str, Any]) -> RunSettings:
         done = frozenset((str(scenario), str(board)) for scenario, board in wire["done"])
-        return cls(str(wire["run_id"]), int(wire["seed"]), done)
+        quarantined = {str(k): str(v) for k, v in wire["quarantined"].items()}
+        return cls(str(wire["run_id"]), int(wire["seed"]), done, quarantined)
 
 
 RUN_KEY = pytest.StashKey[RunSettings]()
@@ -83,7 +90,15 @@ def decide(config: pytest.Config, store: ResultsStore | None) -> RunSettings:
         check_run_id(run_id)
     except RigError as error:
         raise pytest.UsageError(str(error)) from None
-    return RunSettings(run_id, secrets.randbelow(2**31) if seed is None else seed, done)
+    quarantined: dict[str, str] = {}
+    if store is not None:
+        from rig.plugin.health import quarantine_reason
+
+        try:
+            quarantined = {name: quarantine_reason(q) for name, q in store.quarantined().items()}
+        except RigError as error:
+            raise pytest.UsageError(str(error)) from None
+    return RunSettings(run_id, secrets.randbelow(2**31) if seed is None else seed, done, quarantined)
 
 
 def selected(config: pytest.Config) -> tuple[BoardSpec, ...]:

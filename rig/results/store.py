@@ -21,6 +21,7 @@ from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
 from rig.errors import InfraError, InputError
+from rig.health.records import HealthCheck, Quarantine, Step, StepResult, Trigger
 from rig.results.model import (
     RUN_STATUSES,
     BootRow,
@@ -38,7 +39,7 @@ from rig.sweep.model import PointVerdict, SweepMode, SweepResult, SweptPoint
 from rig.sweep.records import Image
 
 DEFAULT_DB = Path("reports") / "results.db"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _ROLLOUT_SCHEMA = (
     """CREATE TABLE IF NOT EXISTS rollouts (
     run_id TEXT NOT NULL REFERENCES runs (run_id), name TEXT NOT NULL, transport TEXT NOT NULL,
@@ -69,6 +70,17 @@ _SWEEP_SCHEMA = (
     FOREIGN KEY (run_id, sweep) REFERENCES sweeps (run_id, name)
 )""",
 )
+_HEALTH_SCHEMA = (
+    # run_id is the run that triggered a check, or NULL for `rig farm health`.
+    """CREATE TABLE IF NOT EXISTS health_checks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, board TEXT NOT NULL, run_id TEXT, at TEXT NOT NULL,
+    trigger TEXT NOT NULL, passed INTEGER NOT NULL, reason TEXT NOT NULL, steps TEXT NOT NULL
+)""",
+    "CREATE INDEX IF NOT EXISTS health_board ON health_checks (board, id)",
+    """CREATE TABLE IF NOT EXISTS quarantine (
+    board TEXT PRIMARY KEY, since TEXT NOT NULL, reason TEXT NOT NULL, failures INTEGER NOT NULL
+)""",
+)
 # How a database of an older schema becomes the current one, step by step.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # v2: the body bytes the server served are `bytes_served` (not the device's, not the wire's).
@@ -77,6 +89,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: _ROLLOUT_SCHEMA,
     # v4: power-cut sweeps (`rig sweep`).
     3: _SWEEP_SCHEMA,
+    # v5: board health checks and quarantine (rig/health).
+    4: _HEALTH_SCHEMA,
 }
 LOCK_TIMEOUT_S = 60.0
 _T = TypeVar("_T")
@@ -256,6 +270,76 @@ class ResultsStore:
             self._decoded(functools.partial(_sweep, head, rows), f"sweep {head['name']}") for head in heads
         ]
 
+    def record_health(self, check: HealthCheck) -> None:
+        """Commit one board health check."""
+        steps = [
+            {"step": s.step.value, "seconds": round(s.seconds, 3), "ok": s.ok, "detail": s.detail}
+            for s in check.steps
+        ]
+        row = (check.board, check.run_id, check.at, check.trigger.value, int(check.passed), check.reason,
+               json.dumps(steps))  # fmt: skip
+
+        def insert(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO health_checks (board, run_id, at, trigger, passed, reason, steps)"
+                " VALUES (?,?,?,?,?,?,?)",
+                row,
+            )
+
+        self._transaction(insert)
+
+    def set_quarantine(self, entry: Quarantine | None, board: str) -> None:
+        """Quarantine `board` (entry given) or return it to service (None)."""
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM quarantine WHERE board = ?", (board,))
+            if entry is not None:
+                db.execute(
+                    "INSERT INTO quarantine VALUES (?,?,?,?)",
+                    (entry.board, entry.since, entry.reason, entry.failures),
+                )
+
+        self._transaction(write)
+
+    def health_checks(self, board: str | None = None) -> list[HealthCheck]:
+        """Health checks oldest first, of one board or all; none before any was recorded."""
+        if not self.path.is_file():
+            return []
+        with self._reader() as db:
+            where, args = ("WHERE board = ?", (board,)) if board is not None else ("", ())
+            rows = db.execute(f"SELECT * FROM health_checks {where} ORDER BY id", args).fetchall()
+        return [
+            self._decoded(functools.partial(_health_check, row), f"health check {row['id']}") for row in rows
+        ]
+
+    def quarantined(self) -> dict[str, Quarantine]:
+        """Boards out of service, by name."""
+        if not self.path.is_file():
+            return {}
+        with self._reader() as db:
+            rows = db.execute("SELECT * FROM quarantine ORDER BY board").fetchall()
+        return {
+            row["board"]: Quarantine(row["board"], row["since"], row["reason"], int(row["failures"]))
+            for row in rows
+        }
+
+    def infra_by_board(self, last_runs: int) -> dict[str, list[tuple[str, int]]]:
+        """INFRA outcomes per board in each of the last runs: {board: [(run_id, count)]}, the
+        runs oldest first (a run where a board had none counts 0)."""
+        runs = [run.run_id for run in self.runs(last=last_runs)]
+        if not runs:
+            return {}
+        with self._reader() as db:
+            marks = ",".join("?" * len(runs))
+            rows = db.execute(
+                f"SELECT board, run_id, SUM(outcome = ?) AS infra FROM outcomes WHERE run_id IN ({marks})"
+                " GROUP BY board, run_id",
+                (OutcomeClass.INFRA.value, *runs),
+            ).fetchall()
+        counts = {(row["board"], row["run_id"]): int(row["infra"]) for row in rows}
+        boards = sorted({board for board, _ in counts})
+        return {board: [(run, counts.get((board, run), 0)) for run in runs] for board in boards}
+
     def finish_run(self, run_id: str, status: RunStatus = "finished") -> None:
         """Close a run as finished or interrupted (stamps finished_at)."""
         _check_status(status)
@@ -393,7 +477,7 @@ class ResultsStore:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             self._check_version(version, db)
             if version == 0:
-                for statement in (*_SCHEMA.split(";"), *_ROLLOUT_SCHEMA, *_SWEEP_SCHEMA):
+                for statement in (*_SCHEMA.split(";"), *_ROLLOUT_SCHEMA, *_SWEEP_SCHEMA, *_HEALTH_SCHEMA):
                     if statement.strip():
                         db.execute(statement)
             else:
@@ -587,3 +671,11 @@ def _run_info(row: sqlite3.Row) -> RunInfo:
         finished_at=row["finished_at"],
         status=row["status"],
     )
+
+
+def _health_check(row: sqlite3.Row) -> HealthCheck:
+    steps = tuple(
+        StepResult(Step(s["step"]), float(s["seconds"]), bool(s["ok"]), str(s["detail"]))
+        for s in json.loads(row["steps"])
+    )
+    return HealthCheck(row["board"], row["at"], Trigger(row["trigger"]), steps, row["run_id"])

@@ -23,9 +23,9 @@ from rig import __version__
 from rig.board import Board
 from rig.errors import InfraError, InputError
 from rig.farm import Farm, load_farm
-from rig.labgrid.acquire import farm_in_hand
 from rig.imageset import prepare_image_set
 from rig.keyfiles import private_folder
+from rig.labgrid.acquire import farm_in_hand
 from rig.labstate import lab_board_name
 from rig.mqtt.images import LAB_PROJECT, AwsImages
 from rig.mqtt.pki import MqttPki

@@ -98,8 +98,8 @@ def sweep(
                 per_window = points or spec.points_per_window
                 from rig.labgrid.acquire import farm_in_hand
 
-                with farm_in_hand(Path(farm), out) as farm_path:
-                    result, recording = sweep_on_farm(spec, farm_path, board_name, build, per_window, seed, run)
+                with farm_in_hand(Path(farm), out) as held:
+                    result, recording = sweep_on_farm(spec, held, board_name, build, per_window, seed, run)
             store.record_sweep(run_id, result)
             status = "finished"
         finally:
