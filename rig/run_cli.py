@@ -28,6 +28,7 @@ from rich.table import Table
 from rig.cutspec import AtBytes, Brownout, CutSpec
 from rig.errors import InfraError, InputError, NotReproduced, RigError
 from rig.farm import BoardSpec, Farm, load_farm
+from rig.health.cli import farm_health
 from rig.inputs import read_input
 from rig.labgrid.acquire import farm_in_hand
 from rig.phase import Phase
@@ -430,6 +431,9 @@ def _print_result(result: object, out: Path) -> None:
 @click.group()
 def farm() -> None:
     """Inspect a farm file and the hardware it names."""
+
+
+farm.add_command(farm_health)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from rig.health.records import HealthCheck, Quarantine
 from rig.report import analysis
 from rig.results.model import Outcome, RunInfo
 from rig.results.store import ResultsStore
@@ -27,6 +28,17 @@ class ReportData:
     flakes: analysis.FlakeRates
     rollouts: list[RolloutResult]
     sweeps: list[SweepResult]
+    health: BoardHealth
+
+
+@dataclass(frozen=True)
+class BoardHealth:
+    """The farm's health as this run left it: its checks, the boards out of service, and
+    INFRA outcomes per board across the history window."""
+
+    checks: list[HealthCheck]
+    quarantined: dict[str, Quarantine]
+    infra: dict[str, list[tuple[str, int]]]
 
 
 def window_before(store: ResultsStore, run: RunInfo, window: int) -> list[RunInfo]:
@@ -52,4 +64,9 @@ def collect(store: ResultsStore, run_id: str, window: int = DEFAULT_WINDOW) -> R
         flakes=analysis.flake_rates(history_frame),
         rollouts=store.rollouts(run_id),
         sweeps=store.sweeps(run_id),
+        health=BoardHealth(
+            checks=[check for check in store.health_checks() if check.run_id == run_id],
+            quarantined=store.quarantined(),
+            infra=store.infra_by_board([r.run_id for r in window_runs]),
+        ),
     )

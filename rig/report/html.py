@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from rig.health.records import Step
 from rig.report import analysis, plots
 from rig.report.data import ReportData
 from rig.results.model import Outcome
@@ -179,6 +180,32 @@ def _unsafe_points(sweep: SweepResult) -> str:
     return f"<details><summary>All {len(unsafe)} unsafe cut points</summary>{table}{tail}</details>"
 
 
+def _health(data: ReportData) -> str:
+    """Boards out of service, this run's health checks with each step's time, and INFRA
+    outcomes per board over the history window (a board going bad shows as a rising line)."""
+    health = data.health
+    if not (health.checks or health.quarantined or any(n for row in health.infra.values() for _, n in row)):
+        return ""
+    parts = ["<h2>Board health</h2>"]
+    if health.quarantined:
+        rows = [(q.board, q.since, q.failures, q.reason) for q in health.quarantined.values()]
+        parts.append("<h3>Quarantined (skipped until <code>rig farm health --recover</code>)</h3>")
+        parts.append(_table(("board", "since", "failed checks in a row", "reason"), rows, "quarantine"))
+    if health.checks:
+        steps = [step.value for step in Step]
+        checks: list[tuple[str, ...]] = []
+        for check in health.checks:
+            took = {s.step.value: f"{s.seconds:.2f} s" + ("" if s.ok else " ✗") for s in check.steps}
+            result = "healthy" if check.passed else "FAILED"
+            timings = (took.get(step, "–") for step in steps)
+            checks.append((check.board, check.trigger.value, result, *timings, check.reason))
+        parts.append("<h3>Health checks of this run</h3>")
+        parts.append(_table(("board", "trigger", "result", *steps, "detail"), checks, "health"))
+    if any(n for row in health.infra.values() for _, n in row):
+        parts.append(_img(plots.infra_by_board(health.infra), "INFRA outcomes per board and run"))
+    return "".join(parts)
+
+
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} s"
 
@@ -275,7 +302,7 @@ def render_html(data: ReportData) -> str:
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
         f"<style>{CSS}</style></head><body><h1>{escape(title)}</h1>"
         f"{_run_info(data)}{_headline(data)}<h2>Matrix (worst outcome per scenario and board)</h2>"
-        f"{_matrix(data)}{_rollouts(data)}{_sweeps(data)}{_plots(data)}<h2>Flakes</h2>{_flakes(data)}"
+        f"{_matrix(data)}{_health(data)}{_rollouts(data)}{_sweeps(data)}{_plots(data)}<h2>Flakes</h2>{_flakes(data)}"
         f"<h2>Outcomes ({len(data.outcomes)})</h2>{details}</body></html>"
     )
 

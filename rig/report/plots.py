@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import ParamSpec
 
 import matplotlib
@@ -242,4 +242,22 @@ def sweep_strip(sweep: SweepResult) -> bytes:
     handles += [patch(color=BAND_COLOURS[b], label=b.value) for b in Band if b in spans]
     figure.legend(handles=handles, loc="outside right upper", fontsize=8)
     strip.set_title(f"Sweep {sweep.name}: {len(sweep.unsafe)} unsafe of {len(sweep.points)} cut points")
+    return _png(figure)
+
+
+@_plain_text
+def infra_by_board(infra: Mapping[str, Sequence[tuple[str, int]]]) -> bytes:
+    """INFRA outcomes per board in each run of the window: a board whose cable, hub or host
+    is going bad climbs while the others stay at zero."""
+    figure = Figure(figsize=(11, 3.2), layout="constrained")
+    axes = figure.subplots()
+    runs = [run for run, _ in next(iter(infra.values()), [])]
+    for board, counts in sorted(infra.items()):
+        if any(n for _, n in counts):
+            axes.plot(range(len(counts)), [n for _, n in counts], marker="o", label=board)
+    axes.set_xticks(range(len(runs)), [run[-7:] for run in runs], rotation=45, fontsize=7)
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_ylabel("INFRA outcomes")
+    axes.set_title("Infrastructure failures per board and run (boards with none left out)")
+    axes.legend(loc="upper left", fontsize=8)
     return _png(figure)

@@ -13,7 +13,7 @@ import functools
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -323,10 +323,9 @@ class ResultsStore:
             for row in rows
         }
 
-    def infra_by_board(self, last_runs: int) -> dict[str, list[tuple[str, int]]]:
-        """INFRA outcomes per board in each of the last runs: {board: [(run_id, count)]}, the
-        runs oldest first (a run where a board had none counts 0)."""
-        runs = [run.run_id for run in self.runs(last=last_runs)]
+    def infra_by_board(self, runs: Sequence[str]) -> dict[str, list[tuple[str, int]]]:
+        """INFRA outcomes per board in each of `runs`: {board: [(run_id, count)]} in the order
+        given (a run where a board had none counts 0)."""
         if not runs:
             return {}
         with self._reader() as db:
