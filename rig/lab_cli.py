@@ -179,6 +179,9 @@ def _instruments(state: LabStateFile) -> tuple[InstrumentStatus, ...]:
             host, port = str(spec.host), spec.port or 0
             answering = _scpi_identity(host, port) is not None
             found.append(InstrumentStatus(name, spec.kind, f"{host}:{port}", answering))
+        elif spec.kind == "labgrid-pdu":  # a labgrid host's network PDU (HTTP)
+            host, port = str(spec.host), spec.port or 0
+            found.append(InstrumentStatus(name, spec.kind, f"http://{host}:{port}", _connects(port)))
         else:
             path = str(spec.path)
             found.append(InstrumentStatus(name, spec.kind, path, os.path.exists(path)))

@@ -99,6 +99,12 @@ class ExporterHost:
         config.write_text(
             yaml.safe_dump(exporter_document(boards, pdu_url), sort_keys=False), encoding="utf-8"
         )
+        self.launch([board.name for board in boards])
+
+    def launch(self, boards: Sequence[str]) -> None:
+        """Start the exporter on the config `start` wrote and register the boards' places
+        (what an admin does after the host comes back: the places are already there)."""
+        config = self.directory / EXPORTER_FILE
         env = {
             **os.environ,
             "LD_PRELOAD": str(modem_shim()),
@@ -148,8 +154,8 @@ class ExporterHost:
             raise InfraError(f"labgrid-client {' '.join(args)}: {done.stderr.strip().splitlines()[-1:]}")
         return done.stdout
 
-    def _wait_registered(self, boards: Sequence[ExportedBoard]) -> None:
-        wanted = {f"{self.host.exporter}/{board.name}/NetworkSerialPort" for board in boards}
+    def _wait_registered(self, boards: Sequence[str]) -> None:
+        wanted = {f"{self.host.exporter}/{board}/NetworkSerialPort" for board in boards}
         deadline = time.monotonic() + _REGISTER_TIMEOUT_S
         while True:
             assert self._process is not None
@@ -167,13 +173,13 @@ class ExporterHost:
                 )
             time.sleep(0.2)
 
-    def _create_places(self, boards: Sequence[ExportedBoard]) -> None:
+    def _create_places(self, boards: Sequence[str]) -> None:
         """One place per board, tagged with its host; places that exist are left as they are."""
         existing = set(self._client("places").split())
         for board in boards:
-            place = place_name(self.host.exporter, board.name)
+            place = place_name(self.host.exporter, board)
             if place in existing:
                 continue
             self._client("-p", place, "create")
-            self._client("-p", place, "add-match", f"{self.host.exporter}/{board.name}/*")
+            self._client("-p", place, "add-match", f"{self.host.exporter}/{board}/*")
             self._client("-p", place, "set-tags", f"host={self.host.exporter}", "chip=esp32")

@@ -111,3 +111,8 @@ def _print(
                 spec.name, check.trigger.value, *(took.get(s.value, "–") for s in Step), result, service
             )
     RichConsole(markup=False).print(table)
+    for spec, _, _, quarantine in rows:  # what changed, one greppable line each
+        if quarantine is None and spec.name in before:
+            click.echo(f"rig farm health: {spec.name} returned to service")
+        elif quarantine is not None and spec.name not in before:
+            click.echo(f"rig farm health: {spec.name} quarantined ({quarantine.reason})")

@@ -129,10 +129,16 @@ def board(
         raise InfraError(f"board {board_spec.name} stayed locked by another run for {waited}") from None
     try:
         board_health.admit(board_spec)
-        with Board(farm, board_spec, artifacts) as opened:
-            yield opened
-        if request.node.stash.get(INFRA_SEEN, False):
-            board_health.check(board_spec, Trigger.AFTER_INFRA)
+        opening_failed = True
+        try:
+            with Board(farm, board_spec, artifacts) as opened:
+                opening_failed = False
+                yield opened
+        finally:
+            # INFRA in the test (hooks.py marks it) or in opening the board itself: is the
+            # board still fit for the scenarios queued behind this one?
+            if opening_failed or request.node.stash.get(INFRA_SEEN, False):
+                board_health.check(board_spec, Trigger.AFTER_INFRA)
     finally:
         lock.release()
 

@@ -5,7 +5,7 @@ Boards already quarantined never reach a worker: their items are skipped at coll
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ import pytest
 from rig.farm import BoardSpec, Farm
 from rig.health.check import check_board
 from rig.health.policy import apply_check
-from rig.health.records import Quarantine, Trigger
+from rig.health.records import HealthCheck, Quarantine, Trigger
 from rig.results.store import ResultsStore
 
 # Set on an item whose call ended in InfraError (rig/plugin/hooks.py).
@@ -29,39 +29,43 @@ def quarantine_reason(entry: Quarantine) -> str:
 
 @dataclass
 class HealthKeeper:
-    """One worker's view of its boards' health during a run."""
+    """A worker's door to its boards' health during a run. The results store is the
+    memory: xdist may hand one board's scenarios to several workers (the board lock keeps
+    them apart), and every worker must see the same checks."""
 
     farm: Farm
     base_app: bytes
     folder: Path
     run_id: str
     store: ResultsStore | None
-    _checked: set[str] = field(default_factory=set)
-    _failed: dict[str, str] = field(default_factory=dict)
 
     def admit(self, spec: BoardSpec) -> None:
-        """Skip the scenario if the board is out; check it first if nobody has this run."""
-        if spec.name not in self._checked and self.farm.health.before_run:
-            self.check(spec, Trigger.BEFORE_RUN)
-        self._checked.add(spec.name)
-        if spec.name in self._failed:
-            pytest.skip(self._failed[spec.name])
-
-    def check(self, spec: BoardSpec, trigger: Trigger) -> None:
-        """Run a check now; a failure takes the board out for the rest of this run."""
+        """Called with the board locked: skip the scenario if the board is out, and check
+        it first if no check of this run has."""
         if self.store is None:
             return
+        last = self._last_check(spec.name)
+        if last is None and self.farm.health.before_run:
+            last = self.check(spec, Trigger.BEFORE_RUN)
+        quarantine = self.store.quarantined().get(spec.name)
+        if quarantine is not None:
+            pytest.skip(quarantine_reason(quarantine))
+        if last is not None and not last.passed:
+            pytest.skip(f"board {spec.name} failed its health check ({last.trigger.value}): {last.reason}")
+
+    def check(self, spec: BoardSpec, trigger: Trigger) -> HealthCheck | None:
+        """Run a check now and record it; a failure takes the board out for the rest of the
+        run (and into quarantine after `health.quarantine_after` in a row)."""
+        if self.store is None:
+            return None
         result = check_board(
             self.farm, spec, self.base_app, self.folder / f"{spec.name}-{trigger.value}", trigger,
             run_id=self.run_id,
         )  # fmt: skip
-        self._checked.add(spec.name)
-        quarantine = apply_check(self.store, result, self.farm.health.quarantine_after, may_return=False)
-        if quarantine is not None:
-            self._failed[spec.name] = quarantine_reason(quarantine)
-        elif not result.passed:
-            self._failed[spec.name] = (
-                f"board {spec.name} failed its health check ({trigger.value}): {result.reason}"
-            )
-        else:
-            self._failed.pop(spec.name, None)
+        apply_check(self.store, result, self.farm.health.quarantine_after, may_return=False)
+        return result
+
+    def _last_check(self, board: str) -> HealthCheck | None:
+        assert self.store is not None
+        checks = [c for c in self.store.health_checks(board) if c.run_id == self.run_id]
+        return checks[-1] if checks else None
