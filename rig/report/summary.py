@@ -30,6 +30,9 @@ def render_summary(data: ReportData) -> str:
         lines += ["", f"**{_cell(rollout.headline())}**"]
     for sweep in data.sweeps:
         lines += ["", f"**{_cell(sweep.headline())}**"]
+    for entry in data.health.quarantined.values():
+        quarantined = f"board {_cell(entry.board)} quarantined since {entry.since}: {_cell(entry.reason)}"
+        lines += ["", f"**{quarantined}**"]
     bad = sorted(
         (o for o in data.outcomes if o.outcome not in (OutcomeClass.PASS, OutcomeClass.SKIP)),
         key=lambda o: -o.outcome.severity,

@@ -48,17 +48,16 @@ def test_labgrid_switches_one_outlet_and_reads_it_back(pdu: VirtualPdu) -> None:
 def test_an_outlet_the_pdu_does_not_have_is_infra_in_one_line(pdu: VirtualPdu) -> None:
     with create_driver(
         {"driver": "labgrid-power", "model": "simplerest", "host": pdu.url_template, "index": 7}
-    ) as driver:
-        with pytest.raises(InfraError) as error:
-            driver.on()
+    ) as driver, pytest.raises(InfraError) as error:
+        driver.on()
     assert "could not switch on: HTTPError: 404" in str(error.value)
 
 
 def test_a_pdu_that_does_not_answer_is_infra() -> None:
     host = "http://127.0.0.1:1/outlet/{index}/{value}"
-    with create_driver({"driver": "labgrid-power", "model": "simplerest", "host": host}) as driver:
-        with pytest.raises(InfraError, match="could not read back: ConnectionError"):
-            driver.is_on()
+    spec = {"driver": "labgrid-power", "model": "simplerest", "host": host}
+    with create_driver(spec) as driver, pytest.raises(InfraError, match="could not read back: ConnectionError"):
+        driver.is_on()
 
 
 def test_a_backend_labgrid_does_not_have_is_bad_input() -> None:

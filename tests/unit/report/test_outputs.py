@@ -141,3 +141,30 @@ def test_a_sweep_gets_its_strip_its_windows_with_repro_lines_and_the_first_unsaf
     assert "<summary>All 3 unsafe cut points</summary>" in page and "op 33 torn 0.5" in page
     assert "ready version=1.0.1 running=ota_1 state=PENDING_VERIFY" in page
     assert make_sweep().headline() in files.summary.read_text(encoding="utf-8")
+
+
+def test_the_report_shows_quarantine_this_runs_checks_and_infra_per_board(db: Path, tmp_path: Path) -> None:
+    from rig.health.policy import apply_check
+    from rig.health.records import HealthCheck, Step, StepResult, Trigger
+
+    store = ResultsStore(db)
+    failed = (StepResult(Step.READ_MAC, 1.02, False, "serial port: connection refused"),)
+    healthy = tuple(StepResult(step, 0.5, True, "") for step in Step)
+    at = "2024-05-02T02:00:00+00:00"
+    store.record_health(HealthCheck("board-a", at, Trigger.BEFORE_RUN, healthy, "bad"))
+    infra_check = HealthCheck("board-b", "2024-05-02T02:09:00+00:00", Trigger.AFTER_INFRA, failed, "bad")
+    apply_check(store, infra_check, 1, may_return=False)
+    html = write_report(store, "bad", tmp_path / "out").html.read_text(encoding="utf-8")
+    section = html[html.index("<h2>Board health</h2>") :]
+    assert "<h3>Quarantined" in section
+    assert "<td>board-b</td><td>2024-05-02T02:09:00+00:00</td><td>1</td><td>read-mac: serial port" in section
+    assert "<td>board-a</td><td>before-run</td><td>healthy</td><td>0.50 s</td>" in section
+    assert "<td>board-b</td><td>after-infra</td><td>FAILED</td><td>1.02 s ✗</td><td>–</td>" in section
+    assert 'alt="INFRA outcomes per board and run"' in section  # run "bad" had an INFRA on board-b
+    summary = render_summary(collect(store, "bad"))
+    assert "**board board-b quarantined since 2024-05-02T02:09:00+00:00: read-mac: serial port" in summary
+
+
+def test_a_run_without_health_data_has_no_health_section(db: Path, tmp_path: Path) -> None:
+    html = write_report(ResultsStore(db), "good", tmp_path / "out").html.read_text(encoding="utf-8")
+    assert "Board health" not in html
