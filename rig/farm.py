@@ -332,12 +332,6 @@ class _FarmFile(_Section):
     labgrid: _Labgrid | None = None
     health: _Health = _Health()
 
-    @model_validator(mode="after")
-    def _some_boards(self) -> _FarmFile:
-        if not self.boards and self.labgrid is None:
-            raise ValueError("the farm has no boards (and no labgrid places)")
-        return self
-
 
 def parse_farm(data: object, path: Path | None = None) -> Farm:
     """Validate a farm document (plain YAML values); every problem is one InputError line."""
@@ -354,6 +348,9 @@ def _farm(document: YamlDocument, path: Path | None) -> Farm:
     if not isinstance(document.data, dict):
         raise document.error((), "expected a mapping of name, network, instruments and boards")
     parsed = validate(_FarmFile, document)
+    if not parsed.boards and parsed.labgrid is None:  # boards are optional only beside labgrid places
+        missing = "the farm has no boards" if "boards" in document.data else "missing (required)"
+        raise document.error(("boards",), missing)
     instruments = {name: _instrument(document, name, spec) for name, spec in parsed.instruments.items()}
     boards = tuple(
         _board(document, ("boards", index), board, instruments) for index, board in enumerate(parsed.boards)

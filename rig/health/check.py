@@ -1,9 +1,9 @@
 """One board's health check: can the rig still do everything a scenario needs with it?
 
 The steps are what every scenario relies on, cheapest first: esptool reaches the ROM
-loader (read-mac), the known base image flashes, the app boots to `ready` from ota_0,
-the power driver really power-cycles it (the app comes back), and the agent answers
-`status`. The first step that fails ends the check; its reason is one line. Nothing
+loader (read-mac, the supply switched on first), the known base image flashes, the app
+boots to `ready` from ota_0, the power driver really power-cycles it (the app comes
+back), and the agent answers `status`. The first step that fails ends the check; its reason is one line. Nothing
 here is a firmware verdict: a board that fails its check is the farm's problem.
 """
 
@@ -49,6 +49,9 @@ def check_board(
             return ok
 
         def mac() -> str:
+            if farm.power_spec(spec):
+                # A known power state first: a run killed mid-cut leaves the supply off.
+                board.power.on()
             with board.console.released():
                 return read_mac(board.flash_target, board.esptool_log)
 

@@ -53,6 +53,11 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     farm_path = config.getoption("--farm")
+    if farm_path and config.pluginmanager.has_plugin("labgrid"):
+        raise pytest.UsageError(
+            "labgrid's pytest plugin is loaded and its `target` fixture takes over pytest-embedded's: "
+            "run the rig's scenarios with -p no:labgrid (the repository's pytest addopts and `rig run` do)"
+        )
     try:
         config.stash[FARM_KEY] = load_farm(Path(farm_path)) if farm_path else None
     except RigError as error:

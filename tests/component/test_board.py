@@ -127,7 +127,7 @@ def run_holder(tmp_path: Path, farm_path: Path, who: str, release: Path) -> subp
         "LOCK_RELEASE": str(release),
     }
     argv = [sys.executable, "-m", "pytest", "test_holder.py", "--farm", str(farm_path), "-q"]
-    argv += ["-p", "no:cacheprovider", "--report-dir", str(tmp_path / f"reports-{who}")]
+    argv += ["-p", "no:cacheprovider", "-p", "no:labgrid", "--report-dir", str(tmp_path / f"reports-{who}")]
     return subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 

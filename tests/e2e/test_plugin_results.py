@@ -30,7 +30,7 @@ def _suite(farm: Path, reports: Path, *extra: str) -> subprocess.CompletedProces
     return subprocess.run(
         [sys.executable, "-m", "pytest", "scenarios/test_happy_path.py", "--farm", str(farm),
          "--report-dir", str(reports), "-n", "2", "--dist", "loadgroup", "-q", "-p", "no:cacheprovider",
-         "-o", "addopts=", "-W", "ignore", *extra],
+         "-p", "no:labgrid", "-o", "addopts=", "-W", "ignore", *extra],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=PYTEST_TIMEOUT_S,
     )  # fmt: skip
 

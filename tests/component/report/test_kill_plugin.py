@@ -112,7 +112,7 @@ def test_setup_error(broken):
 def _pytest(module: Path, reports: Path, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "pytest", str(module), "-p", "rig.plugin", "-p", "no:cacheprovider",
-        "-o", "addopts=", "-q", "-s", "--report-dir", str(reports), *extra,
+        "-p", "no:labgrid", "-o", "addopts=", "-q", "-s", "--report-dir", str(reports), *extra,
     ]  # fmt: skip
 
 

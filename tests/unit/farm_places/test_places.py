@@ -63,7 +63,7 @@ def test_a_bad_labgrid_section_is_one_line_naming_the_key(labgrid: dict[str, Any
 
 
 def test_a_farm_with_neither_boards_nor_places_is_refused() -> None:
-    with pytest.raises(InputError, match="the farm has no boards \\(and no labgrid places\\)"):
+    with pytest.raises(InputError, match="boards: missing \\(required\\)"):
         parse_farm({"name": "empty"})
 
 
