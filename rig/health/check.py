@@ -3,8 +3,9 @@
 The steps are what every scenario relies on, cheapest first: esptool reaches the ROM
 loader (read-mac, the supply switched on first), the known base image flashes, the app
 boots to `ready` from ota_0, the power driver really power-cycles it (the app comes
-back), and the agent answers `status`. The first step that fails ends the check; its reason is one line. Nothing
-here is a firmware verdict: a board that fails its check is the farm's problem.
+back), and the agent answers `status`. The first step that fails ends the check; its
+reason is one line. Nothing here is a firmware verdict: a board that fails its check is
+the farm's problem.
 """
 
 from __future__ import annotations
