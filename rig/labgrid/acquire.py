@@ -146,7 +146,9 @@ def _wait_resources(coordinator: Coordinator, place: str) -> list[ExportedResour
     while True:
         resources = coordinator.resources(place)
         serial = [r for r in resources if r.cls == "NetworkSerialPort"]
-        if (serial and serial[0].available and serial[0].params.get("port")) or time.monotonic() > deadline:
+        # No NetworkSerialPort at all: nothing will come; one without its port yet: wait.
+        ready = not serial or (serial[0].available and serial[0].params.get("port"))
+        if ready or time.monotonic() > deadline:
             return resources
         time.sleep(POLL_S)
 
