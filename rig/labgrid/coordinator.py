@@ -79,19 +79,18 @@ class Coordinator:
 
     def allocation(self, token: str) -> str | None:
         """The place a reservation got, or None while it waits (polling keeps it alive)."""
-        response = self._call("poll reservation", self._client.stub.PollReservation(
-            _pb2().PollReservationRequest(token=token)))  # fmt: skip
+        request = _pb2().PollReservationRequest(token=token)
+        response = self._call("poll reservation", self._client.stub.PollReservation(request))
         allocations = dict(response.reservation.allocations)
         return allocations.get("main") or None
 
     def cancel(self, token: str) -> None:
-        self._call("cancel reservation", self._client.stub.CancelReservation(
-            _pb2().CancelReservationRequest(token=token)))  # fmt: skip
+        request = _pb2().CancelReservationRequest(token=token)
+        self._call("cancel reservation", self._client.stub.CancelReservation(request))
 
     def acquire(self, place: str) -> None:
-        self._call(
-            f"acquire {place}", self._client.stub.AcquirePlace(_pb2().AcquirePlaceRequest(placename=place))
-        )
+        request = _pb2().AcquirePlaceRequest(placename=place)
+        self._call(f"acquire {place}", self._client.stub.AcquirePlace(request))
 
     def release(self, place: str) -> None:
         request = _pb2().ReleasePlaceRequest(placename=place, fromuser=self.me)

@@ -5,6 +5,7 @@ runs scenarios across both hosts, survives one host dying mid-run, and always re
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rig.labgrid.coordinator import session
+from rig.labgrid.coordinator import Coordinator, session
 from rig.results.model import OutcomeClass
 from tests.support.labgrid_farm import LabgridFarm, labgrid_farm, rig
 
@@ -179,28 +180,30 @@ def test_sigterm_mid_run_releases_the_places(farm: LabgridFarm, tmp_path: Path) 
     assert farm.acquired() == {}
 
 
+@contextlib.contextmanager
+def as_someone_else(farm: LabgridFarm) -> Iterator[Coordinator]:
+    """A coordinator session of another labgrid user (labgrid reads LG_USERNAME)."""
+    os.environ["LG_USERNAME"] = "nightly-other"
+    try:
+        with session(farm.coordinator) as other:
+            yield other
+    finally:
+        del os.environ["LG_USERNAME"]
+
+
 def test_a_place_held_by_someone_else_is_waited_for_then_refused(farm: LabgridFarm, tmp_path: Path) -> None:
     path = farm.write_farm(
         tmp_path / "farm.yaml", labgrid={"acquire_timeout": 2, "places": [{"place": "host-b-b1"}]}
     )
-    someone = {"LG_USERNAME": "nightly-other"}
-    os.environ.update(someone)
-    try:
-        with session(farm.coordinator) as other:
-            other.acquire("host-b-b1")
-    finally:
-        del os.environ["LG_USERNAME"]
+    with as_someone_else(farm) as other:
+        other.acquire("host-b-b1")
     try:
         started = time.monotonic()
         done = rig("farm", "check", str(path))
         waited = time.monotonic() - started
     finally:
-        os.environ.update(someone)
-        try:
-            with session(farm.coordinator) as other:
-                other.release("host-b-b1")
-        finally:
-            del os.environ["LG_USERNAME"]
+        with as_someone_else(farm) as other:
+            other.release("host-b-b1")
     assert done.returncode == 3, done.stderr
     assert (
         done.stderr.strip()

@@ -70,7 +70,9 @@ def _read_mac(port: int) -> str:
     return out.getvalue()
 
 
-def test_esptool_resets_a_twin_into_its_rom_loader_through_ser2net(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def running_twin(tmp_path: Path) -> Iterator[tuple[str, Console]]:
+    """A twin running its app, its UART on a pty whose modem lines go to tmp_path/modem."""
     chip = Esp32Chip(tmp_path, flash_boot_hook)
     console = Console()
     chip.uart.attach(console.sink)
@@ -79,28 +81,22 @@ def test_esptool_resets_a_twin_into_its_rom_loader_through_ser2net(tmp_path: Pat
     chip.supply_changed(3.3)
     console.expect(HOOK_LINE)  # the app runs: only a DTR/RTS reset gets esptool in
     try:
-        with ser2net(endpoint.path, tmp_path / "modem") as port:
-            output = _read_mac(port)
+        yield endpoint.path, console
+    finally:
+        chip.close()
+
+
+def test_esptool_resets_a_twin_into_its_rom_loader_through_ser2net(tmp_path: Path) -> None:
+    with running_twin(tmp_path) as (device, console), ser2net(device, tmp_path / "modem") as port:
+        output = _read_mac(port)
         assert "MAC:                24:0a:c4:12:34:56" in output, output
         assert "Hard resetting via RTS pin" in output
         console.expect(HOOK_LINE)  # esptool's hard reset ran the app again
-    finally:
-        chip.close()
 
 
 def test_without_the_shim_esptool_cannot_use_the_port(tmp_path: Path) -> None:
     """Why the shim exists: Linux's pty driver has no modem lines (tty_tiocmset: -ENOTTY), so
     ser2net's modem-line calls on the pty fail and esptool never reaches the ROM loader."""
-    chip = Esp32Chip(tmp_path, flash_boot_hook)
-    console = Console()
-    chip.uart.attach(console.sink)
-    endpoint = chip.serve_pty(tmp_path / "modem")
-    chip.flash.program(BOOTLOADER_OFFSET, bootloader_header())
-    chip.supply_changed(3.3)
-    console.expect(HOOK_LINE)
-    try:
-        with ser2net(endpoint.path, tmp_path / "modem", shim=False) as port:
-            output = _read_mac(port)
-        assert "MAC:" not in output and "esptool failed" in output, output
-    finally:
-        chip.close()
+    with running_twin(tmp_path) as (device, _), ser2net(device, tmp_path / "modem", shim=False) as port:
+        output = _read_mac(port)
+    assert "MAC:" not in output and "esptool failed" in output, output
