@@ -2,7 +2,7 @@
 
 Registered through the `pytest11` entry point, so `pytest scenarios/ --farm F` works
 in any checkout that installed ota-rig. One xdist worker per board (`-n <boards>
---dist loadgroup`), a file lock per board so two runs never share one, and one
+--dist loadgroup`, scheduled by `scheduling.py`), a file lock per board so two runs never share one, and one
 artifact folder per test holding its serial log, server log and otadata dumps.
 
 - `run.py`: what every process of a run agrees on (run id, seed, resume keys, folders);
@@ -36,6 +36,7 @@ from rig.plugin.hooks import (
     pytest_generate_tests,
     pytest_report_header,
     pytest_runtest_makereport,
+    pytest_xdist_make_scheduler,
 )
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "pytest_generate_tests",
     "pytest_report_header",
     "pytest_runtest_makereport",
+    "pytest_xdist_make_scheduler",
     "run_dir",
     "seed",
     "services",

@@ -88,6 +88,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("board_spec", specs, ids=[s.name for s in specs], scope="function")
 
 
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadgroup` on a farm: one worker per board (rig/plugin/scheduling.py)."""
+    if config.getvalue("dist") != "loadgroup" or config.stash[FARM_KEY] is None:
+        return None
+    from rig.plugin.scheduling import BoardScheduling
+
+    return BoardScheduling(config, log, [spec.name for spec in selected(config)])
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     done = config.stash[RUN_KEY].done
     quarantined = config.stash[RUN_KEY].quarantined
@@ -95,10 +105,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     deselected: list[pytest.Item] = []
     for item in items:
         spec = board_spec_of(item)
-        if spec is not None:
-            item.add_marker(pytest.mark.xdist_group(name=spec.name))
-            if spec.name in quarantined:
-                item.add_marker(pytest.mark.skip(reason=quarantined[spec.name]))
+        if spec is not None and spec.name in quarantined:
+            item.add_marker(pytest.mark.skip(reason=quarantined[spec.name]))
         (deselected if (scenario_of(item), board_of(item)) in done else kept).append(item)
     if deselected:
         config.hook.pytest_deselected(items=deselected)

@@ -5,6 +5,7 @@ xdist workers, the report is written at the end, and a resume of a finished run 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -64,3 +65,22 @@ def test_outcomes_report_and_resume_through_the_plugin(lab_farm: Path, tmp_path:
     assert "no tests ran" in again.stdout  # the workers deselected both tests
     assert len(store.outcomes(run_id)) == len(outcomes)
     assert store.run(run_id).status == "finished"
+
+
+def test_each_board_runs_on_one_worker_only(lab_farm: Path, tmp_path: Path) -> None:
+    """`--dist loadgroup` keeps a board's scenarios on one xdist worker: no worker waits on
+    another's board lock while a board idles, and a board's health check runs once."""
+    done = _suite(
+        lab_farm, tmp_path / "reports", "scenarios/test_power_cut.py", "-vv",  # -q of _suite cancels one -v
+        "-k", "three_generations or cut_during_download or cut_during_erase",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:]
+    workers: dict[str, set[str]] = {}
+    for line in done.stdout.splitlines():
+        match = re.match(r"\[(gw\d+)\] .* PASSED \S+\[(b\d)\]", line)
+        if match:
+            workers.setdefault(match.group(2), set()).add(match.group(1))
+    assert set(workers) == {"b1", "b2"} and all(len(w) == 1 for w in workers.values()), workers
+    assert workers["b1"] != workers["b2"]
+    checks = ResultsStore(tmp_path / "reports" / "results.db").health_checks()
+    assert sorted(c.board for c in checks) == ["b1", "b2"]
