@@ -21,5 +21,7 @@ BOARDS = ("b1", "host-a-b1", "host-a-b2")
         ("scenarios/test_x.py::test_other[b3]", None),
     ],
 )
-def test_the_board_is_the_longest_name_the_parameters_start_or_end_with(nodeid: str, board: str | None) -> None:
+def test_the_board_is_the_longest_name_the_parameters_start_or_end_with(
+    nodeid: str, board: str | None
+) -> None:
     assert board_in(nodeid, BOARDS) == board
