@@ -66,3 +66,10 @@ class Quarantine:
     since: str
     reason: str
     failures: int
+
+    def skip_reason(self) -> str:
+        """What a skipped scenario of this board says."""
+        return (
+            f"board {self.board} quarantined since {self.since} after {self.failures} failed health "
+            f"checks: {self.reason} (rig farm health --recover)"
+        )

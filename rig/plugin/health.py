@@ -13,18 +13,11 @@ import pytest
 from rig.farm import BoardSpec, Farm
 from rig.health.check import check_board
 from rig.health.policy import apply_check
-from rig.health.records import HealthCheck, Quarantine, Trigger
+from rig.health.records import HealthCheck, Trigger
 from rig.results.store import ResultsStore
 
 # Set on an item whose call ended in InfraError (rig/plugin/hooks.py).
 INFRA_SEEN = pytest.StashKey[bool]()
-
-
-def quarantine_reason(entry: Quarantine) -> str:
-    return (
-        f"board {entry.board} quarantined since {entry.since} after {entry.failures} failed health "
-        f"checks: {entry.reason} (rig farm health --recover)"
-    )
 
 
 @dataclass
@@ -49,7 +42,7 @@ class HealthKeeper:
             last = self.check(spec, Trigger.BEFORE_RUN)
         quarantine = self.store.quarantined().get(spec.name)
         if quarantine is not None:
-            pytest.skip(quarantine_reason(quarantine))
+            pytest.skip(quarantine.skip_reason())
         if last is not None and not last.passed:
             pytest.skip(f"board {spec.name} failed its health check ({last.trigger.value}): {last.reason}")
 

@@ -92,10 +92,8 @@ def decide(config: pytest.Config, store: ResultsStore | None) -> RunSettings:
         raise pytest.UsageError(str(error)) from None
     quarantined: dict[str, str] = {}
     if store is not None:
-        from rig.plugin.health import quarantine_reason
-
         try:
-            quarantined = {name: quarantine_reason(q) for name, q in store.quarantined().items()}
+            quarantined = {name: q.skip_reason() for name, q in store.quarantined().items()}
         except RigError as error:
             raise pytest.UsageError(str(error)) from None
     return RunSettings(run_id, secrets.randbelow(2**31) if seed is None else seed, done, quarantined)
