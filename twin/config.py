@@ -13,6 +13,7 @@ from enum import Enum
 from typing import Any
 
 from rig.errors import InputError
+from rig.esp.example_image import STOCK_PROJECTS
 
 
 class SignedUpdates(Enum):
@@ -124,8 +125,11 @@ class BoardConfig:
             raise InputError("signed_on_boot without hardware secure boot exists only for ecdsa256-v1")
 
     def model_for(self, project_name: str) -> str:
-        """The firmware model that runs an image of this project."""
-        return self.firmware_overrides.get(project_name, self.firmware)
+        """The firmware model that runs an image of this project: the board's overrides, then
+        Espressif's stock OTA examples by their project name, then the board's firmware."""
+        if project_name in self.firmware_overrides:
+            return self.firmware_overrides[project_name]
+        return project_name if project_name in STOCK_PROJECTS else self.firmware
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BoardConfig:

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 
 from twin.config import KeepAlive
-from twin.cpu import Cpu
+from twin.cpu import Cpu, LogLevel
 
 # How often a blocked read looks at the chip's power/reset state.
 _POLL_S = 0.05
@@ -50,6 +50,12 @@ class ConnectError(Exception):
     def __init__(self, reason: str, *, tls: bool) -> None:
         super().__init__(reason)
         self.tls = tls
+
+
+SKIP_COMMON_NAME_WARNING = (
+    "skip_common_name=true: hostname matching and SNI disabled. This disables ALL server-name "
+    "authentication (CN/SAN/SNI), not just CN. Only intended for loopback / debug clients."
+)
 
 
 @dataclass
@@ -119,22 +125,35 @@ class Net:
     window: int = 5760
 
     def connect_tls(
-        self, host: str, port: int, *, cadata: bytes, timeout_ms: int, keepalive: KeepAlive
+        self,
+        host: str,
+        port: int,
+        *,
+        cadata: bytes | str,
+        timeout_ms: int,
+        keepalive: KeepAlive,
+        check_common_name: bool = False,
     ) -> TlsConnection:
-        """esp_tls with a pinned certificate; hostname/CN check skipped (skip_cert_common_name_check)."""
+        """esp_tls with a pinned certificate (DER) or a `cert_pem` / CA bundle (PEM text);
+        the hostname check only when the build did not set skip_cert_common_name_check
+        (esp_tls_mbedtls.c:set_client_config(): mbedtls_ssl_set_hostname() with the URL host, or
+        NULL and a warning when skipped)."""
         self.cpu.check()
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
+        context.check_hostname = check_common_name
         context.verify_mode = ssl.CERT_REQUIRED
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_verify_locations(cadata=cadata)
+        if not check_common_name:
+            self.cpu.log(LogLevel.WARN, "esp-tls-mbedtls", SKIP_COMMON_NAME_WARNING)
         try:
             raw = self.connect_tcp(host, port, max(timeout_ms / 1000, 0.1))
         except OSError as exc:
             raise ConnectError(str(exc), tls=False) from exc
         _set_keepalive(raw, keepalive)
         try:
-            sock = context.wrap_socket(raw, server_hostname=None, suppress_ragged_eofs=True)
+            hostname = host if check_common_name else None
+            sock = context.wrap_socket(raw, server_hostname=hostname, suppress_ragged_eofs=True)
         except (ssl.SSLError, OSError) as exc:
             raw.close()
             raise ConnectError(str(exc), tls=True) from exc

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from rig.esp.otadata import SECTOR_SIZE, OtaData, OtaState, plan_set_boot, slot_for_seq
+from rig.esp.otadata import ERASED_WORD, SECTOR_SIZE, OtaData, OtaState, plan_set_boot, slot_for_seq
 from rig.esp.partitions import Partition, PartitionTable
 from twin.bootloader import (
     ImageVerifier,
@@ -400,3 +400,20 @@ class OtaOps:
             version = app_secure_version(self.cpu, slot)
             return version is not None and version >= self.cpu.efuse.secure_version
         return True
+
+    def get_last_invalid_partition(self) -> Partition | None:
+        """esp_ota_ops.c:esp_ota_get_last_invalid_partition(): of the entries
+        check_invalid_otadata() flags (CRC-valid, INVALID or ABORTED),
+        bootloader_common_select_otadata(..., false) takes the lower sequence number; its slot
+        counts only while its image still passes image_validate(ESP_IMAGE_VERIFY_SILENT)."""
+        otadata = self._otadata()
+        if otadata is None or not self._slots:
+            return None
+        flagged = [
+            e for e in otadata.entries
+            if e.crc_ok and e.seq != ERASED_WORD and e.state in (OtaState.INVALID, OtaState.ABORTED)
+        ]  # fmt: skip
+        if not flagged:
+            return None
+        slot = self._slots[slot_for_seq(min(e.seq for e in flagged), len(self._slots))]
+        return slot if self._verify(slot, silent=True) is not None else None

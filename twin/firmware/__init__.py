@@ -19,8 +19,11 @@ def register(model: type[FirmwareModel]) -> type[FirmwareModel]:
 
 
 def get_model(name: str) -> type[FirmwareModel]:
+    import twin.firmware.advanced_https_ota
     import twin.firmware.aws_ota
-    import twin.firmware.broken  # noqa: F401
+    import twin.firmware.broken
+    import twin.firmware.native_ota
+    import twin.firmware.simple_ota  # noqa: F401
 
     try:
         return _MODELS[name]

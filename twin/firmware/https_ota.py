@@ -10,6 +10,7 @@ every ESP-IDF example does) and False when the body is complete; failures raise
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import NoReturn
@@ -39,25 +40,51 @@ class _State(Enum):
     SUCCESS = "success"
 
 
+class OtaEvent(Enum):
+    """esp_https_ota_event_t: what esp_https_ota.c:esp_https_ota_dispatch_event() posts to
+    ESP_HTTPS_OTA_EVENT (an app's handler prints them; advanced_https_ota_example does)."""
+
+    START = "ESP_HTTPS_OTA_START"
+    CONNECTED = "ESP_HTTPS_OTA_CONNECTED"
+    GET_IMG_DESC = "ESP_HTTPS_OTA_GET_IMG_DESC"
+    VERIFY_CHIP_ID = "ESP_HTTPS_OTA_VERIFY_CHIP_ID"
+    VERIFY_CHIP_REVISION = "ESP_HTTPS_OTA_VERIFY_CHIP_REVISION"
+    WRITE_FLASH = "ESP_HTTPS_OTA_WRITE_FLASH"
+    UPDATE_BOOT_PARTITION = "ESP_HTTPS_OTA_UPDATE_BOOT_PARTITION"
+    FINISH = "ESP_HTTPS_OTA_FINISH"
+    ABORT = "ESP_HTTPS_OTA_ABORT"
+
+
+EventHandler = Callable[[OtaEvent, int | None], None]
+
+
 @dataclass(frozen=True)
 class OtaConfig:
-    """esp_https_ota_config_t + the esp_http_client_config_t fields the agent sets."""
+    """esp_https_ota_config_t + the esp_http_client_config_t fields the app sets.
+
+    `cadata` is `cert_pem` (PEM text) or a pinned DER certificate; `skip_common_name` is
+    `skip_cert_common_name_check` (every lab build sets it: a raw IP never matches a CN).
+    """
 
     url: str
-    cadata: bytes | None
+    cadata: bytes | str | None
     timeout_ms: int
     keepalive: KeepAlive
     partial_http_download: bool = False
     max_http_request_size: int = 0
     ota_resumption: bool = False
     ota_image_bytes_written: int = 0
+    skip_common_name: bool = True
 
 
 class HttpsOta:
     """One esp_https_ota handle."""
 
-    def __init__(self, cpu: Cpu, net: Net, ota: OtaOps, config: OtaConfig) -> None:
+    def __init__(
+        self, cpu: Cpu, net: Net, ota: OtaOps, config: OtaConfig, on_event: EventHandler | None = None
+    ) -> None:
         self.cpu = cpu
+        self.on_event = on_event
         self.net = net
         self.ota = ota
         self.config = config
@@ -75,6 +102,11 @@ class HttpsOta:
 
     def _log(self, level: LogLevel, message: str, tag: str = TAG) -> None:
         self.cpu.log(level, tag, message)
+
+    def _dispatch(self, event: OtaEvent, data: int | None = None) -> None:
+        """esp_https_ota.c:esp_https_ota_dispatch_event()."""
+        if self.on_event is not None:
+            self.on_event(event, data)
 
     # -- HTTP plumbing -------------------------------------------------------------
 
@@ -94,7 +126,7 @@ class HttpsOta:
                 try:
                     self.conn = self.net.connect_tls(
                         host, port, cadata=self.config.cadata, timeout_ms=self.config.timeout_ms,
-                        keepalive=self.config.keepalive,
+                        keepalive=self.config.keepalive, check_common_name=not self.config.skip_common_name,
                     )
                 except ConnectError as exc:
                     self._connect_failed(exc)
@@ -181,6 +213,7 @@ class HttpsOta:
 
     def begin(self) -> None:
         """esp_https_ota.c:esp_https_ota_begin()."""
+        self._dispatch(OtaEvent.START)
         self.cpu.set_activity(Activity.RADIO)
         written = self.config.ota_image_bytes_written if self.resumption else 0
         self.received = written if written >= IMAGE_HEADER_SIZE else 0
@@ -202,6 +235,7 @@ class HttpsOta:
                 self.resp = self._connect("GET", self._first_range(0))
             except EspError as again:
                 self._establish_failed(again)
+        self._dispatch(OtaEvent.CONNECTED)
         if not self.config.partial_http_download:
             length = self.resp.content_length
             self.image_length = None if length is None else length + self.received
@@ -258,6 +292,7 @@ class HttpsOta:
     def get_img_desc(self) -> AppDescriptor:
         """esp_https_ota.c:get_description_from_image(): read until the first 1024 bytes are in
         (nothing is written yet); a resumed download reads the descriptor from the partition."""
+        self._dispatch(OtaEvent.GET_IMG_DESC)
         desc_end = APP_DESC_FILE_OFFSET + APP_DESC_SIZE
         if self.received >= desc_end:
             raw = self.cpu.flash.read(self.partition.offset + APP_DESC_FILE_OFFSET, APP_DESC_SIZE)
@@ -288,11 +323,13 @@ class HttpsOta:
         bootloader_common_loader.c:bootloader_common_check_chip_revision_validity(hdr, true):
         the minimum and, when set (not 0 or 0xFFFF), the maximum revision."""
         chip_id = int.from_bytes(self.header[12:14], "little")
+        self._dispatch(OtaEvent.VERIFY_CHIP_ID, chip_id)
         if chip_id != 0:
             self._log(LogLevel.ERROR, f"Mismatch chip id, expected 0, found {chip_id}")
             raise EspError(Err.ESP_ERR_INVALID_VERSION)
         min_rev = int.from_bytes(self.header[15:17], "little")
         max_rev = int.from_bytes(self.header[17:19], "little")
+        self._dispatch(OtaEvent.VERIFY_CHIP_REVISION, min_rev)
         rev = self.ota.config.chip_rev_full
         if rev < min_rev:
             self._chip_revision_failed(">=", min_rev, rev)
@@ -374,19 +411,26 @@ class HttpsOta:
         return False
 
     def finish(self) -> None:
-        """esp_https_ota_finish: esp_ota_end, then esp_ota_set_boot_partition (no reboot)."""
+        """esp_https_ota.c:esp_https_ota_finish(): esp_ota_end, then esp_ota_set_boot_partition
+        (no reboot); ESP_HTTPS_OTA_FINISH is posted whether or not they succeeded."""
         self.close()
         if self.handle is None:
             raise EspError(Err.ESP_ERR_INVALID_ARG)
         self.cpu.set_activity(Activity.IDLE)
-        self.ota.end(self.handle)
         try:
-            self.ota.set_boot_partition(self.partition)
-        except EspError as exc:
-            self._log(LogLevel.ERROR, f"esp_ota_set_boot_partition failed! err={exc.hex}")
-            raise
+            self.ota.end(self.handle)
+            try:
+                self.ota.set_boot_partition(self.partition)
+            except EspError as exc:
+                self._log(LogLevel.ERROR, f"esp_ota_set_boot_partition failed! err={exc.hex}")
+                raise
+            subtype = 0x10 + (self.partition.ota_index or 0)  # ESP_PARTITION_SUBTYPE_APP_OTA_0 + n
+            self._dispatch(OtaEvent.UPDATE_BOOT_PARTITION, subtype)
+        finally:
+            self._dispatch(OtaEvent.FINISH)
 
     def abort(self) -> None:
         """esp_https_ota_abort: the partial image stays, otadata is untouched."""
+        self._dispatch(OtaEvent.ABORT)
         self.close()
         self.cpu.set_activity(Activity.IDLE)
