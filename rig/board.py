@@ -1,4 +1,5 @@
-"""One board under test: console, power, flash, and the PROTOCOL.md conversation.
+"""One board under test: console, power, flash, and the conversation with its firmware
+(through the board's agent, rig/agents/).
 
 Everything here works the same for a DevKitC on a USB hub and for a virtual-lab
 twin, because both are reached through the same seams (serial URL, power driver,
@@ -12,13 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rig.agents import agent_for
+from rig.agents.rig_agent import RigAgent
 from rig.console import Console
 from rig.errors import InfraError, InputError
 from rig.esp.otadata import OtaData
 from rig.esp.partitions import PartitionTable
 from rig.farm import BoardSpec, Farm
 from rig.flashing import FlashTarget, read_back, write_regions
-from rig.logs import events as ev
 from rig.power import create_driver
 from rig.power.base import PowerDriver
 from rig.resources import fixture
@@ -86,11 +88,13 @@ class Board:
         self.esptool_log = artifacts / "esptool.log"
         self.flash_target = FlashTarget(spec.name, spec.serial, spec.flash_baud, spec.reset, spec.chip)
         self._power: PowerDriver | None = None
+        self.agent = agent_for(spec)
 
     # -- lifecycle -------------------------------------------------------------------
 
     def open(self) -> Board:
         self.console.open()
+        self.agent.attach(self)
         return self
 
     def close(self) -> None:
@@ -181,39 +185,23 @@ class Board:
         return mark
 
     def wait_ready(self, timeout: float, since: int) -> Ready | None:
-        found = self.console.wait_event(ev.RigReady, timeout, since)
-        if found is None:
-            return None
-        assert isinstance(found.event, ev.RigReady)
-        return Ready(found.event.version, found.event.running, found.event.state, found.index)
+        return self.agent.wait_ready(self, timeout, since)
 
     def reset_and_wait_ready(self, timeout: float) -> Ready:
         mark = self.reset()
         ready = self.wait_ready(timeout, mark)
         if ready is None:
-            raise InfraError(f"board {self.name}: no 'rig_agent: ready' within {timeout:.0f} s after reset")
+            what = self.agent.ready_description()
+            raise InfraError(f"board {self.name}: no {what} within {timeout:.0f} s after reset")
         return ready
 
     def command(self, text: str, timeout: float = 5.0) -> str:
         """Send a PROTOCOL.md command; returns its `ok` details. An `error` reply raises InputError."""
-        word = text.split()[0]
-        mark = self.console.send_line(text)
-        found = self.console.wait_event(
-            lambda e: isinstance(e, ev.RigReply) and e.command == word, timeout, mark
-        )  # this command's reply, not an earlier one's
-        if found is None:
-            raise InfraError(f"board {self.name}: no reply to {word!r} within {timeout:.0f} s")
-        reply = found.event
-        assert isinstance(reply, ev.RigReply)
-        if not reply.ok:
-            raise InputError(f"board {self.name}: {word} refused: {reply.details}")
-        return reply.details
+        if not isinstance(self.agent, RigAgent):
+            protocol = self.spec.firmware.protocol.value
+            raise InputError(f"board {self.name}: its firmware ({protocol}) takes no console commands")
+        return self.agent.command(self, text, timeout)
 
     def status(self, timeout: float = 5.0) -> dict[str, str]:
-        """The status line's key=value fields (PROTOCOL.md §1)."""
-        mark = self.console.send_line("status")
-        found = self.console.wait_event(ev.RigStatus, timeout, mark)
-        if found is None:
-            raise InfraError(f"board {self.name}: no status line within {timeout:.0f} s")
-        assert isinstance(found.event, ev.RigStatus)
-        return dict(found.event.fields)
+        """The running app's `version`, `running` and `state` (PROTOCOL.md §1 `status` fields)."""
+        return self.agent.status(self, timeout)

@@ -82,11 +82,17 @@ class Services:
 
     @contextlib.contextmanager
     def session(
-        self, board: Board, proxy: FaultProxy, recorder: Recorder | None = None
+        self,
+        board: Board,
+        proxy: FaultProxy,
+        recorder: Recorder | None = None,
+        *,
+        images: ImageSet | None = None,
     ) -> Iterator[OtaSession]:
-        """`board`'s OTA session, tuned for the farm, every result handed to `recorder`."""
+        """`board`'s OTA session, tuned for the farm, every result handed to `recorder`;
+        `images` when the board's firmware is served its own set (a stock example's)."""
         session = OtaSession(
-            board, self.server, proxy, self.certs, self.images, self.farm.network,
+            board, self.server, proxy, self.certs, images or self.images, self.farm.network,
             seed=self.seed, path=self.path, tuning=tuning_for(self.farm), recorder=recorder,
         )  # fmt: skip
         try:

@@ -42,6 +42,8 @@ COMMANDS: dict[str, str] = {
     "farm": "rig.run_cli:farm",
     "rollout": "rig.rollout.cli:rollout",
     "sweep": "rig.sweep.cli:sweep",
+    "idf-tests": "rig.idf.cli:idf_tests",
+    "embedded": "rig.idf.cli:embedded",
 }
 
 

@@ -11,6 +11,7 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,14 +29,25 @@ FLASH_SIZES = tuple(1 << n for n in range(20, 28))
 BAUD_RANGE = (300, 5_000_000)
 
 
+class FirmwareProtocol(Enum):
+    """How the rig drives a board's firmware (rig/agents/): the reference agent's console
+    protocol (firmware_under_test/PROTOCOL.md) or a stock ESP-IDF OTA example's prompts."""
+
+    RIG = "rig"
+    IDF_EXAMPLE = "idf-example"
+
+
 @dataclass(frozen=True)
 class FirmwareTraits:
-    """What the firmware build on a board was configured with (its sdkconfig)."""
+    """What the firmware build on a board was configured with (its sdkconfig), and how it is
+    driven: `example` names the stock example (its project name) of an `idf-example` board."""
 
     rollback: bool = True
     anti_rollback: bool = False
     signing: str = "none"
     version_check: bool = True
+    protocol: FirmwareProtocol = FirmwareProtocol.RIG
+    example: str | None = None
 
 
 @dataclass(frozen=True)
@@ -196,6 +208,16 @@ class _Firmware(_Section):
     anti_rollback: bool = False
     signing: Literal["none", "rsa3072", "ecdsa256-v1"] = "none"
     version_check: bool = True
+    protocol: Literal["rig", "idf-example"] = "rig"
+    example: Literal["advanced_https_ota", "simple_ota", "native_ota"] | None = None
+
+    @model_validator(mode="after")
+    def _example_named(self) -> _Firmware:
+        if self.protocol == "idf-example" and self.example is None:
+            raise ValueError("idf-example needs `example`: advanced_https_ota, simple_ota or native_ota")
+        if self.protocol == "rig" and self.example is not None:
+            raise ValueError("`example` is only for protocol idf-example")
+        return self
 
 
 class _Wifi(_Section):
@@ -501,7 +523,8 @@ def _board(
         wifi_ssid=wifi.ssid,
         wifi_password=wifi.password,
         firmware=FirmwareTraits(
-            firmware.rollback, firmware.anti_rollback, firmware.signing, firmware.version_check
+            firmware.rollback, firmware.anti_rollback, firmware.signing, firmware.version_check,
+            FirmwareProtocol(firmware.protocol), firmware.example,
         ),
         tags=tuple(board.tags),
         mqtt=BoardMqtt(board.mqtt.thing, board.mqtt.port) if board.mqtt is not None else None,

@@ -10,18 +10,20 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from filelock import FileLock
 
 from rig.errors import InputError
+from rig.esp.example_image import make_example_app
 from rig.esp.image import ImageFault, verify_image
 from rig.esp.marker import Behaviour, find_marker
 from rig.esp.signing import SigningKey, SigningScheme
 from rig.esp.testimage import make_test_app
 from rig.esp.versions import compare_versions
+from rig.farm import BoardSpec, FirmwareProtocol
 from rig.images.mutants import MANIFEST_NAME, Expect, Manifest, MutantEntry, SkippedMutant, derive_images
 from rig.inputs import read_input
 
@@ -48,14 +50,17 @@ class ImageEntry:
     behaviour: str | None
     proof_lines: tuple[str, ...]
 
-    def proof_patterns(self, *, rollback: bool = True) -> list[re.Pattern[str]]:
+    def proof_patterns(
+        self, *, rollback: bool = True, firmware: Callable[[tuple[str, ...]], tuple[str, ...]] | None = None
+    ) -> list[re.Pattern[str]]:
         """The manifest's "L tag: message" lines as regexes over real log lines.
 
         The manifest speaks for a build with rollback. Without it a new image is never
         PENDING_VERIFY, so no self-test confirms it (PROTOCOL.md §4) and otadata keeps the
-        state esp_ota_set_boot_partition() wrote: ESP_OTA_IMG_UNDEFINED."""
+        state esp_ota_set_boot_partition() wrote: ESP_OTA_IMG_UNDEFINED. `firmware` keeps
+        the lines the board's firmware prints (its agent's `proof_lines`)."""
         patterns = []
-        for line in self.proof_lines:
+        for line in firmware(self.proof_lines) if firmware is not None else self.proof_lines:
             if not rollback:
                 if line.endswith(CONFIRMED):
                     continue
@@ -120,6 +125,14 @@ def _scheme(signing: Iterable[str]) -> SigningScheme | None:
     return SigningScheme(schemes.pop()) if schemes else None
 
 
+LabApp = Callable[[SigningKey | None, int], bytes]
+
+
+def reference_lab_app(key: SigningKey | None, size: int) -> bytes:
+    """The lab's reference-firmware build (PROTOCOL.md agent, healthy behaviour marker)."""
+    return make_test_app(version=LAB_BASE_VERSION, secure_version=LAB_BASE_SECURE_VERSION, size=size, key=key)
+
+
 def prepare_image_set(
     directory: Path,
     *,
@@ -130,11 +143,12 @@ def prepare_image_set(
     extra: Mapping[str, Path] | None = None,
     private: Path | None = None,
     lab_image_size: int = LAB_IMAGE_SIZE,
+    lab_app: LabApp = reference_lab_app,
 ) -> ImageSet:
-    """Derive (once per run directory) the run's image set from `base` or the lab's test app.
+    """Derive (once per run directory) the run's image set from `base` or a lab build.
 
-    `lab_image_size` sizes the test app when there is no `base`. The lab's signing key (made
-    when no `key` is given) goes to `private`
+    `lab_app` builds the lab's base (of `lab_image_size` bytes) when there is no `base`. The
+    lab's signing key (made when no `key` is given) goes to `private`
     (`rig.keyfiles.private_folder`), not beside the images, when given."""
     directory.mkdir(parents=True, exist_ok=True)
     scheme = _scheme(signing)
@@ -146,15 +160,7 @@ def prepare_image_set(
         signing_key = _signing_key(private or directory, key, scheme)
         if (out / ".complete").exists():
             return ImageSet(out, _load_manifest(out / MANIFEST_NAME), signing_key)
-        if base is None:
-            base_bytes = make_test_app(
-                version=LAB_BASE_VERSION,
-                secure_version=LAB_BASE_SECURE_VERSION,
-                size=lab_image_size,
-                key=signing_key,
-            )
-        else:
-            base_bytes = read_input(base, "base image")
+        base_bytes = lab_app(signing_key, lab_image_size) if base is None else read_input(base, "base image")
         manifest = derive_images(base_bytes, out, signing_key, seed=seed)
         if extra:
             manifest = _with_extra(manifest, out, extra)
@@ -236,3 +242,47 @@ def _load_manifest(path: Path) -> Manifest:
         entries=entries,
         skipped=tuple(SkippedMutant(**item) for item in raw.get("skipped", [])),
     )
+
+
+def example_lab_app(project: str, ca_pem: bytes) -> LabApp:
+    """A lab build of stock example `project` at the lab's base version, embedding `ca_pem`
+    (the rig's CA, as a team replaces server_certs/ca_cert.pem with its own server's). Like
+    every sdkconfig.ci of Espressif's, it skips the server name check: the rig's server is
+    reached by an address (the fault path's) its certificate cannot know in advance."""
+
+    def build(key: SigningKey | None, size: int) -> bytes:
+        return make_example_app(
+            project=project, version=LAB_BASE_VERSION, secure_version=LAB_BASE_SECURE_VERSION,
+            ca_pem=ca_pem, choices={"EXAMPLE_SKIP_COMMON_NAME_CHECK": True}, size=size, key=key,
+        )  # fmt: skip
+
+    return build
+
+
+@dataclass(frozen=True)
+class ImageLibrary:
+    """The image set each board of a run is served: the run's set (the reference firmware on
+    the lab, or the farm's own `--base-image` build everywhere), and on the lab one set per
+    stock example its `idf-example` boards run, derived the same way from a lab build."""
+
+    directory: Path
+    default: ImageSet
+    custom_base: bool
+    key: Path | None
+    signing: frozenset[str]
+    seed: int
+    private: Path | None
+    ca_pem: Callable[[], bytes]
+
+    def for_board(self, spec: BoardSpec) -> ImageSet:
+        example = spec.firmware.example
+        if self.custom_base or spec.firmware.protocol is not FirmwareProtocol.IDF_EXAMPLE or example is None:
+            return self.default
+        return prepare_image_set(
+            self.directory / f"example-{example}", base=None, key=self.key, signing=self.signing,
+            seed=self.seed, private=self.private, lab_app=example_lab_app(example, self.ca_pem()),
+        )  # fmt: skip
+
+    def base_for(self, spec: BoardSpec) -> bytes:
+        """The known-good app a health check or a prepare flashes on this board."""
+        return self.for_board(spec).data("base")

@@ -16,8 +16,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rig.logs import events as ev
+
+if TYPE_CHECKING:
+    from rig.agents.base import Milestones
 
 # ROM reset reasons the supply causes (esp_rom's RESET_REASON: POWERON_RESET, RTCWDT_BROWN_OUT_RESET).
 SUPPLY_RESETS = frozenset({"POWERON_RESET", "RTCWDT_BROWN_OUT_RESET"})
@@ -71,7 +75,9 @@ def before_supply_loss(events: Sequence[ev.Event], t_fired: float) -> list[ev.Ev
     return kept
 
 
-def phase_of(events: Sequence[ev.Event], fault: FaultSeen, *, switched_in_otadata: bool) -> Phase:
+def phase_of(
+    events: Sequence[ev.Event], fault: FaultSeen, milestones: Milestones, *, switched_in_otadata: bool
+) -> Phase:
     """Where this OTA's first fault landed.
 
     `events` are the OTA's console events in order, each with its host receive time;
@@ -84,23 +90,23 @@ def phase_of(events: Sequence[ev.Event], fault: FaultSeen, *, switched_in_otadat
         if not fault.network:
             return Phase.NO_FAULT
         # Proxy faults act on the download only: did the download survive it?
-        survived = any(isinstance(e, ev.RigOtaComplete) for e in events)
+        survived = any(milestones.complete(e) for e in events)
         return Phase.RECOVERED if survived else Phase.DOWNLOAD
     before = before_supply_loss(events, fault.t_fired if fault.t_fired is not None else float("-inf"))
-    if any(isinstance(e, ev.RigAppConfirmed) for e in before):
+    if any(milestones.confirmed(e) for e in before):
         return Phase.CONFIRMED
-    completed = [i for i, e in enumerate(before) if isinstance(e, ev.RigOtaComplete)]
+    completed = [i for i, e in enumerate(before) if milestones.complete(e)]
     if not completed:
-        return Phase.SWITCHED if switched_in_otadata and _all_written(before) else Phase.DOWNLOAD
+        return Phase.SWITCHED if switched_in_otadata and _all_written(before, milestones) else Phase.DOWNLOAD
     after_complete = before[completed[-1] :]
     if not any(isinstance(e, ev.SlotLoaded) for e in after_complete):
         return Phase.SWITCHED
-    if any(isinstance(e, ev.RigSelftest) and e.step is ev.SelftestStep.PASSED for e in after_complete):
+    if any(milestones.selftest_passed(e) for e in after_complete):
         return Phase.CONFIRMING
     return Phase.FIRST_BOOT
 
 
-def _all_written(events: Sequence[ev.Event]) -> bool:
+def _all_written(events: Sequence[ev.Event], milestones: Milestones) -> bool:
     """The device reported every byte of the image written (`ota progress bytes=N total=N`)."""
-    progress = [e for e in events if isinstance(e, ev.RigOtaProgress)]
-    return bool(progress) and progress[-1].total > 0 and progress[-1].bytes >= progress[-1].total
+    progress = [p for p in map(milestones.progress, events) if p is not None]
+    return bool(progress) and progress[-1][1] > 0 and progress[-1][0] >= progress[-1][1]

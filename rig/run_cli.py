@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 LAB_DIR = Path(".lab")
 
 
-def _farm_or_lab(stack: ExitStack, farm: str | None, boards: int) -> Path:
+def farm_or_lab(stack: ExitStack, farm: str | None, boards: int) -> Path:
     """The farm file to use: the user's (its labgrid places acquired until the stack closes),
     or a virtual lab brought up for this command."""
     if farm is not None:
@@ -268,7 +268,7 @@ def repro(
         _repro_mqtt(farm, board_name, image, key, cut, seed, Path(report_dir), run_id)
         return
     with ExitStack() as stack:
-        farm_path = _farm_or_lab(stack, farm, 2)
+        farm_path = farm_or_lab(stack, farm, 2)
         parsed = load_farm(farm_path)
         spec = parsed.board(board_name) if board_name else parsed.boards[0]
         private = private_folder(Path(report_dir), run_id)
@@ -319,7 +319,7 @@ def _repro_mqtt(
 
     out = report_dir / run_id
     with ExitStack() as stack:
-        parsed = load_farm(_farm_or_lab(stack, farm, 2))
+        parsed = load_farm(farm_or_lab(stack, farm, 2))
         spec = parsed.board(board_name) if board_name else parsed.boards[0]
         if parsed.mqtt is None or spec.mqtt is None:
             raise InputError(f"board {spec.name}: no AWS IoT thing (the farm file's mqtt sections)")
@@ -503,7 +503,7 @@ def farm_check(farm_file: str | None) -> None:
     The table goes to stdout and progress to stderr. Exit 3 when anything did not answer.
     """
     with ExitStack() as stack:
-        path = _farm_or_lab(stack, farm_file, 2)
+        path = farm_or_lab(stack, farm_file, 2)
         parsed = load_farm(path)
         progress = RichConsole(stderr=True, markup=False)
         mqtt = _check_mqtt(parsed)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from rig import verdicts
+from rig.agents.base import Sayings
 from rig.board import Board, Ready
 from rig.console import ConsoleLine
 from rig.cutspec import (
@@ -35,7 +36,7 @@ from rig.images.mutants import Expect
 from rig.imageset import ImageSet
 from rig.logs import events as ev
 from rig.logs.boots import fold_boots
-from rig.net.bus import Direction, Event, WireProgress
+from rig.net.bus import BodyProgress, Direction, Event, WireProgress
 from rig.net.certs import CertBundle
 from rig.net.netns import FaultPath
 from rig.net.ota_server import OtaServer
@@ -47,9 +48,6 @@ from rig.triggers import Trigger, TriggerEngine
 # How long an app must stay up after `ready` to count as settled (no crash, no reset).
 QUIET_S = 1.0
 CUT_SWITCH_INTERVAL_S = 0.0005
-# The agent's verdict on an OTA it ran to the end, or a reset that ended it for it.
-ENDED = (ev.RigOtaFailed, ev.RigOtaRejected, ev.RigOtaComplete, ev.RomReset)
-GAVE_UP = (ev.RigOtaFailed, ev.RigOtaRejected)
 # An OTA whose fault missed the targeted phase is retried from the known state this often.
 WINDOW_TRIES = 3
 
@@ -94,6 +92,8 @@ class OtaSession:
         self.tuning = tuning or Tuning()
         self._recorder = recorder
         self.engine = TriggerEngine()
+        # What the board's firmware prints at the OTA's milestones (rig/agents/).
+        self.milestones = board.agent.milestones
         self.cutter = Cutter(lambda: board.power, proxy, self.engine, path, seed=seed)
         # The rig process runs the TLS server, proxy pumps and console readers at once; with
         # CPython's default 5 ms GIL slice a log-triggered power cut waits behind them.
@@ -108,6 +108,13 @@ class OtaSession:
         self._resume_limit = 0
         board.console.add_listener(self._on_line)
         server.bus.subscribe(self._on_bus_event)
+        # A worker's server serves the set of the board in hand (a stock example's has its own).
+        server.set_images(images.source())
+
+    @property
+    def says(self) -> Sayings:
+        """What this board's firmware prints at an OTA's milestones (scenarios' log checks)."""
+        return self.board.agent.says
 
     def close(self) -> None:
         self.cutter.close()
@@ -122,7 +129,7 @@ class OtaSession:
 
     def _on_line(self, line: ConsoleLine) -> None:
         self.engine.on_log_line(self.board.name, line.text, line.t)
-        if isinstance(line.event, ev.RigOtaProgress | ev.RigOtaSaved):
+        if self.board.agent.reports_progress and isinstance(line.event, ev.RigOtaProgress | ev.RigOtaSaved):
             # "Power died at 40 % of the download" means 40 % written by the device: the
             # server's count runs ahead by whatever the sockets hold.
             self.engine.on_progress("device", None, line.event.bytes, self._image_size, line.t)
@@ -130,6 +137,10 @@ class OtaSession:
     def _on_bus_event(self, event: Event) -> None:
         if isinstance(event, WireProgress) and event.direction is Direction.DOWN:
             self.engine.on_wire(event.connection_id, event.total_bytes)
+        elif isinstance(event, BodyProgress) and not self.board.agent.reports_progress:
+            # Firmware that prints no progress (the stock examples): the server's count is the
+            # nearest there is; it runs ahead of the device by what the sockets hold.
+            self.engine.on_progress("device", None, event.body_bytes_sent, event.total)
 
     # -- set-up ------------------------------------------------------------------------
 
@@ -154,9 +165,7 @@ class OtaSession:
         # bootloader_utility_get_selected_boot_partition), any switch then raises it.
         self._top_seq = 1
         self._resume_limit = 0
-        self.pin(self.certs)
-        if merged:
-            self.configure(**merged)
+        self.board.agent.setup(self.board, self.certs, merged)
         return ready
 
     def restore(self) -> Ready:
@@ -167,6 +176,7 @@ class OtaSession:
         return self.prepare(image, **settings)
 
     def pin(self, certs: CertBundle) -> None:
+        """Make the board trust `certs` (PROTOCOL.md `cert`)."""
         self.board.command("cert " + base64.b64encode(certs.ca_der()).decode())
 
     def configure(self, **settings: str) -> None:
@@ -220,9 +230,10 @@ class OtaSession:
     # -- the experiment ------------------------------------------------------------------
 
     def start_ota(self, image: str, *, via_proxy: bool = True, redirects: int = 0) -> int:
-        """Send `ota <url>`; returns the console mark the OTA's lines come after."""
-        mark = self.board.console.mark()
-        self.board.command(f"ota {self.url(image, via_proxy=via_proxy, redirects=redirects)}")
+        """Hand the board the image's URL its firmware's way; returns the console mark the
+        OTA's lines come after."""
+        url = self.url(image, via_proxy=via_proxy, redirects=redirects)
+        mark = self.board.agent.start_ota(self.board, url)
         self.engine.on_event("ota_started")  # `After`/`OnEvent` cuts can count from here
         return mark
 
@@ -335,14 +346,14 @@ class OtaSession:
         try:
             mark = self.start_ota(image, via_proxy=via_proxy, redirects=redirects)
             console = self.board.console
-            ended = console.wait_event(ENDED, timeout, mark)
+            ended = console.wait_event(self.milestones.ended, timeout, mark)
             if ended is None:
                 raise InfraError(
                     f"board {self.board.name}: OTA of {image} neither ended nor reset within {timeout:.0f} s"
                 )
             if self.path is not None and self.path.namespace is not None:
                 self.path.namespace.heal()  # a dead path lasts until the OTA ended
-            ready = self._gave_up(mark) if isinstance(ended.event, GAVE_UP) else None
+            ready = self._gave_up(mark) if self.milestones.gave_up(ended.event) else None
             if ready is None:
                 ready = self.settle(mark, timeout)
             if ready is not None and ready.state == "PENDING_VERIFY":
@@ -363,7 +374,7 @@ class OtaSession:
             network = proxy_hit or (bool(firings) and not supply)
             fault = FaultSeen(power=supply, network=network, t_fired=t_fault)
             top_seq = state.top_seq
-            phase = phase_of(events, fault, switched_in_otadata=top_seq > self._top_seq)
+            phase = phase_of(events, fault, self.milestones, switched_in_otadata=top_seq > self._top_seq)
             served = self.server.records[served_before:]
             result = OtaResult(
                 board=self.board.name,
@@ -396,12 +407,12 @@ class OtaSession:
                 last_boot = fold_boots(console.events(after_read), final=True)
                 verdicts.judge_sources(result, last_boot, state.otadata, self.board.table, final_ready)
             if phase is Phase.NO_FAULT and expect is None:
-                proof = entry.proof_patterns(rollback=rollback)
+                proof = entry.proof_patterns(rollback=rollback, firmware=self.board.agent.proof_lines)
                 verdicts.judge_proof(result, [line.text for line in console.lines(mark)], proof)
             device_events = before_supply_loss(events, t_fault) if supply and t_fault is not None else events
             gets = [r for r in served if r.method == "GET"]
             ranged = gets and all(r.status == 206 for r in gets)
-            verdicts.judge_confirm_order(result, events)
+            verdicts.judge_confirm_order(result, events, self.milestones)
             verdicts.judge_untouched(result, state.md5, keep)
             verdicts.judge_resume(
                 result, device_events, resume_limit=self._resume_limit, undisturbed=not (supply or network),
@@ -444,7 +455,7 @@ class OtaSession:
         """Carry what this OTA left behind into the next one's checks."""
         self._top_seq = max(self._top_seq, top_seq)
         if target is not None:
-            if any(isinstance(e, ev.RigOtaComplete) for e in device_events):
+            if any(self.milestones.complete(e) for e in device_events):
                 self._slots[target] = self.images.data(result.image)
             elif not (result.expect in verdicts.REFUSED_BEFORE_WRITE and result.passed):
                 self._slots[target] = None  # partly written, or refused somewhere the rig cannot see
@@ -455,7 +466,7 @@ class OtaSession:
         if ready is None or t_fault is None:
             return None
         lines = self.board.console.lines(ready.line_index)
-        if not lines or not isinstance(lines[0].event, ev.RigReady):
+        if not lines or not self.board.agent.is_ready(lines[0].event):
             return None
         return max(0.0, lines[0].t - t_fault)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from rig.board import Ready
 from rig.checks import expect_boot, otadata_consistent
@@ -19,6 +20,9 @@ from rig.logs import events as ev
 from rig.logs.boots import BootTimeline
 from rig.outcome import OtaResult, ProblemKind
 from rig.phase import Final, Phase
+
+if TYPE_CHECKING:
+    from rig.agents.base import Milestones
 
 # PROTOCOL.md §3: progress is saved each time the written count crosses a 4 KiB boundary. The
 # last `ota saved` line may die in the UART FIFO with the supply, so a resume may start one
@@ -103,17 +107,18 @@ def judge_proof(result: OtaResult, texts: Sequence[str], patterns: Sequence[re.P
             result.add(ProblemKind.PROOF_MISSING, f"expected log line not seen: /{pattern.pattern}/")
 
 
-def judge_confirm_order(result: OtaResult, events: Sequence[ev.Event]) -> None:
+def judge_confirm_order(result: OtaResult, events: Sequence[ev.Event], milestones: Milestones) -> None:
     """PROTOCOL.md §4: an image confirms itself only in its first boot, after its self-test
     passed. One that confirms first (or without a self-test at all) can no longer be rolled
-    back when the self-test would have failed or hung."""
+    back when the self-test would have failed or hung. (A stock example's confirmation is
+    its own checkpoint: connected to the network, or its diagnostic passed.)"""
     passed = False
     for event in events:
         if isinstance(event, ev.RomReset):
             passed = False
-        elif isinstance(event, ev.RigSelftest) and event.step is ev.SelftestStep.PASSED:
+        elif milestones.selftest_passed(event):
             passed = True
-        elif isinstance(event, ev.RigAppConfirmed) and not passed:
+        if milestones.confirmed(event) and not passed:
             result.add(
                 ProblemKind.CONFIRM_ORDER,
                 "the new image confirmed itself (`app confirmed valid`) before its self-test passed",

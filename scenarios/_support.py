@@ -22,6 +22,7 @@ SLOW_SELFTEST = "slow_selftest"
 
 def agent_config(ota: OtaSession) -> dict[str, str]:
     """The agent's settings as it reports them (`ota-config` without arguments)."""
+    need_agent(ota, "agent-settings")
     return dict(pair.split("=", 1) for pair in ota.board.command("ota-config").split() if "=" in pair)
 
 
@@ -119,6 +120,13 @@ def need_dead_path(ota: OtaSession) -> None:
     if path is None or path.namespace is None:
         why = path.unavailable if path is not None else "no fault path"
         pytest.skip(f"board {ota.board.name}: no dead-path fault here: {why}")
+
+
+def need_agent(ota: OtaSession, capability: str) -> None:
+    """Skip unless the board's firmware has `capability` (rig/agents/: what a stock example lacks)."""
+    reason = ota.board.agent.lacks.get(capability)
+    if reason is not None:
+        pytest.skip(f"board {ota.board.name}: {reason}")
 
 
 def need_image(ota: OtaSession, name: str) -> None:

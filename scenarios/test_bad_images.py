@@ -62,13 +62,12 @@ def test_wrong_chip_rejected_before_write(ota: OtaSession) -> None:
     check = image_rejected(wrong_chip.timeline, wrong_chip.otadata, ota.board.table,
                              reason=RejectReason.CHIP_ID)
     assert check.passed, check.explain()
-    assert_no_log(ota, wrong_chip, "rig_agent: ota saved", "rig_agent: ota progress")
+    assert_no_log(ota, wrong_chip, *ota.says.wrote)
     ended_on(wrong_chip, ota.images.base_version)
 
     revisions = (("chip_rev_too_high", "Required >= v4.0"), ("chip_rev_max_too_low", "Required <= v2.0"))
     for image, needle in revisions:
         refused = ota.ok(image)
-        assert_log(ota, refused, f"chip revision check failed. {needle}", "rig_agent: ota failed")
-        assert_no_log(ota, refused, "rig_agent: ota saved", "rig_agent: ota progress",
-                      "rig_agent: ota complete")
+        assert_log(ota, refused, f"chip revision check failed. {needle}", ota.says.failed)
+        assert_no_log(ota, refused, *ota.says.wrote, ota.says.complete)
         ended_on(refused, ota.images.base_version)

@@ -36,5 +36,5 @@ def test_image_larger_than_slot_refused(ota: OtaSession) -> None:
     ota.add_image(TOO_LARGE, data, like="next2", expect=Expect.REJECT_AT_WRITE,
               logs=logs, change=change)
     refused = ota.ok(TOO_LARGE)
-    assert_log(ota, refused, "rig_agent: ota failed err=0x104")
+    assert_log(ota, refused, ota.says.size_refused)
     ended_on(refused, ota.images.entry("next").version)

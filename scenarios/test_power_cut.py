@@ -9,6 +9,7 @@ from rig.session import OtaSession
 from scenarios._support import (
     add_slow_selftest,
     ended_on,
+    need_agent,
     need_power_cut,
     need_rollback,
     slot_name,
@@ -64,7 +65,7 @@ def test_cut_after_switch_before_first_boot(ota: OtaSession) -> None:
     """
     need_power_cut(ota)
     ota.prepare()
-    result = ota.ok("next", 'power@log="rig_agent: ota complete"', window=Phase.SWITCHED)
+    result = ota.ok("next", f'power@log="{ota.says.complete}"', window=Phase.SWITCHED)
     if result.final is Final.NEW:
         assert "VALID" in slot_states(result, ota, slot_name(ota, 1)), result.otadata
 
@@ -79,6 +80,7 @@ def test_cut_during_first_boot(ota: OtaSession) -> None:
     """
     need_power_cut(ota)
     need_rollback(ota)
+    need_agent(ota, "behaviour")
     ota.prepare()
     image = add_slow_selftest(ota)
     result = ota.ok(image, 'power@log="rig_agent: selftest begin"', window=Phase.FIRST_BOOT)
@@ -95,6 +97,7 @@ def test_cut_after_confirm(ota: OtaSession) -> None:
     """
     need_power_cut(ota)
     ota.prepare()
-    result = ota.ok("next", 'power@log="rig_agent: app confirmed valid"', window=Phase.CONFIRMED)
+    need_agent(ota, "confirmation")
+    result = ota.ok("next", f'power@log="{ota.says.confirmed}"', window=Phase.CONFIRMED)
     ended_on(result, ota.images.entry("next").version)
     assert "VALID" in slot_states(result, ota, slot_name(ota, 1)), result.otadata

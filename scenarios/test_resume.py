@@ -10,7 +10,7 @@ import pytest
 from rig.net.ota_server import ServeMode
 from rig.phase import Phase
 from rig.session import OtaSession
-from scenarios._support import assert_log, ended_on
+from scenarios._support import assert_log, ended_on, need_agent
 
 pytestmark = [pytest.mark.network, pytest.mark.gate]
 RESUMED = re.compile(r"rig_agent: ota begin url=\S+ resume_from=(\d+)")
@@ -42,6 +42,7 @@ def test_resume_after_reset(ota: OtaSession) -> None:
     bytes=<saved>-`, the agent logs `ota begin ... resume_from=<saved>` (> 0, whole KiB)
     and only the rest of the image crosses the wire; the resumed image verifies and boots.
     """
+    need_agent(ota, "resume-markers")
     ota.prepare(resume="on")
     size = ota.images.entry("next").path.stat().st_size
     cut = ota.ok("next", "power@fraction=0.6", window=Phase.DOWNLOAD)
@@ -63,6 +64,7 @@ def test_fallback_without_range(ota: OtaSession, no_range: None) -> None:
     requested Range header` then `Falling back to OTA without resumption and restarting
     download from beginning`; the full image is downloaded and boots.
     """
+    need_agent(ota, "resume-markers")
     ota.prepare(resume="on")
     size = ota.images.entry("next").path.stat().st_size
     cut = ota.ok("next", "power@fraction=0.6", window=Phase.DOWNLOAD)

@@ -6,7 +6,7 @@ import pytest
 
 from rig.checks import rolled_back
 from rig.session import OtaSession
-from scenarios._support import ended_on, need_rollback, slot_name, slot_states
+from scenarios._support import ended_on, need_agent, need_rollback, slot_name, slot_states
 
 pytestmark = [pytest.mark.rollback, pytest.mark.gate]
 BAD_APPS = ("crash_on_boot", "selftest_fail", "hang", "never_confirm")
@@ -25,6 +25,7 @@ def test_bad_app_rolls_back(ota: OtaSession) -> None:
     version=<old> running=ota_0 state=VALID`).
     """
     need_rollback(ota)
+    need_agent(ota, "behaviour")
     ota.prepare()
     old_slot, new_slot = slot_name(ota, 0), slot_name(ota, 1)
     for image in BAD_APPS:

@@ -32,5 +32,5 @@ def test_bad_signatures_rejected(ota: OtaSession) -> None:
         result = ota.ok(image)
         check = signature_rejected(result.timeline, result.otadata, ota.board.table)
         assert check.passed, f"{image}: {check.explain()}"
-        assert_no_log(ota, result, "rig_agent: ota complete")
+        assert_no_log(ota, result, ota.says.complete)
         ended_on(result, ota.images.base_version)

@@ -7,7 +7,7 @@ import pytest
 from rig.net.certs import CertBundle
 from rig.phase import Final
 from rig.session import OtaSession
-from scenarios._support import assert_log, assert_no_log, ended_on
+from scenarios._support import assert_log, assert_no_log, ended_on, need_agent
 
 pytestmark = [pytest.mark.network, pytest.mark.gate]
 
@@ -22,10 +22,11 @@ def test_wrong_server_certificate(ota: OtaSession,
     `ota image` / `ota saved` marker), nothing is written, the old app keeps running;
     with the right CA pinned again the update succeeds.
     """
+    need_agent(ota, "pinning")
     ota.prepare()
     ota.pin(wrong_certs)
     refused = ota.ok("next", expect=Final.OLD)
-    assert_log(ota, refused, "rig_agent: ota failed")
+    assert_log(ota, refused, ota.says.failed)
     assert_no_log(ota, refused, "rig_agent: ota image", "rig_agent: ota saved")
     ended_on(refused, ota.images.base_version)
     ota.pin(ota.certs)

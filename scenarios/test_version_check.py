@@ -11,6 +11,7 @@ from scenarios._support import (
     assert_log,
     assert_no_log,
     ended_on,
+    need_agent,
     need_image,
     need_version_check,
 )
@@ -29,6 +30,7 @@ def test_same_and_older_refused(ota: OtaSession) -> None:
     line, the old app keeps running.
     """
     need_version_check(ota)
+    need_agent(ota, "ordered-version-check")
     need_image(ota, "older_version")
     ota.prepare()
     same = ota.ok("same_version")
@@ -53,6 +55,7 @@ def test_version_digit_boundaries(ota: OtaSession) -> None:
     refuses an equal version); the reference agent orders numbers numerically, part by part.
     """
     need_version_check(ota)
+    need_agent(ota, "ordered-version-check")
     ota.prepare("version_digits_low")
     high = ota.images.entry("version_digits_high").version
     ended_on(ota.ok("version_digits_high"), high)
@@ -74,6 +77,7 @@ def test_prerelease_below_its_release(ota: OtaSession) -> None:
     before the same numbers without one.
     """
     need_version_check(ota)
+    need_agent(ota, "ordered-version-check")
     ota.prepare("next")
     release = ota.images.entry("next").version
     refused = ota.ok("version_prerelease", expect=Final.OLD)

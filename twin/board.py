@@ -98,7 +98,11 @@ def boot_app(
         _nvs_init_abort(cpu)
     ota = OtaOps(cpu, config, table, app)
     nvs = nvs_type(cpu.flash, nvs_partition)
-    model.run(AppRuntime(cpu, config, table, app, ota, nvs, Net(cpu, config.tcp_window)))
+    net = Net(cpu, config.tcp_window)
+    try:
+        model.run(AppRuntime(cpu, config, table, app, ota, nvs, net))
+    finally:
+        net.abort_all()
 
 
 def _nvs_init_abort(cpu: Cpu) -> NoReturn:

@@ -29,6 +29,7 @@ import filelock
 import yaml
 
 from rig.errors import InfraError, InputError, RigError
+from rig.esp.example_image import STOCK_PROJECTS
 from rig.esp.flashimage import placeholder_bootloader
 from rig.labstate import BoardEntry, InstrumentEntry, LabRunState, LabStateFile, lab_board_name
 from rig.mqtt.pki import ensure_pki
@@ -362,11 +363,7 @@ class Lab:
                     "serial": board.serial,
                     "flash_size": size_text(config.flash_size),
                     "power": self._power_section(board.wire),
-                    "firmware": {
-                        "rollback": config.rollback,
-                        "anti_rollback": config.anti_rollback,
-                        "signing": config.signed_updates.value,
-                    },
+                    "firmware": _firmware_traits(config),
                     "mqtt": {"thing": board.name, "port": _mqtt_port(board)},
                     "tags": [
                         "virtual",
@@ -492,3 +489,18 @@ def _run(lab: Lab, stop_signals: set[signal.Signals]) -> int:
     lab.stop()
     log.info("lab stopped")
     return 0
+
+
+def _firmware_traits(config: BoardConfig) -> dict[str, Any]:
+    """The farm file's `firmware` section for a board built as `config`: a board whose
+    firmware is one of Espressif's stock OTA examples is driven by its prompts (idf-example);
+    simple_ota checks no version at all."""
+    traits: dict[str, Any] = {
+        "rollback": config.rollback,
+        "anti_rollback": config.anti_rollback,
+        "signing": config.signed_updates.value,
+    }
+    if config.firmware in STOCK_PROJECTS:
+        traits |= {"protocol": "idf-example", "example": config.firmware}
+        traits["version_check"] = config.firmware != "simple_ota"
+    return traits

@@ -17,6 +17,7 @@ import contextlib
 import select
 import socket
 import ssl
+import struct
 import time
 from dataclasses import dataclass, field
 
@@ -123,6 +124,19 @@ class Net:
 
     cpu: Cpu
     window: int = 5760
+    _open: list[socket.socket] = field(default_factory=list)
+
+    def abort_all(self) -> None:
+        """The app's run ended (reset, power cut): the chip's lwIP no longer knows its
+        connections, so the peer's next segment is answered with a RST (lwIP tcp_in.c:
+        tcp_input() sends tcp_rst() for a segment that matches no PCB). A socket left open
+        here would instead keep the server writing into a board that is gone."""
+        while self._open:
+            sock = self._open.pop()
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            with contextlib.suppress(OSError):
+                sock.close()
 
     def connect_tls(
         self,
@@ -133,16 +147,20 @@ class Net:
         timeout_ms: int,
         keepalive: KeepAlive,
         check_common_name: bool = False,
+        tls13: bool = True,
     ) -> TlsConnection:
         """esp_tls with a pinned certificate (DER) or a `cert_pem` / CA bundle (PEM text);
         the hostname check only when the build did not set skip_cert_common_name_check
         (esp_tls_mbedtls.c:set_client_config(): mbedtls_ssl_set_hostname() with the URL host, or
-        NULL and a warning when skipped)."""
+        NULL and a warning when skipped). `tls13` False is an mbedTLS without
+        CONFIG_MBEDTLS_SSL_PROTO_TLS1_3: it offers TLS 1.2 only."""
         self.cpu.check()
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = check_common_name
         context.verify_mode = ssl.CERT_REQUIRED
         context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if not tls13:
+            context.maximum_version = ssl.TLSVersion.TLSv1_2
         context.load_verify_locations(cadata=cadata)
         if not check_common_name:
             self.cpu.log(LogLevel.WARN, "esp-tls-mbedtls", SKIP_COMMON_NAME_WARNING)
@@ -158,6 +176,8 @@ class Net:
             raw.close()
             raise ConnectError(str(exc), tls=True) from exc
         sock.setblocking(False)
+        self._open[:] = [s for s in self._open if s.fileno() >= 0]
+        self._open.append(sock)
         return TlsConnection(self.cpu, sock, timeout_ms / 1000, keepalive)
 
 
@@ -193,6 +213,7 @@ class HttpResponse:
     conn: TlsConnection
     buffered: bytes = b""
     remaining: int | None = None
+    version: str = "HTTP/1.1"
 
     @property
     def complete(self) -> bool:
@@ -243,6 +264,6 @@ def request(
     for line in header_lines:
         key, _, value = line.partition(":")
         parsed[key.strip().lower()] = value.strip()
-    response = HttpResponse(int(parts[1]), parsed, conn, rest)
+    response = HttpResponse(int(parts[1]), parsed, conn, rest, version=parts[0])
     response.remaining = 0 if method == "HEAD" else response.content_length
     return response

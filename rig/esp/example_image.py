@@ -53,41 +53,9 @@ _DEFAULTS: Mapping[str, KconfigValue] = MappingProxyType(
         "EXAMPLE_WIFI_PASSWORD": "mypassword",
         "EXAMPLE_GPIO_DIAGNOSTIC": 4,
         "LOG_DEFAULT_LEVEL_DEBUG": False,
+        "MBEDTLS_SSL_PROTO_TLS1_3": False,
     }
 )
-
-# The sdkconfig.ci* choices of Espressif's own example CI (v5.5.5) that a lab board can hold:
-# Ethernet is replaced by the twin's Wi-Fi (the example code is the same above example_connect).
-CI_CONFIGS: Mapping[str, Mapping[str, Mapping[str, KconfigValue]]] = MappingProxyType(
-    {
-        "advanced_https_ota": {
-            "default": {"EXAMPLE_SKIP_COMMON_NAME_CHECK": True, "EXAMPLE_SKIP_VERSION_CHECK": True,
-                        "EXAMPLE_OTA_RECV_TIMEOUT": 3000},
-            "ota_resumption": {"EXAMPLE_SKIP_COMMON_NAME_CHECK": True, "EXAMPLE_SKIP_VERSION_CHECK": True,
-                               "EXAMPLE_OTA_RECV_TIMEOUT": 3000, "EXAMPLE_ENABLE_OTA_RESUMPTION": True},
-            "partial_download": {
-                "EXAMPLE_SKIP_COMMON_NAME_CHECK": True, "EXAMPLE_SKIP_VERSION_CHECK": True,
-                "EXAMPLE_OTA_RECV_TIMEOUT": 3000, "EXAMPLE_ENABLE_PARTIAL_HTTP_DOWNLOAD": True,
-                "LOG_DEFAULT_LEVEL_DEBUG": True,
-            },
-            "ota_resumption_partial_download": {
-                "EXAMPLE_SKIP_COMMON_NAME_CHECK": True, "EXAMPLE_SKIP_VERSION_CHECK": True,
-                "EXAMPLE_OTA_RECV_TIMEOUT": 3000, "EXAMPLE_ENABLE_PARTIAL_HTTP_DOWNLOAD": True,
-                "EXAMPLE_ENABLE_OTA_RESUMPTION": True,
-            },
-        },
-        "simple_ota": {
-            "default": {"EXAMPLE_WIFI_SSID_PWD_FROM_STDIN": True, "EXAMPLE_SKIP_COMMON_NAME_CHECK": True},
-            "tls1_2_dynamic": {"EXAMPLE_SKIP_COMMON_NAME_CHECK": True},
-            "tls1_3": {"EXAMPLE_SKIP_COMMON_NAME_CHECK": True},
-        },
-        "native_ota": {
-            "default": {"EXAMPLE_SKIP_COMMON_NAME_CHECK": True, "EXAMPLE_SKIP_VERSION_CHECK": True,
-                        "EXAMPLE_OTA_RECV_TIMEOUT": 3000},
-        },
-    }
-)  # fmt: skip
-
 
 def kconfig(choices: Mapping[str, KconfigValue] | None = None) -> dict[str, KconfigValue]:
     """The examples' defaults with `choices` applied; an unknown option is an input error."""

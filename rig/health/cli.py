@@ -43,29 +43,33 @@ def farm_health(
     signing_key: str | None,
 ) -> None:  # fmt: skip
     """Health-check every board (read-mac, flash base, boot, power cycle, status)."""
-    from rig.imageset import prepare_image_set
+    from rig.imageset import ImageLibrary, prepare_image_set
     from rig.keyfiles import private_folder
-    from rig.run_cli import _farm_or_lab
+    from rig.net.certs import ensure_bundle
+    from rig.run_cli import farm_or_lab
 
     reports = Path(report_dir)
     store = ResultsStore(reports / "results.db")
     quarantined = store.quarantined()  # an unreadable store is said before any board is touched
     rows: list[tuple[BoardSpec, HealthCheck, HealthCheck | None, Quarantine | None]] = []
     with ExitStack() as stack:
-        parsed = load_farm(_farm_or_lab(stack, farm_file, 2))
+        parsed = load_farm(farm_or_lab(stack, farm_file, 2))
         chosen = parsed.select([b for b in boards.split(",") if b])
         folder = reports / "health"
+        private = private_folder(reports, "health")
+        key = Path(signing_key) if signing_key else None
+        signing = frozenset(b.firmware.signing for b in chosen)
         images = prepare_image_set(
-            folder / "images",
-            base=Path(base_image) if base_image else None,
-            key=Path(signing_key) if signing_key else None,
-            signing={b.firmware.signing for b in chosen},
-            seed=0,
-            private=private_folder(reports, "health"),
-        )
-        base = images.data("base")
+            folder / "images", base=Path(base_image) if base_image else None, key=key, signing=signing,
+            seed=0, private=private,
+        )  # fmt: skip
+        library = ImageLibrary(
+            folder / "images", images, custom_base=base_image is not None, key=key, signing=signing, seed=0,
+            private=private, ca_pem=lambda: ensure_bundle(private / "certs").ca_pem.read_bytes(),
+        )  # fmt: skip
         progress = RichConsole(stderr=True, markup=False)
         for spec in chosen:
+            base = library.base_for(spec)
             with progress.status(f"{spec.name}: health check"):
                 first = _check(store, parsed, spec, base, folder, Trigger.ON_DEMAND)
             retry = None

@@ -418,6 +418,10 @@ class ExampleMessage(enum.Enum):
     DIAGNOSTICS_FAILED = "Diagnostics failed! Start rollback to the previous version ..."
     BOOT_MISMATCH = "Configured OTA boot partition at offset"
     APP_MAIN_START = "OTA example app_main start"
+    BEGIN_FAILED = "ESP HTTPS OTA Begin failed"
+    NATIVE_FATAL = "Exiting task due to fatal error..."
+    NATIVE_WAITING = "When a new firmware is available on the server, press the reset button to download it"
+    WIFI_PROMPT = "Please input ssid password:"
 
 
 @dataclass(frozen=True, kw_only=True)

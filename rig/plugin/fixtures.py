@@ -17,12 +17,12 @@ from rig.builder import Services, mqtt_session
 from rig.errors import InfraError
 from rig.farm import BoardSpec, Farm
 from rig.health.records import Trigger
-from rig.imageset import ImageSet, prepare_image_set
+from rig.imageset import ImageLibrary, ImageSet, prepare_image_set
 from rig.keyfiles import private_folder
 from rig.mqtt.images import LAB_PROJECT, AwsImages
 from rig.mqtt.pki import MqttPki
 from rig.mqtt.session import MqttSession
-from rig.net.certs import CertBundle, ensure_wrong_bundle
+from rig.net.certs import CertBundle, ensure_bundle, ensure_wrong_bundle
 from rig.outcome import OtaRecord
 from rig.plugin.health import INFRA_SEEN, HealthKeeper
 from rig.plugin.recorder import artifact_folder
@@ -92,6 +92,20 @@ def images(pytestconfig: pytest.Config, run_dir: Path, farm: Farm, private_dir: 
 
 
 @pytest.fixture(scope="session")
+def image_library(
+    pytestconfig: pytest.Config, run_dir: Path, farm: Farm, private_dir: Path, images: ImageSet
+) -> ImageLibrary:
+    """Each board's image set: `images`, or (lab) its stock example's, embedding the rig's CA."""
+    key = pytestconfig.getoption("--signing-key")
+    return ImageLibrary(
+        run_dir / "images", images, custom_base=bool(pytestconfig.getoption("--base-image")),
+        key=Path(key) if key else None, signing=frozenset(b.firmware.signing for b in farm.boards),
+        seed=int(pytestconfig.getoption("--seed")), private=private_dir,
+        ca_pem=lambda: ensure_bundle(private_dir / "certs").ca_pem.read_bytes(),
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
 def services(farm: Farm, images: ImageSet, run_dir: Path, private_dir: Path, seed: int) -> Iterator[Services]:
     """This worker's OTA server, event bus and fault path (one per worker, shared by its boards)."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
@@ -102,11 +116,13 @@ def services(farm: Farm, images: ImageSet, run_dir: Path, private_dir: Path, see
 
 
 @pytest.fixture(scope="session")
-def board_health(pytestconfig: pytest.Config, farm: Farm, images: ImageSet, run_dir: Path) -> HealthKeeper:
+def board_health(
+    pytestconfig: pytest.Config, farm: Farm, image_library: ImageLibrary, run_dir: Path
+) -> HealthKeeper:
     """This worker's board health checks; results go to the run's store (rig runs only)."""
     store = ResultsStore(results_db(pytestconfig)) if is_rig_run(pytestconfig) else None
     settings = pytestconfig.stash[RUN_KEY]
-    return HealthKeeper(farm, images.data("base"), run_dir / "health", settings.run_id, store)
+    return HealthKeeper(farm, image_library.base_for, run_dir / "health", settings.run_id, store)
 
 
 @pytest.fixture
@@ -144,14 +160,17 @@ def board(
 
 
 @pytest.fixture
-def ota(board: Board, services: Services, request: pytest.FixtureRequest) -> Iterator[OtaSession]:
+def ota(
+    board: Board, services: Services, image_library: ImageLibrary, request: pytest.FixtureRequest
+) -> Iterator[OtaSession]:
     """Everything one scenario needs to run OTAs on one board, with faults and verdicts; every
     judged OTA is recorded on the test item for the results store."""
 
     def record(outcome: OtaRecord) -> None:
         request.node.user_properties.append((ROW_KEY, outcome.to_wire()))
 
-    with services.proxy() as proxy, services.session(board, proxy, record) as session:
+    images = image_library.for_board(board.spec)
+    with services.proxy() as proxy, services.session(board, proxy, record, images=images) as session:
         yield session
 
 

@@ -5,6 +5,7 @@ Boards already quarantined never reach a worker: their items are skipped at coll
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ class HealthKeeper:
     them apart), and every worker must see the same checks."""
 
     farm: Farm
-    base_app: bytes
+    base_app: Callable[[BoardSpec], bytes]  # the known-good app of each board's firmware
     folder: Path
     run_id: str
     store: ResultsStore | None
@@ -52,7 +53,7 @@ class HealthKeeper:
         if self.store is None:
             return None
         result = check_board(
-            self.farm, spec, self.base_app, self.folder / f"{spec.name}-{trigger.value}", trigger,
+            self.farm, spec, self.base_app(spec), self.folder / f"{spec.name}-{trigger.value}", trigger,
             run_id=self.run_id,
         )  # fmt: skip
         apply_check(self.store, result, self.farm.health.quarantine_after, may_return=False)

@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from rig.agents.rig_agent import MILESTONES as RIG
 from rig.logs import events as ev
 from rig.logs.parser import LogParser
 from rig.phase import FaultSeen, Final, Phase, before_supply_loss
@@ -42,7 +43,7 @@ def events(lines: Lines) -> list[ev.Event]:
 
 
 def phase_of(lines: Lines, fault: FaultSeen, *, switched_in_otadata: bool) -> Phase:
-    return phase_of_events(events(lines), fault, switched_in_otadata=switched_in_otadata)
+    return phase_of_events(events(lines), fault, RIG, switched_in_otadata=switched_in_otadata)
 
 
 def arrive(printed: list[str], cut_after: int, rng: random.Random, fired_at: float = 10.0) -> Lines:

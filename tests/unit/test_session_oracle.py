@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from rig.agents.rig_agent import MILESTONES as RIG
 from rig.cutspec import CutPoint, parse_cut
 from rig.cutter import _proxy_position
 from rig.logs.boots import BootTimeline
@@ -72,7 +73,7 @@ def test_a_confirm_before_the_selftest_passed_is_a_protocol_violation(
     texts = [BOOT, "I (30) boot: Loaded app from partition at offset 0x1d0000"]
     texts += [f"I (90) rig_agent: {m}" for m in markers]
     result = blank_result()
-    judge_confirm_order(result, parse_text("\n".join(texts)))
+    judge_confirm_order(result, parse_text("\n".join(texts)), RIG)
     assert [p.kind for p in result.problems] == ([ProblemKind.CONFIRM_ORDER] if flagged else [])
 
 

@@ -79,6 +79,8 @@ class AdvancedHttpsOta(FirmwareModel):
             ota_resumption=resumption,
             ota_image_bytes_written=written,
             skip_common_name=ex.flag("EXAMPLE_SKIP_COMMON_NAME_CHECK"),
+            tls13=ex.flag("MBEDTLS_SSL_PROTO_TLS1_3"),
+            log_debug=ex.flag("LOG_DEFAULT_LEVEL_DEBUG"),
         )
         ota = HttpsOta(rt.cpu, rt.net, rt.ota, config, on_event=lambda e, d: self._event(ex, e, d))
         try:

@@ -75,6 +75,8 @@ class OtaConfig:
     ota_resumption: bool = False
     ota_image_bytes_written: int = 0
     skip_common_name: bool = True
+    log_debug: bool = False  # CONFIG_LOG_DEFAULT_LEVEL_DEBUG: ESP_LOGD lines are printed
+    tls13: bool = True  # CONFIG_MBEDTLS_SSL_PROTO_TLS1_3
 
 
 class HttpsOta:
@@ -103,6 +105,10 @@ class HttpsOta:
     def _log(self, level: LogLevel, message: str, tag: str = TAG) -> None:
         self.cpu.log(level, tag, message)
 
+    def _debug(self, message: str) -> None:
+        if self.config.log_debug:
+            self._log(LogLevel.DEBUG, message)
+
     def _dispatch(self, event: OtaEvent, data: int | None = None) -> None:
         """esp_https_ota.c:esp_https_ota_dispatch_event()."""
         if self.on_event is not None:
@@ -127,6 +133,7 @@ class HttpsOta:
                     self.conn = self.net.connect_tls(
                         host, port, cadata=self.config.cadata, timeout_ms=self.config.timeout_ms,
                         keepalive=self.config.keepalive, check_common_name=not self.config.skip_common_name,
+                        tls13=self.config.tls13,
                     )
                 except ConnectError as exc:
                     self._connect_failed(exc)
@@ -205,9 +212,15 @@ class HttpsOta:
         self.conn = None
 
     def _keep_alive(self) -> bool:
-        """esp_http_client.c:esp_http_client_is_persistent_connection(): HTTP/1.1 without
-        `Connection: close` (http_should_keep_alive)."""
-        return self.resp is not None and self.resp.headers.get("connection", "").lower() != "close"
+        """esp_http_client.c:esp_http_client_is_persistent_connection() →
+        http_parser.c:http_should_keep_alive(): HTTP/1.1 unless `Connection: close`, HTTP/1.0
+        only with `Connection: keep-alive`, and never a body that ends at the FIN."""
+        if self.resp is None or self.resp.content_length is None:
+            return False
+        connection = self.resp.headers.get("connection", "").lower()
+        if self.resp.version == "HTTP/1.0":
+            return connection == "keep-alive"
+        return connection != "close"
 
     # -- the esp_https_ota API --------------------------------------------------------
 
@@ -352,9 +365,12 @@ class HttpsOta:
             self.ota.write(self.handle, data)
         except EspError as exc:
             self._log(LogLevel.ERROR, f"Error: esp_ota_write failed! err={exc.hex}")
+            self._dispatch(OtaEvent.WRITE_FLASH, self.received)
             raise
         self.cpu.set_activity(Activity.RADIO)
         self.received += len(data)
+        self._debug(f"Written image length {self.received}")
+        self._dispatch(OtaEvent.WRITE_FLASH, self.received)
 
     def is_complete_data_received(self) -> bool:
         return self.image_length is not None and self.received >= self.image_length
@@ -378,6 +394,7 @@ class HttpsOta:
             self._write(self.header)
             return True
         if self.state is _State.RESUME:
+            self._debug("OTA resumption case")
             try:
                 self.handle = self.ota.resume(self.partition, self.received)
             except EspError as exc:
@@ -388,7 +405,8 @@ class HttpsOta:
             return False
         data = self._read(OTA_BUF_SIZE)
         if data is None:
-            return True  # -ESP_ERR_HTTP_EAGAIN: "Call timed out before data was ready" (DEBUG)
+            self._debug("ESP_ERR_HTTP_EAGAIN invoked: Call timed out before data was ready")
+            return True
         if data:
             self._write(data)
             return True
@@ -396,6 +414,7 @@ class HttpsOta:
         if not self.resp.complete:
             self._log(LogLevel.ERROR, "Connection closed before complete data was received!")
             raise EspError(Err.ESP_FAIL)
+        self._debug("Connection closed")
         if self.config.partial_http_download and self.image_length and self.received < self.image_length:
             if not self._keep_alive():
                 self.close()
@@ -404,6 +423,7 @@ class HttpsOta:
             except EspError as exc:
                 self._log(LogLevel.ERROR, "Failed to establish HTTP connection")
                 raise EspError(Err.ESP_FAIL) from exc
+            self._debug("Connection start")
             return True
         if self.image_length is None:
             self.image_length = self.received

@@ -155,6 +155,7 @@ class NativeOta(FirmwareModel):
                 timeout_ms=ex.number("EXAMPLE_OTA_RECV_TIMEOUT"),
                 keepalive=rt.config.keepalive,
                 check_common_name=not ex.flag("EXAMPLE_SKIP_COMMON_NAME_CHECK"),
+                tls13=ex.flag("MBEDTLS_SSL_PROTO_TLS1_3"),
             )
         except ConnectError as exc:
             if exc.tls:

@@ -71,6 +71,7 @@ class SimpleOta(FirmwareModel):
             timeout_ms=5000,  # esp_http_client's DEFAULT_TIMEOUT_MS: the example sets none
             keepalive=rt.config.keepalive,
             skip_common_name=ex.flag("EXAMPLE_SKIP_COMMON_NAME_CHECK"),
+            tls13=ex.flag("MBEDTLS_SSL_PROTO_TLS1_3"),
         )
         ex.log(LogLevel.INFO, f"Attempting to download update from {url}")
         try:
