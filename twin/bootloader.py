@@ -34,6 +34,7 @@ from rig.esp.partitions import Partition, PartitionTable, verify_table_bytes
 from rig.esp.signing import (
     SignatureVerdict,
     SigningScheme,
+    embedded_verification_key,
     pss_verify_error,
     sbv2_sector_offset,
     signed_by,
@@ -208,10 +209,15 @@ def _quiet(level: LogLevel, tag: str, message: str) -> None:
 
 
 def trusted_keys_of(running_image: bytes) -> list[bytes]:
-    """Signed apps without secure boot trust the key that signed the running app
-    (secure_boot_v2/secure_boot_signatures_app.c: the running app's key)."""
+    """Signed apps without secure boot trust the running app: the digest of the key that
+    signed it (secure_boot_v2/secure_boot_signatures_app.c), or, with the v1 (ECDSA) scheme,
+    the public key it embeds (secure_boot_v1/secure_boot_signatures_app.c:
+    esp_secure_boot_verify_ecdsa_signature_block() reads `signature_verification_key_start`)."""
     digest = signed_by(running_image)
-    return [] if digest is None else [digest]
+    if digest is not None:
+        return [digest]
+    embedded = embedded_verification_key(running_image)
+    return [] if embedded is None else [embedded]
 
 
 def app_secure_version(cpu: Cpu, partition: Partition) -> int | None:
@@ -386,7 +392,8 @@ class Bootloader:
         """Signed-on-boot (ECDSA v1) trusts the key built into the bootloader: the one that signed the app."""
         if not self.config.signed_on_boot:
             return []
-        return trusted_keys_of(self.cpu.flash.read(part.offset, part.size))
+        digest = signed_by(self.cpu.flash.read(part.offset, part.size))
+        return [] if digest is None else [digest]
 
     def _check_anti_rollback(self, part: Partition) -> bool:
         """bootloader_utility.c:check_anti_rollback(): an app whose descriptor cannot be read

@@ -218,8 +218,8 @@ class HttpResponse:
     @property
     def complete(self) -> bool:
         """esp_http_client.c:esp_http_client_is_complete_data_received(): the whole
-        Content-Length read (a body without one ends at the FIN)."""
-        return self.remaining is None or self.remaining <= 0
+        Content-Length read (a body without one is complete once the peer closed)."""
+        return self.remaining is not None and self.remaining <= 0
 
     @property
     def content_length(self) -> int | None:
@@ -227,14 +227,22 @@ class HttpResponse:
         return int(value) if value is not None and value.isdigit() else None
 
     def read(self, size: int) -> bytes:
-        """esp_http_client_read: up to `size` body bytes; b"" at a FIN or the end of the body."""
+        """esp_http_client_read: up to `size` body bytes; b"" at a FIN or the end of the body.
+
+        A body without Content-Length ends at the peer's close: esp_http_client.c then runs
+        http_parser_execute() with no data, `message_complete` marks the body complete, and
+        every later read returns 0 without touching the socket. (A server that sends
+        close_notify and waits for the client's before closing TCP, as `openssl s_server
+        -WWW` does, never sends a second EOF.)"""
         if self.remaining is not None and self.remaining <= 0:
             return b""
         if self.buffered:
             data, self.buffered = self.buffered[:size], self.buffered[size:]
         else:
             data = self.conn.recv(size)
-        if self.remaining is not None:
+            if not data and self.remaining is None:
+                self.remaining = 0
+        if self.remaining is not None and data:
             data = data[: self.remaining]
             self.remaining -= len(data)
         return data

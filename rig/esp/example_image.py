@@ -19,7 +19,7 @@ from types import MappingProxyType
 from rig.errors import FormatError, InputError
 from rig.esp.appdesc import AppDescriptor
 from rig.esp.image import build_app_image
-from rig.esp.signing import SigningKey, sign_image
+from rig.esp.signing import SigningKey, sign_image, verification_key_record
 
 KCONFIG_MAGIC = b"OTARIGKC"
 _HEADER = struct.Struct("<8sI")
@@ -125,7 +125,7 @@ def make_example_app(
         idf_ver="v5.5.5",
         app_elf_sha256=_elf_sha(project, version, secure_version),
     )
-    rodata = kconfig_bytes(kconfig(choices)) + ca_pem.strip() + b"\n\0"
+    rodata = kconfig_bytes(kconfig(choices)) + verification_key_record(key) + ca_pem.strip() + b"\n\0"
     image = build_app_image(desc=desc, rodata=rodata, payload_size=size)
     return sign_image(image, key) if key is not None else image
 

@@ -282,6 +282,28 @@ def verify_signature(data: bytes, trusted_key_digests: Sequence[bytes]) -> Signa
     return _verify_v1(data, info, trusted_key_digests)
 
 
+# A lab build's `signature_verification_key.bin`: the raw ECDSA public key an app signed with
+# the secure boot v1 scheme embeds (secure_boot_v1/secure_boot_signatures_app.c links it in
+# as `signature_verification_key_start`), tagged so a twin can find it.
+VERIFICATION_KEY_MAGIC = b"OTARIGVK"
+
+
+def verification_key_record(key: SigningKey | None) -> bytes:
+    """What a v1-scheme (ECDSA) build embeds; nothing for RSA (its blocks carry their key)."""
+    if key is None or key.scheme is not SigningScheme.ECDSA256_V1:
+        return b""
+    return VERIFICATION_KEY_MAGIC + key.public_key_bytes()
+
+
+def embedded_verification_key(data: bytes) -> bytes | None:
+    """The raw public key a v1-scheme app embeds, or None."""
+    at = data.find(VERIFICATION_KEY_MAGIC)
+    if at < 0:
+        return None
+    raw = data[at + len(VERIFICATION_KEY_MAGIC) : at + len(VERIFICATION_KEY_MAGIC) + 64]
+    return raw if len(raw) == 64 else None
+
+
 def signed_by(data: bytes) -> bytes | None:
     """The key digest of the SBv2 block that signs `data`, or None (unsigned, corrupt block, v1)."""
     from rig.esp.image import parse

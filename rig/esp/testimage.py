@@ -12,7 +12,7 @@ import hashlib
 from rig.esp.appdesc import AppDescriptor
 from rig.esp.image import build_app_image
 from rig.esp.marker import Behaviour, marker_bytes
-from rig.esp.signing import SigningKey, sign_image
+from rig.esp.signing import SigningKey, sign_image, verification_key_record
 
 # Fixed build stamp: a real build's time/date would make every image differ.
 _TIME = "12:00:00"
@@ -40,5 +40,6 @@ def make_test_app(
         idf_ver=_IDF_VER,
         app_elf_sha256=elf_sha256,
     )
-    image = build_app_image(desc=desc, rodata=marker_bytes(behaviour), payload_size=size)
+    rodata = marker_bytes(behaviour) + verification_key_record(key)
+    image = build_app_image(desc=desc, rodata=rodata, payload_size=size)
     return sign_image(image, key) if key is not None else image

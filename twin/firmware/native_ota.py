@@ -211,22 +211,19 @@ class NativeOta(FirmwareModel):
         returns what arrived or, with nothing, -ESP_ERR_HTTP_EAGAIN; a failed read with
         nothing read and the body incomplete is ESP_FAIL (None: both are negative)."""
         data = b""
-        while len(data) < size and not (resp.complete and resp.remaining is not None):
+        while len(data) < size and not resp.complete:
             try:
                 chunk = resp.read(size - len(data))
             except ReadTimeout:
                 return data or None
             except ReadError as exc:
                 ex.rt.log(LogLevel.ERROR, "transport_base", f"esp_tls_conn_read error, errno={exc.reason}")
-                ex.rt.log(
-                    LogLevel.WARN, "HTTP_CLIENT", f"esp_transport_read returned:-1 and errno:{exc.errno} "
-                )
+                returned = f"esp_transport_read returned:-1 and errno:{exc.errno} "
+                ex.rt.log(LogLevel.WARN, "HTTP_CLIENT", returned)
                 return data or None
             if not chunk:
-                if resp.remaining is None:
-                    resp.remaining = 0  # the FIN ends a body sent without Content-Length
-                    return data
-                return data or None
+                # The peer closed: the end of a body without Content-Length, else ESP_FAIL.
+                return data if (data or resp.complete) else None
             data += chunk
         return data
 
