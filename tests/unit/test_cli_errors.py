@@ -48,6 +48,9 @@ def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
         (["run", "--farm", "farm.yaml", "--boards", "b7"], "farm.yaml: no board named 'b7'"),
         (["farm", "check", "missing.yaml"], "missing.yaml: farm file not found"),
         (["farm", "check", "broken.yaml"], "broken.yaml:4: "),
+        (["idf-tests", "nosuch"], "nosuch: no such directory (give the root of an ESP-IDF checkout)"),
+        (["idf-tests", "."], ".: not an ESP-IDF checkout (no tools/ci/python_packages/"),
+        (["embedded"], "give pytest's arguments after `--`"),
     ],
     ids=[
         "repro-no-farm",
@@ -58,6 +61,9 @@ def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
         "run-no-board",
         "check-no-farm",
         "check-yaml-error",
+        "idf-tests-no-dir",
+        "idf-tests-not-idf",
+        "embedded-no-args",
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(

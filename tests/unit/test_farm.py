@@ -281,3 +281,32 @@ def test_an_external_broker_may_be_anywhere_and_share_a_port(tmp_path: Path) -> 
     )
     farm = load_farm(write(tmp_path, document))
     assert farm.mqtt is not None and farm.mqtt.host == "iot.example"
+
+
+@pytest.mark.parametrize(
+    "firmware, message",
+    [
+        ("{protocol: idf-example}", "idf-example needs `example`"),
+        ("{example: simple_ota}", "`example` is only for protocol idf-example"),
+        ("{protocol: idf-example, example: hello_world}", "example"),
+        ("{protocol: tcp}", "protocol"),
+    ],
+)
+def test_a_stock_example_board_names_its_example(tmp_path: Path, firmware: str, message: str) -> None:
+    path = tmp_path / "farm.yaml"
+    path.write_text(f"name: f\nboards:\n  - name: b1\n    serial: /dev/ttyUSB0\n    firmware: {firmware}\n")
+    with pytest.raises(InputError, match=message) as error:
+        load_farm(path)
+    assert "\n" not in str(error.value)
+
+
+def test_a_stock_example_board_is_driven_by_its_prompts(tmp_path: Path) -> None:
+    from rig.agents import agent_for
+    from rig.agents.idf_example import IdfExampleAgent
+
+    path = tmp_path / "farm.yaml"
+    path.write_text("name: f\nboards:\n  - name: b1\n    serial: /dev/ttyUSB0\n"
+                    "    firmware: {protocol: idf-example, example: native_ota}\n")  # fmt: skip
+    agent = agent_for(load_farm(path).boards[0])
+    assert isinstance(agent, IdfExampleAgent) and agent.example == "native_ota"
+    assert "behaviour" in agent.lacks and "confirmation" not in agent.lacks
