@@ -40,6 +40,15 @@ def tuning_for(farm: Farm) -> Tuning:
     return LAB_TUNING if farm.virtual else Tuning()
 
 
+def server_identity(farm: Farm, private: Path) -> CertBundle:
+    """The certificate the OTA server presents: the farm's own (stock firmware trusts what it
+    was built with; a self-signed one is its own CA), else one the rig's CA signed."""
+    network = farm.network
+    if network.server_cert is not None and network.server_key is not None:
+        return CertBundle(network.server_cert, network.server_cert, network.server_key)
+    return ensure_bundle(private / "certs")
+
+
 @dataclass(frozen=True)
 class Services:
     """The run's shared services on this process."""
@@ -60,7 +69,7 @@ class Services:
         """Certs under `private/certs` (`rig.keyfiles.private_folder`), the OTA server on the
         farm's bind address, the fault path the farm asks for (or why it cannot be had); all
         closed on exit."""
-        certs = ensure_bundle(private / "certs")
+        certs = server_identity(farm, private)
         bus = EventBus()
         with (
             OtaServer(certs, images.source(), host=farm.network.bind, bus=bus, log_path=server_log) as server,

@@ -144,6 +144,10 @@ class NetworkSpec:
     # path (packets dropped both ways) is a real fault (rig/net/netns.py). Boards must reach
     # that namespace's address: a virtual lab's twins do; a real farm leaves this "none".
     fault_path: str = "none"
+    # The certificate (and key) the OTA server presents instead of the rig's own CA-signed one:
+    # what stock firmware trusts is compiled in (an example's server_certs/ca_cert.pem).
+    server_cert: Path | None = None
+    server_key: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -303,6 +307,22 @@ class _Labgrid(_Section):
         return value
 
 
+def _server_file(document: YamlDocument, farm: Path | None, key: str, value: str | None) -> Path | None:
+    """A PEM file of the server identity, relative to the farm file; it must be readable now."""
+    if value is None:
+        return None
+    file = Path(value)
+    if not file.is_absolute() and farm is not None:
+        file = farm.parent / file
+    try:
+        text = file.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError):
+        raise document.error(("network", key), f"{file} cannot be read as a PEM file") from None
+    if "-----BEGIN " not in text:
+        raise document.error(("network", key), f"{file} is not PEM")
+    return file
+
+
 def _an_address(value: str) -> str:
     try:
         ipaddress.ip_address(value)
@@ -315,6 +335,8 @@ class _Network(_Section):
     bind: str = "127.0.0.1"
     board_facing_address: str | None = None
     fault_path: Literal["none", "namespace"] = "none"
+    server_cert: Text | None = None
+    server_key: Text | None = None
 
     _bind_is_an_address = field_validator("bind")(_an_address)
 
@@ -329,6 +351,8 @@ class _Network(_Section):
             raise ValueError(
                 f"bind {self.bind} needs board_facing_address: the address boards fetch images from"
             )
+        if (self.server_cert is None) != (self.server_key is None):
+            raise ValueError("server_cert and server_key go together (the OTA server's certificate and key)")
         return self
 
 
@@ -400,6 +424,8 @@ def _farm(document: YamlDocument, path: Path | None) -> Farm:
             bind=network.bind,
             board_facing_address=network.board_facing_address or network.bind,
             fault_path=network.fault_path,
+            server_cert=_server_file(document, path, "server_cert", network.server_cert),
+            server_key=_server_file(document, path, "server_key", network.server_key),
         ),
         virtual=parsed.virtual,
         mqtt=mqtt,

@@ -43,9 +43,9 @@ def farm_health(
     signing_key: str | None,
 ) -> None:  # fmt: skip
     """Health-check every board (read-mac, flash base, boot, power cycle, status)."""
+    from rig.builder import server_identity
     from rig.imageset import ImageLibrary, prepare_image_set
     from rig.keyfiles import private_folder
-    from rig.net.certs import ensure_bundle
     from rig.run_cli import farm_or_lab
 
     reports = Path(report_dir)
@@ -65,7 +65,7 @@ def farm_health(
         )  # fmt: skip
         library = ImageLibrary(
             folder / "images", images, custom_base=base_image is not None, key=key, signing=signing, seed=0,
-            private=private, ca_pem=lambda: ensure_bundle(private / "certs").ca_pem.read_bytes(),
+            private=private, ca_pem=lambda: server_identity(parsed, private).ca_pem.read_bytes(),
         )  # fmt: skip
         progress = RichConsole(stderr=True, markup=False)
         for spec in chosen:

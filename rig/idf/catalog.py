@@ -95,6 +95,21 @@ UNBUILDABLE: Mapping[str, str] = MappingProxyType(
 MARKER_REASONS: Mapping[str, str] = MappingProxyType(
     {"qemu": "QEMU-only (Espressif's QEMU fork; Debian's qemu-system-xtensa has no esp32 machine)"}
 )
+# Espressif's other OTA suites (examples/system/ota/*/pytest_*.py), not run here, and why.
+OTHER_SUITES: Mapping[str, str] = MappingProxyType(
+    {
+        "examples/system/ota/partitions_ota": (
+            "updates the bootloader, the partition table and a data partition through esp_https_ota's "
+            "staging/final partitions; the twin models app-slot updates only (and two of its configs "
+            "need flash encryption or virtual secure boot)"
+        ),
+        "examples/system/ota/otatool": (
+            "its get_running_partition.py opens the port with serial.Serial(), which takes a local "
+            "device path, not the RFC2217 URL a lab (or ser2net) board is reached by; it runs on a "
+            "farm board on a local USB-UART"
+        ),
+    }
+)
 # Markers Espressif's files use (registered so a strict run does not trip on them).
 MARKERS = ("ethernet_ota", "wifi_high_traffic", "flash_encryption_ota", "flash_encryption_wifi_high_traffic",
            "nightly_run", "host_test", "qemu")  # fmt: skip

@@ -25,7 +25,7 @@ import click
 
 from rig.errors import InfraError, InputError
 from rig.farm import BoardSpec, Farm, load_farm
-from rig.idf.catalog import LabBoard
+from rig.idf.catalog import OTHER_SUITES, LabBoard
 from rig.idf.checkout import Checkout, build_view, child_environment
 from rig.labgrid.acquire import farm_in_hand
 from rig.power import create_driver
@@ -126,9 +126,12 @@ def _rows(junit: Path) -> list[TestRow]:
     return rows
 
 
-def _summary(rows: Sequence[TestRow], out: Path) -> None:
-    lines = ["| Espressif test | lab result | why not run / what failed |", "|---|---|---|"]
+def _summary(rows: Sequence[TestRow], out: Path, checkout: Checkout) -> None:
+    lines = ["| Espressif test | result | why not run / what failed |", "|---|---|---|"]
     lines += [f"| `{r.name}` | {r.outcome} | {r.detail} |" for r in rows]
+    for suite, reason in OTHER_SUITES.items():
+        for path in sorted((checkout.root / suite).glob("pytest_*.py")):
+            lines.append(f"| `{suite}/{path.name}` (every test) | not run | {reason} |")
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     counts = {k: sum(1 for r in rows if r.outcome == k) for k in ("passed", "failed", "skipped")}
     click.echo(f"rig idf-tests: {counts['passed']} passed, {counts['failed']} failed, "
@@ -190,7 +193,7 @@ def idf_tests(
     if code not in (0, 1, 5):
         raise InfraError(f"Espressif's tests did not complete (pytest exit {code}); see the output above")
     rows = _rows(junit)
-    _summary(rows, run_folder / "summary.md")
+    _summary(rows, run_folder / "summary.md", checkout)
     sys.exit(1 if any(r.outcome == "failed" for r in rows) else 0)
 
 

@@ -13,7 +13,7 @@ import pytest
 from filelock import FileLock, Timeout
 
 from rig.board import Board
-from rig.builder import Services, mqtt_session
+from rig.builder import Services, mqtt_session, server_identity
 from rig.errors import InfraError
 from rig.farm import BoardSpec, Farm
 from rig.health.records import Trigger
@@ -22,7 +22,7 @@ from rig.keyfiles import private_folder
 from rig.mqtt.images import LAB_PROJECT, AwsImages
 from rig.mqtt.pki import MqttPki
 from rig.mqtt.session import MqttSession
-from rig.net.certs import CertBundle, ensure_bundle, ensure_wrong_bundle
+from rig.net.certs import CertBundle, ensure_wrong_bundle
 from rig.outcome import OtaRecord
 from rig.plugin.health import INFRA_SEEN, HealthKeeper
 from rig.plugin.recorder import artifact_folder
@@ -101,7 +101,7 @@ def image_library(
         run_dir / "images", images, custom_base=bool(pytestconfig.getoption("--base-image")),
         key=Path(key) if key else None, signing=frozenset(b.firmware.signing for b in farm.boards),
         seed=int(pytestconfig.getoption("--seed")), private=private_dir,
-        ca_pem=lambda: ensure_bundle(private_dir / "certs").ca_pem.read_bytes(),
+        ca_pem=lambda: server_identity(farm, private_dir).ca_pem.read_bytes(),
     )  # fmt: skip
 
 

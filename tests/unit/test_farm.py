@@ -310,3 +310,25 @@ def test_a_stock_example_board_is_driven_by_its_prompts(tmp_path: Path) -> None:
     agent = agent_for(load_farm(path).boards[0])
     assert isinstance(agent, IdfExampleAgent) and agent.example == "native_ota"
     assert "behaviour" in agent.lacks and "confirmation" not in agent.lacks
+
+
+def test_the_server_identity_stock_firmware_trusts_comes_from_the_farm(tmp_path: Path) -> None:
+    """An example build pins server_certs/ca_cert.pem: the rig's server must present it."""
+    from rig.builder import server_identity
+    from rig.net.certs import ensure_bundle
+
+    bundle = ensure_bundle(tmp_path / "certs")
+    path = tmp_path / "farm.yaml"
+    path.write_text("name: f\nnetwork: {server_cert: certs/server.pem, server_key: certs/server.key}\n"
+                    "boards:\n  - name: b1\n    serial: /dev/ttyUSB0\n")  # fmt: skip
+    farm = load_farm(path)
+    assert farm.network.server_cert == bundle.cert_pem
+    assert server_identity(farm, tmp_path / "private").key_pem == bundle.key_pem
+    boards = "boards:\n  - name: b1\n    serial: /dev/x\n"
+    path.write_text("name: f\nnetwork: {server_cert: certs/server.pem}\n" + boards)
+    with pytest.raises(InputError, match="server_cert and server_key go together"):
+        load_farm(path)
+    path.write_text("name: f\nnetwork: {server_cert: nope.pem, server_key: nope.key}\n"
+                    "boards:\n  - name: b1\n    serial: /dev/x\n")  # fmt: skip
+    with pytest.raises(InputError, match=r"nope\.pem cannot be read as a PEM file"):
+        load_farm(path)
