@@ -256,9 +256,9 @@ def repro(
             raise click.UsageError("--sweep re-runs a recorded cut on a twin; it takes no --cut or --farm")
         sys.exit(repro_point(Path(sweep_folder), op, torn))
     from rig.board import Board
-    from rig.builder import Services
+    from rig.builder import Services, server_identity
     from rig.cutspec import parse_cut
-    from rig.imageset import prepare_image_set
+    from rig.imageset import example_lab_app, prepare_image_set, reference_lab_app
     from rig.keyfiles import private_folder
 
     cut = parse_cut(cut_text) if cut_text else None
@@ -272,6 +272,7 @@ def repro(
         parsed = load_farm(farm_path)
         spec = parsed.board(board_name) if board_name else parsed.boards[0]
         private = private_folder(Path(report_dir), run_id)
+        example = spec.firmware.example
         images = prepare_image_set(
             out / "images",
             base=_file_or_none(base),
@@ -280,6 +281,9 @@ def repro(
             seed=seed,
             extra=_extra(image),
             private=private,
+            # a stock example board on the lab: a lab build of its example, trusting the server
+            lab_app=reference_lab_app if example is None
+            else example_lab_app(example, server_identity(parsed, private).ca_pem.read_bytes()),
         )
         base_name = "base"
         image_name = image if _file_or_none(image) is None else "candidate"
