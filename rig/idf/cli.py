@@ -16,8 +16,8 @@ import shutil
 import sys
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,11 +59,8 @@ class TestRow:
     detail: str
 
 
-@contextmanager
-def _boards(
-    stack: ExitStack, farm: str | None, board: str | None, run_folder: Path
-) -> Iterator[dict[str, str]]:
-    """Role -> serial URL of powered boards: the lab's three, or the farm's one (`*`)."""
+def _boards(stack: ExitStack, farm: str | None, board: str | None, run_folder: Path) -> dict[str, BoardSpec]:
+    """Role -> powered board: the lab's three (up until `stack` closes), or the farm's one (`*`)."""
     if farm is None:
         from rig.lab_cli import running_lab
 
@@ -77,7 +74,7 @@ def _boards(
         specs = {"*": chosen[0]}
     for spec in specs.values():
         _power_on(parsed, spec)
-    yield {role: spec.serial for role, spec in specs.items()}
+    return specs
 
 
 def _power_on(farm: Farm, spec: BoardSpec) -> None:
@@ -175,8 +172,10 @@ def idf_tests(
     run_folder = (Path(report_dir) / run_id).resolve()
     run_folder.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
-        ports = stack.enter_context(_boards(stack, farm, board, run_folder))
-        wifi = LAB_WIFI
+        specs = _boards(stack, farm, board, run_folder)
+        ports = {role: spec.serial for role, spec in specs.items()}
+        first = next(iter(specs.values()))
+        wifi = (first.wifi_ssid, first.wifi_password or "") if first.wifi_ssid else LAB_WIFI
         tests = build_view(checkout, run_folder / "idf", lab_builds=farm is None, wifi=wifi)
         junit = run_folder / "junit.xml"
         args = [sys.executable, "-m", "pytest", *map(str, tests), "--rootdir", str(run_folder / "idf"),
