@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from rig.esp.appdesc import AppDescriptor
 from rig.esp.otadata import OtaState
-from twin.cpu import Activity, LogLevel
+from twin.cpu import LogLevel
 from twin.firmware import register
 from twin.firmware.base import AppRuntime, FirmwareModel
 from twin.firmware.https_ota import HttpsOta, OtaConfig, OtaEvent
@@ -32,10 +32,7 @@ class AdvancedHttpsOta(FirmwareModel):
     name = "advanced_https_ota"
 
     def run(self, app: AppRuntime) -> None:
-        app.cpu.set_activity(Activity.IDLE)
-        app.app_init()
-        ex = ExampleApp(app, TAG)
-        ex.log(LogLevel.INFO, "OTA example app_main start")
+        ex = ExampleApp.start(app, TAG)
         ex.example_connect()
         if app.config.rollback:
             self._confirm(ex)

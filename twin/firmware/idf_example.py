@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from rig.errors import FormatError
 from rig.esp.example_image import KconfigValue, find_embedded_pem, find_kconfig, kconfig
-from twin.cpu import LogLevel
+from twin.cpu import Activity, LogLevel
 from twin.firmware.base import AppRuntime
 
 # OTA_URL_SIZE of all three examples: fgets() keeps at most 255 characters.
@@ -35,6 +35,15 @@ class ExampleApp:
             found = None
         self.config: dict[str, KconfigValue] = found if found is not None else kconfig()
         self.ssid = str(self.config["EXAMPLE_WIFI_SSID"])
+
+    @classmethod
+    def start(cls, rt: AppRuntime, tag: str) -> ExampleApp:
+        """The app starting: app_init's lines, then app_main()'s first line in all three."""
+        rt.cpu.set_activity(Activity.IDLE)
+        rt.app_init()
+        example = cls(rt, tag)
+        example.log(LogLevel.INFO, "OTA example app_main start")
+        return example
 
     def flag(self, name: str) -> bool:
         return bool(self.config[name])

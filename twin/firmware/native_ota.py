@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from rig.esp.appdesc import APP_DESC_FILE_OFFSET, APP_DESC_MAGIC, APP_DESC_SIZE
 from rig.esp.otadata import OtaState
 from rig.esp.partitions import Partition
-from twin.cpu import Activity, LogLevel
+from twin.cpu import LogLevel
 from twin.firmware import register
 from twin.firmware.base import AppRuntime, FirmwareModel
 from twin.firmware.idf_example import ExampleApp
@@ -49,10 +49,7 @@ class NativeOta(FirmwareModel):
     name = "native_ota"
 
     def run(self, app: AppRuntime) -> None:
-        app.cpu.set_activity(Activity.IDLE)
-        app.app_init()
-        ex = ExampleApp(app, TAG)
-        ex.log(LogLevel.INFO, "OTA example app_main start")
+        ex = ExampleApp.start(app, TAG)
         flash = app.cpu.flash
         table = flash.read(PARTITION_TABLE_OFFSET, PARTITION_TABLE_MAX_LEN)
         # esp_partition_get_sha256() of a data region: the SHA-256 of its bytes.

@@ -13,7 +13,7 @@ import hashlib
 
 from rig.errors import FormatError
 from rig.esp.image import parse
-from twin.cpu import Activity, LogLevel
+from twin.cpu import LogLevel
 from twin.firmware import register
 from twin.firmware.base import AppRuntime, FirmwareModel
 from twin.firmware.https_ota import HttpsOta, OtaConfig
@@ -45,10 +45,7 @@ class SimpleOta(FirmwareModel):
     name = "simple_ota"
 
     def run(self, app: AppRuntime) -> None:
-        app.cpu.set_activity(Activity.IDLE)
-        app.app_init()
-        ex = ExampleApp(app, TAG)
-        ex.log(LogLevel.INFO, "OTA example app_main start")
+        ex = ExampleApp.start(app, TAG)
         flash = app.cpu.flash
         bootloader = flash.read(BOOTLOADER_OFFSET, PARTITION_TABLE_OFFSET - BOOTLOADER_OFFSET)
         ex.log(LogLevel.INFO, f"SHA-256 for bootloader:  {partition_sha256(bootloader).hex()}")

@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import http.server
 import multiprocessing
 import os
-import ssl
 
 import pytest
 from common_test_methods import get_host_ip4_by_dest_ip
+from example_https import serve
 from pytest_embedded import Dut
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def serve(directory: str, port: int) -> None:
-    os.chdir(directory)
-    httpd = http.server.HTTPServer(("0.0.0.0", port), http.server.SimpleHTTPRequestHandler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(
-        os.path.join(HERE, "test_certs", "server_cert.pem"),
-        os.path.join(HERE, "test_certs", "server_key.pem"),
-    )
-    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    httpd.serve_forever()
+CERTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "test_certs")
 
 
 @pytest.mark.parametrize("target", ["esp32"], indirect=True)
@@ -32,7 +19,7 @@ def test_native_refuses_a_short_image(dut: Dut) -> None:
         head = whole.read(180)
     with open(os.path.join(dut.app.binary_path, "short.bin"), "wb") as short:
         short.write(head)
-    server = multiprocessing.Process(target=serve, args=(dut.app.binary_path, 8002), daemon=True)
+    server = multiprocessing.Process(target=serve, args=(dut.app.binary_path, 8002, CERTS), daemon=True)
     server.start()
     try:
         dut.expect("Loaded app from partition at offset", timeout=30)
