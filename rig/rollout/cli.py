@@ -22,7 +22,7 @@ from rich.table import Table
 from rig import __version__
 from rig.board import Board
 from rig.errors import InfraError, InputError
-from rig.farm import Farm, load_farm
+from rig.farm import Farm, FirmwareProtocol, load_farm
 from rig.imageset import prepare_image_set
 from rig.keyfiles import private_folder
 from rig.labgrid.acquire import farm_in_hand
@@ -163,6 +163,11 @@ def _fleet(
     missing = [a.board for a in plan.assignments if a.board not in specs]
     if missing:
         raise InputError(f"the farm has no board {', '.join(missing)}")
+    stock = [a.board for a in plan.assignments if specs[a.board].firmware.protocol != FirmwareProtocol.RIG]
+    if stock:
+        # A rollout is judged from the reference agent's own reports (rejections, job status).
+        raise InputError(f"rollouts drive reference-agent boards; {', '.join(stock)} run a stock "
+                         "ESP-IDF example (firmware.protocol: idf-example): leave them out")  # fmt: skip
     images = prepare_image_set(
         out / "images", base=None, key=None, seed=seed, private=private,
         signing={specs[a.board].firmware.signing for a in plan.assignments},
