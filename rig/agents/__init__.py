@@ -6,7 +6,7 @@ A new kind of firmware is one module with an `Agent` and one line in `agent_for`
 from __future__ import annotations
 
 from rig.agents.base import Agent, Milestones, Sayings
-from rig.agents.idf_example import IdfExampleAgent
+from rig.agents.idf_example import IdfExampleAgent, wifi_of
 from rig.agents.rig_agent import RigAgent
 from rig.farm import BoardSpec, FirmwareProtocol
 
@@ -16,8 +16,7 @@ def agent_for(spec: BoardSpec) -> Agent:
     traits = spec.firmware
     if traits.protocol is FirmwareProtocol.IDF_EXAMPLE:
         assert traits.example is not None, "the farm file checks an idf-example board names its example"
-        wifi = (spec.wifi_ssid, spec.wifi_password or "") if spec.wifi_ssid else None
-        return IdfExampleAgent(traits.example, wifi)
+        return IdfExampleAgent(traits.example, wifi_of(spec))
     return RigAgent()
 
 

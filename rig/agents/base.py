@@ -25,10 +25,6 @@ if TYPE_CHECKING:
 EventTest = Callable[[ev.Event], bool]
 
 
-def never(_: ev.Event) -> bool:
-    return False
-
-
 @dataclass(frozen=True)
 class Milestones:
     """Which console events mark an OTA's milestones on one kind of firmware.

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from rig.agents.base import Agent, EventTest, Milestones, Sayings
 from rig.errors import InfraError
+from rig.farm import BoardSpec
 from rig.logs import events as ev
 
 if TYPE_CHECKING:
@@ -33,6 +34,11 @@ CONFIRMED = frozenset({M.ROLLBACK_CANCELLED, M.DIAGNOSTICS_OK})
 PROMPT_TIMEOUT_S = 30.0
 # The lab's access point takes any credentials; a real farm's come from the farm file.
 LAB_WIFI = ("otarig-lab", "otarig-lab-password")
+
+
+def wifi_of(spec: BoardSpec) -> tuple[str, str]:
+    """What the board answers `Please input ssid password:` with: the farm's Wi-Fi, else the lab's."""
+    return (spec.wifi_ssid, spec.wifi_password or "") if spec.wifi_ssid else LAB_WIFI
 
 
 def _example(messages: frozenset[ev.ExampleMessage]) -> EventTest:
@@ -105,7 +111,7 @@ class IdfExampleAgent(Agent):
     milestones = MILESTONES
     reports_progress = False
 
-    def __init__(self, example: str, wifi: tuple[str, str] | None) -> None:
+    def __init__(self, example: str, wifi: tuple[str, str]) -> None:
         self.example = example
         self.says = SAYINGS[example]
         lacks = {**_LACKS, "ordered-version-check": _VERSION_CHECKS[example]}
@@ -114,7 +120,7 @@ class IdfExampleAgent(Agent):
         if example == "simple_ota":
             lacks["confirmation"] = _NEVER_CONFIRMS
         self.lacks: Mapping[str, str] = lacks
-        self.wifi = wifi or LAB_WIFI
+        self.wifi = wifi
         self._url_sent_at: int | None = None  # console mark of the last URL written
 
     def attach(self, board: Board) -> None:

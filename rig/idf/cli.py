@@ -23,6 +23,7 @@ from pathlib import Path
 
 import click
 
+from rig.agents.idf_example import wifi_of
 from rig.errors import InfraError, InputError
 from rig.farm import BoardSpec, Farm, load_farm
 from rig.idf.catalog import OTHER_SUITES, LabBoard
@@ -31,7 +32,6 @@ from rig.labgrid.acquire import farm_in_hand
 from rig.power import create_driver
 
 NAMESPACE_ENV = "RIG_IDF_NETNS"
-LAB_WIFI = ("otarig-lab", "otarig-lab-password")
 # One lab board per bootloader build (lab board names are b1, b2, ...).
 LAB_ROLES = (LabBoard.PLAIN, LabBoard.RSA, LabBoard.ECDSA)
 LAB_CONFIG = """\
@@ -174,8 +174,7 @@ def idf_tests(
     with ExitStack() as stack:
         specs = _boards(stack, farm, board, run_folder)
         ports = {role: spec.serial for role, spec in specs.items()}
-        first = next(iter(specs.values()))
-        wifi = (first.wifi_ssid, first.wifi_password or "") if first.wifi_ssid else LAB_WIFI
+        wifi = wifi_of(next(iter(specs.values())))
         tests = build_view(checkout, run_folder / "idf", lab_builds=farm is None, wifi=wifi)
         junit = run_folder / "junit.xml"
         args = [sys.executable, "-m", "pytest", *map(str, tests), "--rootdir", str(run_folder / "idf"),
