@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from rig import verdicts
-from rig.agents.base import Sayings
+from rig.agents.base import UNKNOWN_STATE, Sayings
 from rig.board import Board, Ready
 from rig.console import ConsoleLine
 from rig.cutspec import (
@@ -356,7 +356,10 @@ class OtaSession:
             ready = self._gave_up(mark) if self.milestones.gave_up(ended.event) else None
             if ready is None:
                 ready = self.settle(mark, timeout)
-            if ready is not None and ready.state == "PENDING_VERIFY":
+            unconfirmed = ready is not None and (
+                ready.state == "PENDING_VERIFY" or (ready.state == UNKNOWN_STATE and rollback)
+            )  # a firmware that does not say (a stock example) may be running unconfirmed
+            if unconfirmed:
                 # A new image that never confirms keeps running until the next reset; ESP-IDF
                 # then rolls it back. Give it that reset, as the field eventually will.
                 ready = self.settle(self.board.reset(), timeout)

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from rig.net.certs import CertBundle
 
 EventTest = Callable[[ev.Event], bool]
+# The otadata state of the running app when its firmware does not print it.
+UNKNOWN_STATE = "UNKNOWN"
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from rig.agents.base import Agent, EventTest, Milestones, Sayings
+from rig.agents.base import UNKNOWN_STATE, Agent, EventTest, Milestones, Sayings
 from rig.errors import InfraError
 from rig.farm import BoardSpec
 from rig.logs import events as ev
@@ -153,7 +153,7 @@ class IdfExampleAgent(Agent):
         """Version, slot and (when the example said so) state of the boot that printed line `index`."""
         from rig.board import Ready
 
-        version, running, state = "?", "?", "UNKNOWN"
+        version, running, state = "?", "?", UNKNOWN_STATE
         for line in reversed(board.console.lines(0)[: index + 1]):
             event = line.event
             if isinstance(event, ev.RomReset):
